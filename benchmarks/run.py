@@ -1,0 +1,165 @@
+"""Echo RPC benchmark: grpcio vs micro (asyncio and trio), server and client pinned apart.
+
+Usage: ``python benchmarks/run.py [--duration S] [--rounds N] [--quick] [--only a,b]``.
+See README.md in this folder for what is measured and how to read the output.
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h2load_bench
+import procs
+import protos
+from loadgen import LoadResult
+from report import Results, render
+from systems import SYSTEMS, is_micro
+
+# (metric prefix, calls in flight on one connection)
+WORKLOADS: tuple[tuple[str, int], ...] = (("seq", 1), ("c64", 64))
+
+
+def log(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds (5)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds (1)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; medians reported (3)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s")
+    parser.add_argument(
+        "--only",
+        type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+        default=list(SYSTEMS),
+        help=f"comma-separated systems to run (default: {','.join(SYSTEMS)})",
+    )
+    parser.add_argument("--no-h2load", action="store_true", help="skip the h2load workload")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    parser.add_argument("--json", type=Path, help="also write all per-round values here")
+    args = parser.parse_args(argv)
+    unknown = [s for s in args.only if s not in SYSTEMS]
+    if unknown:
+        parser.error(f"unknown system(s) {unknown}; choose from {list(SYSTEMS)}")
+    if args.quick:
+        args.rounds, args.duration = 1, 2.0
+    return args
+
+
+def micro_importable(env: dict[str, str]) -> str | None:
+    """None if a child can import ``micro.Service`` and ``micro.Client``, else the reason."""
+    check = "from micro import Client, Service"
+    try:
+        procs.run_child([sys.executable, "-c", check], timeout=60, env=env)
+    except procs.BenchError as exc:
+        return str(exc).strip().splitlines()[-1]
+    return None
+
+
+def run_client(
+    server: procs.Server,
+    workload: str,
+    concurrency: int,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    core: int | None,
+) -> LoadResult:
+    cmd = [sys.executable, str(procs.HERE / "client.py"), server.system, str(server.port)]
+    cmd += ["--workload", workload, "--concurrency", str(concurrency)]
+    cmd += ["--warmup", str(args.warmup), "--duration", str(args.duration)]
+    timeout = args.warmup + args.duration + 60
+    out = procs.run_child(procs.pinned(cmd, core), timeout=timeout, env=env)
+    return LoadResult(**procs.last_json_line(out))
+
+
+def bench_system(
+    system: str,
+    round_no: int,
+    args: argparse.Namespace,
+    gen_dir: Path,
+    body: Path,
+    results: Results,
+    pin: bool,
+) -> None:
+    """One round of every workload against one fresh server process."""
+    server_core = procs.SERVER_CORE if pin else None
+    client_core = procs.CLIENT_CORE if pin else None
+    env = procs.child_env(gen_dir)
+    tag = f"round {round_no} {system}"
+    with procs.Server(system, gen_dir, server_core) as server:
+        for prefix, concurrency in WORKLOADS:
+            res = run_client(server, prefix, concurrency, args, env, client_core)
+            if res.errors:
+                results.fail(f"{tag} {prefix}: {res.errors} errors, first: {res.first_error}")
+            results.add(system, f"{prefix}_req_s", res.req_s)
+            results.add(system, f"{prefix}_p50_ms", res.p50_ms)
+            results.add(system, f"{prefix}_p99_ms", res.p99_ms)
+            log(
+                f"  {tag}: {concurrency:>2} in flight {res.req_s:9,.0f} req/s"
+                f"  p50 {res.p50_ms:6.2f} ms  p99 {res.p99_ms:6.2f} ms  errors {res.errors}"
+            )
+            if not server.alive():
+                raise procs.BenchError(f"server died:\n{server.stderr_tail()}")
+        if not args.no_h2load:
+            rate = h2load_bench.measure(server.port, body, args.warmup, args.duration, client_core)
+            results.add(system, "h2load_req_s", rate)
+            log(f"  {tag}: h2load -c1 -m64 {rate:9,.0f} req/s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    pin = not args.no_pin and procs.pinning_available()
+    if not args.no_pin and not pin:
+        log("taskset or cores 0/1 unavailable: running unpinned")
+    if not args.no_h2load and not h2load_bench.available():
+        log("h2load not found (Debian package nghttp2-client): skipping the h2load workload")
+        args.no_h2load = True
+
+    with tempfile.TemporaryDirectory(prefix="micro-bench-") as tmp:
+        gen_dir = protos.generate(Path(tmp) / "gen")
+        env = procs.child_env(gen_dir)
+        systems = [s for s in SYSTEMS if s in args.only]
+        if any(is_micro(s) for s in systems) and (why := micro_importable(env)):
+            log(f"micro is not importable ({why}): skipping micro systems")
+            systems = [s for s in systems if not is_micro(s)]
+        if not systems:
+            log("nothing to run")
+            return 1
+
+        sys.path.insert(0, str(gen_dir))
+        from echo_pb2 import EchoMessage
+
+        body = Path(tmp) / "echo.grpc"
+        body.write_bytes(protos.grpc_frame(EchoMessage(payload=protos.PAYLOAD).SerializeToString()))
+
+        results = Results(systems)
+        started = time.monotonic()
+        log(
+            f"{args.rounds} round(s) x {len(systems)} system(s), {args.warmup:g} s warm-up"
+            f" + {args.duration:g} s measured, {'pinned to cores 0/1' if pin else 'unpinned'}"
+        )
+        for round_no in range(1, args.rounds + 1):
+            shift = (round_no - 1) % len(systems)
+            for system in systems[shift:] + systems[:shift]:  # alternate the order
+                try:
+                    bench_system(system, round_no, args, gen_dir, body, results, pin)
+                except procs.BenchError as exc:
+                    results.fail(f"round {round_no} {system}: {exc}")
+                    log(f"  round {round_no} {system} FAILED: {exc}")
+        log(f"done in {time.monotonic() - started:.0f} s")
+
+    print()
+    print(f"Medians of {args.rounds} round(s), {args.duration:g} s each:")
+    print()
+    print(render(results))
+    if args.json:
+        results.dump(args.json)
+    return 1 if results.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Echo server process: ``python server.py SYSTEM PORT``.
+
+Prints one JSON line once the port accepts connections, then serves until SIGTERM.
+Needs the generated ``echo_pb2`` modules (and ``micro`` for micro systems) on PYTHONPATH.
+"""
+
+import argparse
+import asyncio
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+from echo_pb2 import EchoMessage
+from loadgen import emit
+from systems import GRPCIO, SYSTEMS, backend
+
+HOST = "127.0.0.1"
+
+
+def announce(system: str, port: int) -> None:
+    import json
+    import os
+
+    emit(json.dumps({"ready": True, "system": system, "port": port, "pid": os.getpid()}))
+
+
+async def serve_grpcio(port: int) -> None:
+    """grpcio's ``grpc.aio`` server (C core) with a generated servicer."""
+    import echo_pb2_grpc
+    import grpc
+
+    class Servicer(echo_pb2_grpc.EchoServicer):
+        async def Echo(self, request: EchoMessage, context: object) -> EchoMessage:
+            return request
+
+        async def Stream(
+            self, request_iterator: AsyncIterator[EchoMessage], context: object
+        ) -> AsyncIterator[EchoMessage]:
+            async for message in request_iterator:
+                yield message
+
+    server = grpc.aio.server()
+    echo_pb2_grpc.add_EchoServicer_to_server(Servicer(), server)
+    bound = server.add_insecure_port(f"{HOST}:{port}")
+    if bound != port:
+        raise SystemExit(f"grpcio could not bind {HOST}:{port}")
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    announce(GRPCIO, port)
+    await stop.wait()
+    await server.stop(0)
+
+
+class Echo:
+    """micro handler: endpoint ``Echo.Echo``, served at ``/Echo/Echo``."""
+
+    async def echo(self, req: EchoMessage) -> EchoMessage:
+        return req
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    """Block until ``HOST:port`` accepts a TCP connection."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((HOST, port), timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+async def serve_micro(system: str, port: int) -> None:
+    """micro's server; ``serve()`` itself stops on SIGTERM/SIGINT."""
+    import micro
+
+    service = micro.Service("echo", address=f"{HOST}:{port}", register=False)
+    service.handle(Echo())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(service.serve)
+        await anyio.to_thread.run_sync(wait_port, port)
+        announce(system, port)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("system", choices=SYSTEMS)
+    parser.add_argument("port", type=int)
+    args = parser.parse_args()
+    if args.system == GRPCIO:
+        asyncio.run(serve_grpcio(args.port))
+    else:
+        anyio.run(serve_micro, args.system, args.port, backend=backend(args.system))
+
+
+if __name__ == "__main__":
+    main()
