@@ -1,0 +1,66 @@
+"""micro: a Python standard library for microservices, on AnyIO (asyncio and Trio).
+
+The public face: :class:`Service` to serve handlers, :class:`Client` to call
+them, the error types, and the :func:`endpoint` decorator. Everything else is
+reachable through the subpackages (``micro.registry``, ``micro.codec``, ...).
+"""
+
+from . import context
+from .client.client import Client, ClientCallNext, ClientMiddleware, ClientRequest
+from .errors import (
+    BadRequest,
+    Cancelled,
+    Conflict,
+    Forbidden,
+    InternalServerError,
+    MicroError,
+    NotFound,
+    PayloadTooLarge,
+    Timeout,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+)
+from .server.endpoint import endpoint
+from .server.server import CallNext, Middleware, Request
+from .service import Service
+from .supervisor import PartFailed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadRequest",
+    "CallNext",
+    "Cancelled",
+    "Client",
+    "ClientCallNext",
+    "ClientMiddleware",
+    "ClientRequest",
+    "Conflict",
+    "Forbidden",
+    "InternalServerError",
+    "MicroError",
+    "Middleware",
+    "NotFound",
+    "PartFailed",
+    "PayloadTooLarge",
+    "Request",
+    "Service",
+    "Timeout",
+    "TooManyRequests",
+    "Unauthorized",
+    "Unavailable",
+    "UnsupportedMediaType",
+    "context",
+    "endpoint",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if hasattr(_obj, "__module__") and not isinstance(_obj, type(context)):
+        try:
+            _obj.__module__ = __name__
+        except (AttributeError, TypeError):
+            pass
+del _name, _obj

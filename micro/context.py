@@ -1,0 +1,67 @@
+"""Request metadata and deadline, carried in context variables.
+
+A server sets them for each handler from the incoming call; the client reads
+them for every outgoing call, so metadata and the remaining deadline flow on
+to downstream services without being passed by hand.
+
+Deadlines are absolute times on :func:`anyio.current_time`'s clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+
+import anyio
+
+__all__ = ["metadata", "deadline", "remaining", "with_metadata", "with_deadline"]
+
+_metadata: ContextVar[Mapping[str, str]] = ContextVar("micro_metadata", default={})
+_deadline: ContextVar[float | None] = ContextVar("micro_deadline", default=None)
+
+
+def metadata() -> Mapping[str, str]:
+    """The metadata of the call being handled (lower-cased header names)."""
+    return _metadata.get()
+
+
+def deadline() -> float | None:
+    """The absolute deadline of the call being handled, if it has one."""
+    return _deadline.get()
+
+
+def remaining() -> float | None:
+    """Seconds left before the current deadline, or ``None`` without one."""
+    d = _deadline.get()
+    return None if d is None else d - anyio.current_time()
+
+
+@contextlib.contextmanager
+def with_metadata(values: Mapping[str, str], *, replace: bool = False) -> Iterator[None]:
+    """Add (or, with ``replace``, set) metadata for calls made inside the block."""
+    merged = dict(values) if replace else {**_metadata.get(), **values}
+    token = _metadata.set({k.lower(): v for k, v in merged.items()})
+    try:
+        yield
+    finally:
+        _metadata.reset(token)
+
+
+@contextlib.contextmanager
+def with_deadline(when: float | None) -> Iterator[None]:
+    """Set the absolute deadline for calls made inside the block (the earlier one wins)."""
+    current = _deadline.get()
+    if when is not None and current is not None:
+        when = min(when, current)
+    token = _deadline.set(when if when is not None else current)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _set(md: Mapping[str, str], dl: float | None) -> None:
+    """Set both for the current task (used by the server before running a handler)."""
+    _metadata.set(md)
+    _deadline.set(dl)

@@ -1,0 +1,101 @@
+"""The Registry protocol and its records.
+
+A registry maps service names to the nodes serving them. Services register
+with a TTL and re-register on an interval (the heartbeat); a record not
+refreshed within its TTL is gone. Watchers see create, update and delete
+events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import NotFound
+
+__all__ = [
+    "Node",
+    "EndpointInfo",
+    "ServiceRecord",
+    "Registry",
+    "Watcher",
+    "WatchEvent",
+    "EventType",
+    "ServiceNotFound",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One running instance of a service."""
+
+    id: str
+    address: str  # host:port
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointInfo:
+    """An endpoint and JSON schemas of what it takes and returns."""
+
+    name: str
+    request: dict[str, Any] = field(default_factory=dict)
+    response: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRecord:
+    """A service version and the nodes serving it."""
+
+    name: str
+    version: str = "latest"
+    metadata: dict[str, str] = field(default_factory=dict)
+    endpoints: tuple[EndpointInfo, ...] = ()
+    nodes: tuple[Node, ...] = ()
+
+
+class EventType(str, Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: EventType
+    service: ServiceRecord
+
+
+class ServiceNotFound(NotFound):
+    """No node of the service is registered."""
+
+
+Watcher = AsyncIterator[WatchEvent]
+
+
+@runtime_checkable
+class Registry(Protocol):
+    """Service discovery."""
+
+    async def register(self, service: ServiceRecord, *, ttl: float | None = None) -> None:
+        """Add or refresh the service's nodes; they expire after ``ttl`` seconds unless refreshed."""
+        ...
+
+    async def deregister(self, service: ServiceRecord) -> None:
+        """Remove the service's nodes."""
+        ...
+
+    async def get_service(self, name: str) -> list[ServiceRecord]:
+        """Every version of ``name`` with its live nodes; raises ServiceNotFound."""
+        ...
+
+    async def list_services(self) -> list[ServiceRecord]:
+        """Every registered service (nodes may be omitted)."""
+        ...
+
+    def watch(self, service: str | None = None) -> Watcher:
+        """Events for one service, or all when ``service`` is None."""
+        ...

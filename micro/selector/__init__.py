@@ -1,0 +1,5 @@
+"""Node selection: which node of a service takes the next call."""
+
+from .base import RandomSelector, RoundRobinSelector, Selector
+
+__all__ = ["RandomSelector", "RoundRobinSelector", "Selector"]

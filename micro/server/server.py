@@ -1,0 +1,164 @@
+"""The server core: what happens to a call between the wire and the handler.
+
+Drivers (HTTP/2, HTTP/1.1) parse a request head, collect the body and hand it
+to :meth:`Server.call_unary`, which decodes the request into the endpoint's
+type, runs the middleware chain and the handler with the call's metadata and
+deadline in context, and encodes the response. Every failure comes out as a
+:class:`~micro.errors.MicroError`; a handler's own exception becomes a 500
+with a safe message (the traceback is logged, never sent).
+
+The server also counts calls in flight, so a draining service can wait for
+them before it closes its listener.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import msgspec
+
+from .. import context
+from ..codec import Codec
+from ..errors import InternalServerError, MicroError, NotFound
+from ..transport.calls import RequestHead
+from .endpoint import Endpoint, Kind
+from .router import Router
+
+__all__ = ["Server", "ServerOptions", "Request", "Middleware", "CallNext"]
+
+log = logging.getLogger("micro.server")
+
+#: 4 MiB, gRPC's default receive limit, so micro and grpcio peers agree.
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    #: concurrent HTTP/2 streams a client may open on one connection
+    max_concurrent_streams: int = 1000
+    #: cap on the size of a request's header list
+    max_header_list_size: int = 64 * 1024
+
+
+@dataclass(slots=True)
+class Request:
+    """A call as middleware sees it; ``body`` is the decoded request."""
+
+    service: str
+    endpoint: str
+    metadata: Mapping[str, str]
+    body: Any
+    content_type: str
+    kind: Kind = Kind.UNARY
+
+
+CallNext = Callable[[Request], Awaitable[Any]]
+Middleware = Callable[[Request, CallNext], Awaitable[Any]]
+
+
+class Server:
+    """Routes calls to endpoints through the middleware chain."""
+
+    def __init__(self, name: str, options: ServerOptions | None = None) -> None:
+        self.name = name
+        self.options = options or ServerOptions()
+        self.router = Router()
+        self._middleware: list[Middleware] = []
+        self._chains: dict[str, CallNext] = {}
+        self.inflight = 0
+        self._idle: anyio.Event | None = None
+        self.draining = False
+
+    # -- configuration -------------------------------------------------------
+
+    def handle(self, handler: object, *, name: str | None = None) -> list[Endpoint]:
+        eps = self.router.add(handler, name=name)
+        self._chains.clear()
+        return eps
+
+    def use(self, middleware: Middleware) -> None:
+        """Add a middleware; the first added is the outermost."""
+        self._middleware.append(middleware)
+        self._chains.clear()
+
+    # -- dispatch ------------------------------------------------------------
+
+    def lookup(self, name: str) -> Endpoint:
+        ep = self.router.lookup(name)
+        if ep is None:
+            # UNIMPLEMENTED is what gRPC clients expect for an unknown method.
+            raise NotFound(f"unknown endpoint {name}", id=self.name, grpc_status=12)
+        return ep
+
+    def _chain(self, ep: Endpoint) -> CallNext:
+        chain = self._chains.get(ep.name)
+        if chain is None:
+            handler = ep.handler
+
+            async def innermost(req: Request) -> Any:
+                return await handler(req.body)
+
+            chain = innermost
+            for mw in reversed(self._middleware):
+                chain = _bind(mw, chain)
+            self._chains[ep.name] = chain
+        return chain
+
+    async def call_unary(self, head: RequestHead, ep: Endpoint, body: bytes) -> bytes:
+        """Decode, run and encode one unary call; raises MicroError."""
+        codec: Codec = head.codec
+        req = codec.decode(body, ep.request_type)
+        context._set(head.metadata, _deadline(head.timeout))
+        request = Request(self.name, ep.name, head.metadata, req, head.content_type)
+        try:
+            result = await self._chain(ep)(request)
+        except MicroError as exc:
+            if not exc.id:
+                exc.id = self.name
+            raise
+        except Exception as exc:
+            raise self.internal_error(ep.name, exc) from None
+        try:
+            data = codec.encode(result)
+        except (TypeError, ValueError) as exc:
+            raise self.internal_error(ep.name, exc) from None
+        if not head.grpc and codec.name == "json":
+            # Plain JSON answers are read by people (curl): space them as json.dumps does.
+            data = msgspec.json.format(data, indent=0)
+        return data
+
+    def internal_error(self, endpoint: str, exc: BaseException) -> MicroError:
+        log.error("handler %s failed", endpoint, exc_info=exc)
+        return InternalServerError(f"internal error in {endpoint}", id=self.name)
+
+    # -- in-flight accounting ------------------------------------------------
+
+    def call_started(self) -> None:
+        self.inflight += 1
+
+    def call_finished(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no call is in flight."""
+        while self.inflight:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+
+
+def _bind(mw: Middleware, nxt: CallNext) -> CallNext:
+    async def call(req: Request) -> Any:
+        return await mw(req, nxt)
+
+    return call
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else anyio.current_time() + timeout

@@ -1,0 +1,240 @@
+"""Service: a named, discoverable server plus a client, run as one task group.
+
+``serve()`` runs until SIGINT/SIGTERM or :meth:`Service.stop`;
+``running()`` runs the same parts inside the caller's code. Start order:
+before-start hooks, client, listener (bound before anything is announced),
+registration and its heartbeat, after-start hooks. Stop order is the reverse
+and graceful: before-stop hooks, deregister (so no client is sent here any
+more), stop accepting and send GOAWAY, let calls in flight finish within the
+grace period, cancel what is left, after-stop hooks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from .client.client import Client, ClientMiddleware
+from .registry.base import EndpointInfo, Node, Registry, ServiceRecord
+from .server.endpoint import Endpoint
+from .server.schema import json_schema
+from .server.server import DEFAULT_MAX_MESSAGE_SIZE, Middleware, Server, ServerOptions
+from .supervisor import Supervisor
+from .transport.listener import Listener, parse_address
+
+__all__ = ["Service"]
+
+log = logging.getLogger("micro.service")
+
+Hook = Callable[[], Awaitable[None]]
+
+
+class Service:
+    """A microservice: handlers served on one port, registered by name."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        version: str = "latest",
+        address: str = ":0",
+        advertise: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        registry: Registry | None = None,
+        register: bool = True,
+        register_ttl: float = 30.0,
+        register_interval: float = 10.0,
+        grace_period: float = 10.0,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_concurrent_streams: int = 1000,
+        middleware: list[Middleware] | None = None,
+        client_middleware: list[ClientMiddleware] | None = None,
+    ) -> None:
+        if registry is None:
+            from .registry.memory import default_registry
+
+            registry = default_registry()
+        parse_address(address)
+        self.name = name
+        self.version = version
+        self.metadata = dict(metadata or {})
+        self.registry = registry
+        self.id = f"{name}-{uuid.uuid4()}"
+        self._address = address
+        self._advertise = advertise
+        self._register = register
+        self.register_ttl = register_ttl
+        self.register_interval = register_interval
+        self.grace_period = grace_period
+        self.server = Server(
+            name,
+            ServerOptions(
+                max_message_size=max_message_size, max_concurrent_streams=max_concurrent_streams
+            ),
+        )
+        for mw in middleware or []:
+            self.server.use(mw)
+        self.client = Client(
+            registry=registry, max_message_size=max_message_size, middleware=client_middleware
+        )
+        self._hooks: dict[str, list[Hook]] = {
+            "before_start": [],
+            "after_start": [],
+            "before_stop": [],
+            "after_stop": [],
+        }
+        self._listener: Listener | None = None
+        self._stop: anyio.Event | None = None
+        self._record: ServiceRecord | None = None
+        self.address = ""
+
+    # -- configuration -------------------------------------------------------
+
+    def handle(self, handler: object, *, name: str | None = None) -> list[Endpoint]:
+        """Serve every public async method of ``handler`` as ``<name>.<Method>``."""
+        return self.server.handle(handler, name=name)
+
+    def use(self, middleware: Middleware) -> None:
+        """Add a server middleware: ``async def mw(request, call_next)``."""
+        self.server.use(middleware)
+
+    def before_start(self, hook: Hook) -> Hook:
+        self._hooks["before_start"].append(hook)
+        return hook
+
+    def after_start(self, hook: Hook) -> Hook:
+        self._hooks["after_start"].append(hook)
+        return hook
+
+    def before_stop(self, hook: Hook) -> Hook:
+        self._hooks["before_stop"].append(hook)
+        return hook
+
+    def after_stop(self, hook: Hook) -> Hook:
+        self._hooks["after_stop"].append(hook)
+        return hook
+
+    async def call(self, service: str, endpoint: str, request: Any, response_type: Any = Any,
+                   **options: Any) -> Any:
+        """Shorthand for ``service.client.call(...)``."""
+        return await self.client.call(service, endpoint, request, response_type, **options)
+
+    # -- running -------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Run until SIGINT/SIGTERM or :meth:`stop`, then shut down gracefully."""
+        async with self.running():
+            assert self._stop is not None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._stop_on_signal)
+                await self._stop.wait()
+                tg.cancel_scope.cancel()
+
+    def stop(self) -> None:
+        """Ask :meth:`serve` to shut down gracefully (safe to call from a handler)."""
+        if self._stop is not None:
+            self._stop.set()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Service]:
+        """Run every part of the service while the block runs; stop them on exit."""
+        self._stop = anyio.Event()
+        async with contextlib.AsyncExitStack() as stack:
+            for hook in self._hooks["before_start"]:
+                await hook()
+            stack.push_async_callback(self._run_hooks, "after_stop")
+            await stack.enter_async_context(self.client)
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            supervisor = Supervisor(tg)
+            self._listener = Listener(self.server, self._address)
+            self.address = await supervisor.start("listener", self._listener.serve)
+            try:
+                if self._register:
+                    self._record = self._make_record()
+                    await self.registry.register(self._record, ttl=self.register_ttl)
+                    supervisor.start_soon("registry heartbeat", self._heartbeat)
+                log.info("service %s serving on %s", self.name, self.address)
+                for hook in self._hooks["after_start"]:
+                    await hook()
+                yield self
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._shutdown()
+                tg.cancel_scope.cancel()
+
+    async def _shutdown(self) -> None:
+        for hook in self._hooks["before_stop"]:
+            with contextlib.suppress(Exception):
+                await hook()
+        if self._record is not None:
+            with anyio.move_on_after(5):
+                try:
+                    await self.registry.deregister(self._record)
+                except Exception:
+                    log.warning("deregistering %s failed", self.name, exc_info=True)
+            self._record = None
+        listener = self._listener
+        if listener is not None:
+            listener.drain()
+            with anyio.move_on_after(self.grace_period):
+                await self.server.wait_idle()
+            listener.close()
+        log.info("service %s stopped", self.name)
+
+    async def _run_hooks(self, kind: str) -> None:
+        for hook in self._hooks[kind]:
+            await hook()
+
+    async def _heartbeat(self) -> None:
+        assert self._record is not None
+        while True:
+            await anyio.sleep(self.register_interval)
+            if self._record is None:
+                return
+            await self.registry.register(self._record, ttl=self.register_ttl)
+
+    async def _stop_on_signal(self) -> None:
+        try:
+            receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+            with receiver as signals:
+                async for signum in signals:
+                    log.info("service %s: %s, shutting down", self.name, signal.Signals(signum).name)
+                    self.stop()
+                    return
+        except (RuntimeError, ValueError, NotImplementedError):
+            # Not the main thread, or no signal support: stop() still works.
+            await anyio.sleep_forever()
+
+    # -- registry record -----------------------------------------------------
+
+    def _make_record(self) -> ServiceRecord:
+        host, port = parse_address(self.address)
+        advertise = self._advertise
+        if advertise is None:
+            if host in ("0.0.0.0", "::"):
+                host = "127.0.0.1"
+            advertise = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        endpoints = tuple(
+            EndpointInfo(
+                name=ep.name,
+                request=json_schema(ep.request_type),
+                response=json_schema(ep.response_type),
+                metadata={"kind": ep.kind.value, **({"idempotent": "true"} if ep.idempotent else {}),
+                          **ep.metadata},
+            )
+            for ep in self.server.router.endpoints()
+        )
+        return ServiceRecord(
+            name=self.name,
+            version=self.version,
+            metadata=self.metadata,
+            endpoints=endpoints,
+            nodes=(Node(id=self.id, address=advertise, metadata={"protocol": "grpc"}),),
+        )

@@ -1,0 +1,111 @@
+"""Restart policy for a service's long-running parts.
+
+Every long-running part (listener, heartbeat, watchers, subscribers, lease
+keepers) runs through :meth:`Supervisor.start` as a task in the service's one
+task group. A part that fails *before* it reports itself started fails the
+start: a port that cannot be bound is an error to show, not to retry. A part
+that crashes later is logged and restarted after an exponential backoff with
+jitter (tenacity's policy); one that crashes more than ``max_restarts`` times
+within ``window`` seconds stops the service with :class:`PartFailed`.
+Cancellation is never caught: cancelling the group stops every part.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.abc
+import tenacity
+
+__all__ = ["Supervisor", "PartFailed"]
+
+log = logging.getLogger("micro.supervisor")
+
+Part = Callable[..., Awaitable[Any]]
+
+
+class PartFailed(Exception):
+    """A part of the service kept crashing; the service stops."""
+
+    def __init__(self, name: str, restarts: int, window: float) -> None:
+        super().__init__(
+            f"{name} crashed {restarts} times within {window:g}s; stopping the service"
+        )
+        self.name = name
+
+
+class Supervisor:
+    def __init__(
+        self,
+        tg: anyio.abc.TaskGroup,
+        *,
+        max_restarts: int = 5,
+        window: float = 60.0,
+        initial_backoff: float = 0.1,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self._tg = tg
+        self.max_restarts = max_restarts
+        self.window = window
+        self._wait = tenacity.wait_exponential_jitter(initial=initial_backoff, max=max_backoff)
+
+    async def start(self, name: str, part: Part, *args: Any) -> Any:
+        """Run ``part(*args, task_status=...)`` supervised; return what it reports as started.
+
+        Parts that do not take ``task_status`` are started at once with
+        :meth:`start_soon`.
+        """
+        return await self._tg.start(self._supervise, name, part, args, True, name=name)
+
+    def start_soon(self, name: str, part: Part, *args: Any) -> None:
+        """Run ``part(*args)`` supervised, without waiting for it to report started."""
+        self._tg.start_soon(self._supervise, name, part, args, False, name=name)
+
+    async def _supervise(
+        self,
+        name: str,
+        part: Part,
+        args: tuple[Any, ...],
+        takes_status: bool,
+        *,
+        task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        reported = not takes_status
+        crashes: deque[float] = deque()
+
+        class _Status:
+            def started(self, value: Any = None) -> None:
+                nonlocal reported
+                if not reported:
+                    reported = True
+                    task_status.started(value)
+
+        while True:
+            try:
+                if takes_status:
+                    await part(*args, task_status=_Status())
+                else:
+                    await part(*args)
+                return
+            except Exception as exc:
+                if not reported:
+                    raise
+                now = time.monotonic()
+                crashes.append(now)
+                while crashes and crashes[0] < now - self.window:
+                    crashes.popleft()
+                if len(crashes) > self.max_restarts:
+                    raise PartFailed(name, len(crashes), self.window) from exc
+                delay = self._backoff(len(crashes))
+                log.error("%s crashed; restarting in %.2fs", name, delay, exc_info=exc)
+                await anyio.sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = attempt
+        return float(self._wait(state))

@@ -1,0 +1,136 @@
+"""What a call looks like on the wire, without the wire (sans-IO).
+
+:func:`parse_request_head` turns a request's method, path and headers into a
+:class:`RequestHead` (endpoint, gRPC or plain, codec, deadline, metadata) or
+raises the :class:`~micro.errors.MicroError` to answer with. The ``*_headers``
+functions build the response header and trailer lists for both protocols, so
+the HTTP/1.1 and HTTP/2 drivers share one definition of the protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..codec import Codec, parse_content_type
+from ..errors import BadRequest, MethodNotAllowed, MicroError, NotFound, UnsupportedMediaType
+from .headers import encode_grpc_message, endpoint_from_path, metadata_from_headers
+from .timeouts import parse_grpc_timeout
+
+__all__ = [
+    "RequestHead",
+    "parse_request_head",
+    "grpc_response_headers",
+    "grpc_trailers",
+    "grpc_error_headers",
+    "plain_response_headers",
+    "plain_error",
+]
+
+DEFAULT_CONTENT_TYPE = "application/json"
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """The parts of a request the server acts on."""
+
+    endpoint: str
+    grpc: bool
+    codec: Codec
+    content_type: str  # the request's content type, echoed in the response
+    timeout: float | None
+    metadata: dict[str, str]
+    content_length: int | None = None
+
+
+def parse_request_head(
+    method: str, path: str, headers: Iterable[tuple[str, str]]
+) -> RequestHead:
+    """Classify a request; raises MicroError (405, 404, 415, 400) for what cannot be served."""
+    content_type = ""
+    endpoint_header = ""
+    timeout_value = ""
+    content_length: int | None = None
+    rest: list[tuple[str, str]] = []
+    for name, value in headers:
+        if name == "content-type":
+            content_type = value
+        elif name == "micro-endpoint":
+            endpoint_header = value
+        elif name == "grpc-timeout":
+            timeout_value = value
+        elif name == "content-length":
+            try:
+                content_length = int(value)
+            except ValueError:
+                raise BadRequest(f"invalid content-length {value!r}") from None
+        else:
+            rest.append((name, value))
+    if method != "POST":
+        raise MethodNotAllowed(f"method {method} not allowed; calls are POST requests")
+    if not content_type:
+        content_type = DEFAULT_CONTENT_TYPE
+    grpc, codec = parse_content_type(content_type)
+    if grpc and endpoint_header:
+        endpoint = endpoint_header
+    else:
+        endpoint = endpoint_header or endpoint_from_path(path) or ""
+    if not endpoint:
+        raise NotFound(
+            "no endpoint: POST /<Handler>/<Method> or set the Micro-Endpoint header",
+            grpc_status=12,
+        )
+    timeout = parse_grpc_timeout(timeout_value) if timeout_value else None
+    return RequestHead(
+        endpoint=endpoint,
+        grpc=grpc,
+        codec=codec,
+        content_type=content_type if grpc else codec.content_type,
+        timeout=timeout,
+        metadata=metadata_from_headers(rest),
+        content_length=content_length,
+    )
+
+
+def is_grpc_content_type(content_type: str) -> bool:
+    return content_type.startswith("application/grpc")
+
+
+def grpc_response_headers(content_type: str) -> list[tuple[str, str]]:
+    return [(":status", "200"), ("content-type", content_type)]
+
+
+def grpc_trailers(error: MicroError | None) -> list[tuple[str, str]]:
+    if error is None:
+        return [("grpc-status", "0")]
+    return [
+        ("grpc-status", str(error.grpc_status)),
+        ("grpc-message", encode_grpc_message(error.detail)),
+        ("micro-error", error.to_json().decode()),
+    ]
+
+
+def grpc_error_headers(content_type: str, error: MicroError) -> list[tuple[str, str]]:
+    """A trailers-only gRPC response (headers and status in one HEADERS frame)."""
+    return [*grpc_response_headers(content_type), *grpc_trailers(error)]
+
+
+def plain_response_headers(content_type: str, length: int) -> list[tuple[str, str]]:
+    return [(":status", "200"), ("content-type", content_type), ("content-length", str(length))]
+
+
+def plain_error(error: MicroError) -> tuple[list[tuple[str, str]], bytes]:
+    """Status line headers and JSON body for an error on a plain call."""
+    body = error.to_json()
+    return (
+        [
+            (":status", str(error.code)),
+            ("content-type", "application/json"),
+            ("content-length", str(len(body))),
+        ],
+        body,
+    )
+
+
+def unsupported_grpc_over_http1() -> MicroError:
+    return UnsupportedMediaType("gRPC needs HTTP/2; send plain calls over HTTP/1.1")

@@ -1,0 +1,204 @@
+"""HTTP/1.1 server connection (h11), for curl, browsers and simple clients.
+
+Plain calls only: ``POST /`` with ``Micro-Endpoint`` or ``POST /Handler/Method``,
+the body in the ``Content-Type`` codec, errors as status + micro error JSON.
+Requests are served one after another on a keep-alive connection. A body
+declared larger than the limit is refused with 413 before any of it is read,
+and the connection is closed since the rest of it will not be read either.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+import h11
+
+from ..errors import BadRequest, MicroError, PayloadTooLarge, Timeout, Unavailable
+from .calls import is_grpc_content_type, parse_request_head, plain_error, unsupported_grpc_over_http1
+
+if TYPE_CHECKING:
+    from ..server.server import Server
+
+__all__ = ["H1ServerConnection"]
+
+log = logging.getLogger("micro.transport")
+
+READ_SIZE = 64 * 1024
+_NET_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+class _Closed(Exception):
+    pass
+
+
+class H1ServerConnection:
+    def __init__(self, net: anyio.abc.ByteStream, server: Server, prefix: bytes = b"") -> None:
+        self._net = net
+        self._server = server
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
+        self._conn.receive_data(prefix)
+        self._draining = False
+        self._idle = True
+        self._scope: anyio.CancelScope | None = None
+
+    async def serve(self) -> None:
+        try:
+            with anyio.CancelScope() as self._scope:
+                while not self._draining:
+                    self._idle = True
+                    try:
+                        event = await self._next_event()
+                    except _Closed:
+                        break
+                    if not isinstance(event, h11.Request):
+                        break
+                    self._idle = False
+                    if not await self._serve_one(event):
+                        break
+                    if self._conn.our_state is h11.MUST_CLOSE:
+                        break
+                    try:
+                        self._conn.start_next_cycle()
+                    except h11.LocalProtocolError:
+                        break
+        except h11.RemoteProtocolError as exc:
+            await self._send_error_best_effort(BadRequest(f"malformed HTTP/1.1: {exc}"))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._net.aclose()
+
+    async def _next_event(self) -> h11.Event:
+        while True:
+            event = self._conn.next_event()
+            if event is h11.NEED_DATA:
+                try:
+                    data = await self._net.receive(READ_SIZE)
+                except _NET_ERRORS:
+                    raise _Closed from None
+                self._conn.receive_data(data)
+                continue
+            if event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
+                raise _Closed
+            return event
+
+    async def _serve_one(self, request: h11.Request) -> bool:
+        """Answer one request; False when the connection must close afterwards."""
+        server = self._server
+        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers]
+        content_type = next((v for k, v in headers if k == "content-type"), "")
+        try:
+            if is_grpc_content_type(content_type):
+                raise unsupported_grpc_over_http1()
+            head = parse_request_head(
+                request.method.decode("ascii", "replace"),
+                request.target.decode("latin-1"),
+                headers,
+            )
+            ep = server.lookup(head.endpoint)
+            limit = server.options.max_message_size
+            if head.content_length is not None and head.content_length > limit:
+                raise PayloadTooLarge(
+                    f"request body of {head.content_length} bytes is over the limit of {limit} bytes"
+                )
+        except MicroError as err:
+            await self._send_error(err)
+            return self._conn.their_state is h11.DONE
+        try:
+            body = await self._read_body(limit)
+        except MicroError as err:
+            await self._send_error(err)
+            return False
+        except _Closed:
+            return False
+        if self._draining:
+            await self._send_error(Unavailable("server is shutting down", id=server.name))
+            return False
+        server.call_started()
+        try:
+            error: MicroError | None = None
+            result = b""
+            with anyio.CancelScope() as scope:
+                if head.timeout is not None:
+                    scope.deadline = anyio.current_time() + head.timeout
+                try:
+                    result = await server.call_unary(head, ep, body)
+                except MicroError as exc:
+                    error = exc
+            if scope.cancelled_caught:
+                error = Timeout("deadline exceeded", id=server.name, grpc_status=4)
+            if error is not None:
+                await self._send_error(error)
+            else:
+                await self._send(200, head.content_type, result)
+        finally:
+            server.call_finished()
+        return True
+
+    async def _read_body(self, limit: int) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            event = await self._next_event()
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+                chunks.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(chunks)
+            else:
+                raise _Closed
+
+    async def _send(self, status: int, content_type: str, body: bytes) -> None:
+        conn = self._conn
+        headers = [
+            ("content-type", content_type),
+            ("content-length", str(len(body))),
+        ]
+        if self._draining:
+            headers.append(("connection", "close"))
+        data = conn.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
+        data += conn.send(h11.Data(data=body)) if body else b""
+        data += conn.send(h11.EndOfMessage())
+        try:
+            await self._net.send(data)
+        except _NET_ERRORS:
+            raise _Closed from None
+
+    async def _send_error(self, err: MicroError) -> None:
+        if not err.id:
+            err.id = self._server.name
+        headers, body = plain_error(err)
+        try:
+            await self._send(err.code, "application/json", body)
+        except _Closed:
+            pass
+
+    async def _send_error_best_effort(self, err: MicroError) -> None:
+        if self._conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        try:
+            await self._send_error(err)
+        except h11.LocalProtocolError:
+            pass
+
+    def drain(self) -> None:
+        """Finish the request in progress (if any) and close; close at once when idle."""
+        self._draining = True
+        if self._idle and self._scope is not None:
+            self._scope.cancel()
+
+    @property
+    def busy(self) -> bool:
+        return not self._idle

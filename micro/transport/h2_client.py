@@ -1,0 +1,364 @@
+"""HTTP/2 client connection: many concurrent calls multiplexed on one socket.
+
+Theory of operation. As on the server, one task reads and dispatches h2
+events by type and one task writes whatever h2 has queued, in one socket
+write per wake-up, so concurrent callers' requests coalesce. A caller queues
+its HEADERS and DATA synchronously, wakes the writer and sleeps on its call's
+event until the reader has seen the response end (or the stream reset, or the
+connection fail). A caller that is cancelled resets its stream on the way out.
+
+Failures are recorded once and raised to every caller waiting on the
+connection. Each failure says whether the request can be retried safely
+elsewhere: :class:`~micro.errors.Unavailable` with ``unprocessed=True``
+means the server certainly did not start handling it (never sent, refused
+stream, or above a GOAWAY's last stream id).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+import anyio.abc
+import h2.events
+import h2.exceptions
+from h2.errors import ErrorCodes
+
+from ..errors import Cancelled, InternalServerError, PayloadTooLarge, Unavailable
+from .h2conn import new_connection, start
+
+__all__ = ["H2ClientConnection", "ResponseParts", "connection_lost"]
+
+log = logging.getLogger("micro.transport")
+
+READ_SIZE = 256 * 1024
+_NET_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+
+
+def connection_lost(detail: str, *, unprocessed: bool) -> Unavailable:
+    err = Unavailable(detail)
+    err.unprocessed = unprocessed  # type: ignore[attr-defined]
+    return err
+
+
+class ResponseParts:
+    """What came back on one stream."""
+
+    __slots__ = ("headers", "chunks", "trailers", "size", "done", "error", "event", "sent")
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[str, str]] = []
+        self.chunks: list[bytes] = []
+        self.trailers: list[tuple[str, str]] = []
+        self.size = 0
+        self.done = False
+        self.sent = False
+        self.error: Exception | None = None
+        self.event = anyio.Event()
+
+    @property
+    def body(self) -> bytes:
+        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+
+    def header(self, name: str, default: str = "") -> str:
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return default
+
+    def status_field(self, name: str) -> str | None:
+        """A gRPC status field, from the trailers or a trailers-only response's headers."""
+        for k, v in self.trailers:
+            if k == name:
+                return v
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+
+class H2ClientConnection:
+    def __init__(self, net: anyio.abc.ByteStream, authority: str, *, max_message_size: int):
+        self._net = net
+        self.authority = authority
+        self._max_size = max_message_size
+        self._h2 = new_connection(client_side=True)
+        self._calls: dict[int, ResponseParts] = {}
+        self._window_waiters: dict[int, anyio.Event] = {}
+        self._slot_waiters: list[anyio.Event] = []
+        self._wake = anyio.Event()
+        self._failure: Exception | None = None
+        self._going_away = False
+        self._scope: anyio.CancelScope | None = None
+        self._handlers = {
+            h2.events.ResponseReceived: self._on_response,
+            h2.events.DataReceived: self._on_data,
+            h2.events.TrailersReceived: self._on_trailers,
+            h2.events.StreamEnded: self._on_end,
+            h2.events.StreamReset: self._on_reset,
+            h2.events.WindowUpdated: self._on_window,
+            h2.events.RemoteSettingsChanged: self._on_settings,
+            h2.events.ConnectionTerminated: self._on_terminated,
+        }
+
+    @property
+    def usable(self) -> bool:
+        """Whether new calls may start on this connection."""
+        return self._failure is None and not self._going_away
+
+    @property
+    def idle(self) -> bool:
+        return not self._calls
+
+    # -- the connection's tasks ---------------------------------------------
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Read and write until the connection fails, is closed, or drains."""
+        start(self._h2)
+        self._wake.set()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._scope = tg.cancel_scope
+                tg.start_soon(self._write_loop)
+                task_status.started()
+                while True:
+                    try:
+                        data = await self._net.receive(READ_SIZE)
+                    except _NET_ERRORS as exc:
+                        self._fail(connection_lost(f"connection to {self.authority} lost: {exc!r}",
+                                                   unprocessed=False))
+                        break
+                    try:
+                        events = self._h2.receive_data(data)
+                    except h2.exceptions.ProtocolError as exc:
+                        self._fail(connection_lost(f"HTTP/2 protocol error from {self.authority}: {exc}",
+                                                   unprocessed=False))
+                        break
+                    handlers = self._handlers
+                    for event in events:
+                        handler = handlers.get(type(event))
+                        if handler is not None:
+                            handler(event)
+                    self._wake.set()
+                    if self._going_away and not self._calls:
+                        break
+                tg.cancel_scope.cancel()
+        finally:
+            self._fail(connection_lost(f"connection to {self.authority} closed", unprocessed=False))
+            with anyio.CancelScope(shield=True):
+                await self._net.aclose()
+
+    async def _write_loop(self) -> None:
+        h2conn = self._h2
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            data = h2conn.data_to_send()
+            if data:
+                try:
+                    await self._net.send(data)
+                except _NET_ERRORS as exc:
+                    self._fail(connection_lost(f"connection to {self.authority} lost: {exc!r}",
+                                               unprocessed=False))
+                    if self._scope is not None:
+                        self._scope.cancel()
+                    return
+
+    def close(self) -> None:
+        """Stop at once; calls in flight fail."""
+        self._fail(connection_lost(f"connection to {self.authority} closed", unprocessed=False))
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _fail(self, error: Exception) -> None:
+        if self._failure is None:
+            self._failure = error
+        for parts in self._calls.values():
+            if not parts.done:
+                parts.error = parts.error or _copy_failure(error, parts.sent)
+                parts.done = True
+                parts.event.set()
+        self._wake_all()
+
+    # -- calls ---------------------------------------------------------------
+
+    async def request(self, headers: list[tuple[str, str]], body: bytes) -> ResponseParts:
+        """Send one request and wait for the whole response.
+
+        Raises Unavailable (``unprocessed`` tells whether it is safe to retry),
+        PayloadTooLarge for an oversized response, and lets cancellation
+        through after resetting the stream.
+        """
+        while len(self._calls) >= self._h2.remote_settings.max_concurrent_streams:
+            self._check_usable()
+            waiter = anyio.Event()
+            self._slot_waiters.append(waiter)
+            await waiter.wait()
+        self._check_usable()
+        h2conn = self._h2
+        sid = h2conn.get_next_available_stream_id()
+        parts = ResponseParts()
+        self._calls[sid] = parts
+        try:
+            h2conn.send_headers(sid, headers, end_stream=not body)
+            parts.sent = True
+            if body:
+                await self._send_data(sid, body, end_stream=True)
+            self._wake.set()
+            await parts.event.wait()
+        except BaseException:
+            if not parts.done and self._failure is None:
+                try:
+                    h2conn.reset_stream(sid, ErrorCodes.CANCEL)
+                except h2.exceptions.H2Error:
+                    pass
+                self._wake.set()
+            raise
+        finally:
+            del self._calls[sid]
+            if self._slot_waiters:
+                self._slot_waiters.pop(0).set()
+        if parts.error is not None:
+            raise parts.error
+        return parts
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise _copy_failure(self._failure, sent=False)
+        if self._going_away:
+            raise connection_lost(f"{self.authority} is going away", unprocessed=True)
+
+    async def _send_data(self, sid: int, data: bytes, *, end_stream: bool) -> None:
+        h2conn = self._h2
+        view: bytes | memoryview = data
+        while True:
+            size = min(
+                h2conn.local_flow_control_window(sid), h2conn.max_outbound_frame_size, len(view)
+            )
+            if size == len(view):
+                h2conn.send_data(sid, view, end_stream=end_stream)
+                return
+            if size > 0:
+                if not isinstance(view, memoryview):
+                    view = memoryview(view)
+                h2conn.send_data(sid, view[:size])
+                view = view[size:]
+                continue
+            waiter = self._window_waiters[sid] = anyio.Event()
+            self._wake.set()
+            await waiter.wait()
+            parts = self._calls.get(sid)
+            if parts is not None and parts.done:
+                return  # answered (or failed) before we finished sending
+
+    # -- events --------------------------------------------------------------
+
+    def _on_response(self, event: h2.events.ResponseReceived) -> None:
+        parts = self._calls.get(event.stream_id)
+        if parts is not None:
+            parts.headers = event.headers
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        sid = event.stream_id
+        self._h2.acknowledge_received_data(event.flow_controlled_length, sid)
+        parts = self._calls.get(sid)
+        if parts is None or parts.done:
+            return
+        parts.size += len(event.data)
+        # Room for the gRPC prefix on top of a message of the maximum size.
+        if parts.size > self._max_size + 5:
+            parts.error = PayloadTooLarge(
+                f"response is over the limit of {self._max_size} bytes", grpc_status=8
+            )
+            self._finish(parts)
+            try:
+                self._h2.reset_stream(sid, ErrorCodes.CANCEL)
+            except h2.exceptions.H2Error:
+                pass
+            return
+        parts.chunks.append(event.data)
+
+    def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
+        parts = self._calls.get(event.stream_id)
+        if parts is not None:
+            parts.trailers = event.headers
+
+    def _on_end(self, event: h2.events.StreamEnded) -> None:
+        parts = self._calls.get(event.stream_id)
+        if parts is not None:
+            self._finish(parts)
+
+    def _on_reset(self, event: h2.events.StreamReset) -> None:
+        sid = event.stream_id
+        parts = self._calls.get(sid)
+        waiter = self._window_waiters.pop(sid, None)
+        if waiter is not None:
+            waiter.set()
+        if parts is None or parts.done:
+            return
+        code = event.error_code
+        if code == ErrorCodes.REFUSED_STREAM:
+            parts.error = connection_lost(f"{self.authority} refused the stream", unprocessed=True)
+        elif code == ErrorCodes.NO_ERROR and parts.headers:
+            # The server answered in full and asked us to stop sending.
+            pass
+        elif code == ErrorCodes.CANCEL:
+            parts.error = Cancelled(f"{self.authority} cancelled the call")
+        else:
+            parts.error = InternalServerError(
+                f"{self.authority} reset the stream ({_code_name(code)})", grpc_status=13
+            )
+        self._finish(parts)
+
+    def _on_window(self, event: h2.events.WindowUpdated) -> None:
+        if event.stream_id == 0:
+            self._wake_window_waiters()
+        else:
+            waiter = self._window_waiters.pop(event.stream_id, None)
+            if waiter is not None:
+                waiter.set()
+
+    def _on_settings(self, event: h2.events.RemoteSettingsChanged) -> None:
+        self._wake_all()
+
+    def _on_terminated(self, event: h2.events.ConnectionTerminated) -> None:
+        self._going_away = True
+        last = event.last_stream_id if event.last_stream_id is not None else 0
+        for sid, parts in self._calls.items():
+            if sid > last and not parts.done:
+                parts.error = connection_lost(
+                    f"{self.authority} is going away; call not processed", unprocessed=True
+                )
+                self._finish(parts)
+        if event.error_code not in (ErrorCodes.NO_ERROR, 0):
+            self._fail(connection_lost(
+                f"{self.authority} closed the connection ({_code_name(event.error_code)})",
+                unprocessed=False,
+            ))
+        self._wake_all()
+
+    def _finish(self, parts: ResponseParts) -> None:
+        parts.done = True
+        parts.event.set()
+
+    def _wake_window_waiters(self) -> None:
+        waiters = list(self._window_waiters.values())
+        self._window_waiters.clear()
+        for waiter in waiters:
+            waiter.set()
+
+    def _wake_all(self) -> None:
+        self._wake_window_waiters()
+        waiters, self._slot_waiters = self._slot_waiters, []
+        for waiter in waiters:
+            waiter.set()
+
+
+def _copy_failure(error: Exception, sent: bool) -> Exception:
+    if isinstance(error, Unavailable):
+        return connection_lost(error.detail, unprocessed=not sent or getattr(error, "unprocessed", False))
+    return error
+
+
+def _code_name(code: object) -> str:
+    return getattr(code, "name", str(code))

@@ -1,0 +1,417 @@
+"""HTTP/2 server connection: h2 driven on an AnyIO byte stream.
+
+Theory of operation. One task reads: it feeds bytes to h2 and dispatches the
+resulting events by type. One task writes: it sleeps until something has been
+queued in h2's outbound buffer and sends everything queued in one socket
+write, so responses finished in the same loop turn share a send. Handlers run
+as tasks in the connection's task group, one per call, each in a cancel scope
+that the call's ``grpc-timeout`` and the peer's RST_STREAM can cancel.
+
+Nothing here awaits while holding h2 state half-updated: every h2 verb is a
+synchronous call, so the reader and the handlers interleave only at awaits.
+
+Shutdown: :meth:`drain` sends GOAWAY (h2's own GOAWAY would close the state
+machine, see :mod:`.h2conn`), refuses new streams with REFUSED_STREAM, lets
+calls in flight finish, and closes when the last one is done.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+import h2.events
+import h2.exceptions
+from h2.errors import ErrorCodes
+
+from ..errors import BadRequest, MicroError, PayloadTooLarge, Timeout
+from ..server.endpoint import Endpoint
+from .calls import (
+    RequestHead,
+    grpc_error_headers,
+    grpc_response_headers,
+    grpc_trailers,
+    is_grpc_content_type,
+    parse_request_head,
+    plain_error,
+    plain_response_headers,
+)
+from .framing import MessageDecoder, encode_message
+from .h2conn import new_connection, start
+
+if TYPE_CHECKING:
+    from ..server.server import Server
+
+__all__ = ["H2ServerConnection"]
+
+log = logging.getLogger("micro.transport")
+
+READ_SIZE = 256 * 1024
+#: how long a closing connection may take to send what it has queued
+_FLUSH_GRACE = 1.0
+_NET_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+
+
+class _Stream:
+    """One request on the connection."""
+
+    __slots__ = (
+        "id",
+        "head",
+        "endpoint",
+        "chunks",
+        "size",
+        "decoder",
+        "scope",
+        "reset",
+        "ended",
+    )
+
+    def __init__(self, stream_id: int, head: RequestHead, endpoint: Endpoint, max_size: int):
+        self.id = stream_id
+        self.head = head
+        self.endpoint = endpoint
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.decoder = MessageDecoder(max_size) if head.grpc else None
+        self.scope: anyio.CancelScope | None = None
+        self.reset = False
+        self.ended = False
+
+
+class H2ServerConnection:
+    """Serves one HTTP/2 connection until the peer leaves or the server drains it."""
+
+    def __init__(self, net: anyio.abc.ByteStream, server: Server, prefix: bytes = b"") -> None:
+        self._net = net
+        self._server = server
+        self._prefix = prefix
+        opts = server.options
+        self._max_size = opts.max_message_size
+        self._h2 = new_connection(
+            client_side=False,
+            max_concurrent_streams=opts.max_concurrent_streams,
+            max_header_list_size=opts.max_header_list_size,
+        )
+        self._streams: dict[int, _Stream] = {}
+        self._window_waiters: dict[int, anyio.Event] = {}
+        self._wake = anyio.Event()
+        self._writer_done = anyio.Event()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._read_scope: anyio.CancelScope | None = None
+        self._draining = False
+        self._done = False
+        self._handlers = {
+            h2.events.RequestReceived: self._on_request,
+            h2.events.DataReceived: self._on_data,
+            h2.events.StreamEnded: self._on_end,
+            h2.events.StreamReset: self._on_reset,
+            h2.events.WindowUpdated: self._on_window,
+            h2.events.RemoteSettingsChanged: self._on_settings,
+            h2.events.ConnectionTerminated: self._on_terminated,
+        }
+
+    # -- the two tasks -------------------------------------------------------
+
+    async def serve(self) -> None:
+        start(self._h2)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._write_loop)
+                with anyio.CancelScope() as self._read_scope:
+                    self._feed(self._prefix)
+                    while not self._done:
+                        try:
+                            data = await self._net.receive(READ_SIZE)
+                        except _NET_ERRORS:
+                            break
+                        self._feed(data)
+                # Reading is over: the peer left, broke the protocol, or we
+                # drained. Stop handlers still running, let the writer send
+                # what is queued (a GOAWAY, last answers), then stop it.
+                self._done = True
+                for st in list(self._streams.values()):
+                    st.reset = True
+                    if st.scope is not None:
+                        st.scope.cancel()
+                self._flush()
+                with anyio.move_on_after(_FLUSH_GRACE):
+                    await self._writer_done.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            self._fail_window_waiters()
+            with anyio.CancelScope(shield=True):
+                await self._net.aclose()
+
+    async def _write_loop(self) -> None:
+        h2conn = self._h2
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                data = h2conn.data_to_send()
+                if data:
+                    try:
+                        await self._net.send(data)
+                    except _NET_ERRORS:
+                        self._close()
+                        return
+                if self._done:
+                    return
+        finally:
+            self._writer_done.set()
+
+    def _flush(self) -> None:
+        self._wake.set()
+
+    def _close(self) -> None:
+        self._done = True
+        if self._read_scope is not None:
+            self._read_scope.cancel()
+
+    # -- events --------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            log.debug("HTTP/2 protocol error from peer: %s", exc)
+            self._close()
+            return
+        handlers = self._handlers
+        for event in events:
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(event)
+        self._flush()
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        sid = event.stream_id
+        if self._draining:
+            self._h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+            return
+        method = path = content_type = ""
+        for name, value in event.headers:
+            if name[0] != ":":
+                if name == "content-type":
+                    content_type = value
+                continue
+            if name == ":method":
+                method = value
+            elif name == ":path":
+                path = value
+        try:
+            head = parse_request_head(method, path, event.headers)
+            ep = self._server.lookup(head.endpoint)
+            if head.content_length is not None and head.content_length > self._max_size:
+                raise PayloadTooLarge(
+                    f"request body of {head.content_length} bytes is over the limit "
+                    f"of {self._max_size} bytes"
+                )
+        except MicroError as err:
+            self._refuse(sid, is_grpc_content_type(content_type), content_type, err, ended=False)
+            return
+        self._streams[sid] = _Stream(sid, head, ep, self._max_size)
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        sid = event.stream_id
+        # Unary bodies are bounded by the message size limit, so the window is
+        # handed back at once; h2 batches the WINDOW_UPDATEs.
+        self._h2.acknowledge_received_data(event.flow_controlled_length, sid)
+        st = self._streams.get(sid)
+        if st is None or st.scope is not None:
+            return
+        data = event.data
+        if st.decoder is not None:
+            try:
+                for msg in st.decoder.feed(data):
+                    st.chunks.append(msg)
+            except MicroError as err:
+                self._streams.pop(sid, None)
+                self._refuse(sid, True, st.head.content_type, err, ended=False)
+            return
+        st.size += len(data)
+        if st.size > self._max_size:
+            self._streams.pop(sid, None)
+            err = PayloadTooLarge(f"request body is over the limit of {self._max_size} bytes")
+            self._refuse(sid, False, st.head.content_type, err, ended=False)
+            return
+        st.chunks.append(data)
+
+    def _on_end(self, event: h2.events.StreamEnded) -> None:
+        st = self._streams.get(event.stream_id)
+        if st is None or st.scope is not None:
+            return
+        st.ended = True
+        assert self._tg is not None
+        st.scope = anyio.CancelScope()
+        self._server.call_started()
+        self._tg.start_soon(self._run_unary, st)
+
+    def _on_reset(self, event: h2.events.StreamReset) -> None:
+        sid = event.stream_id
+        st = self._streams.pop(sid, None)
+        if st is not None:
+            st.reset = True
+            if st.scope is not None:
+                st.scope.cancel()
+        waiter = self._window_waiters.pop(sid, None)
+        if waiter is not None:
+            waiter.set()
+
+    def _on_window(self, event: h2.events.WindowUpdated) -> None:
+        if event.stream_id == 0:
+            self._wake_window_waiters()
+        else:
+            waiter = self._window_waiters.pop(event.stream_id, None)
+            if waiter is not None:
+                waiter.set()
+
+    def _on_settings(self, event: h2.events.RemoteSettingsChanged) -> None:
+        self._wake_window_waiters()
+
+    def _on_terminated(self, event: h2.events.ConnectionTerminated) -> None:
+        # The peer is leaving: finish what it already sent, accept nothing new.
+        self._draining = True
+        self._close_if_idle()
+
+    # -- answering -----------------------------------------------------------
+
+    def _refuse(
+        self, sid: int, grpc: bool, content_type: str, err: MicroError, *, ended: bool
+    ) -> None:
+        """Answer a request with an error before running anything."""
+        if not err.id:
+            err.id = self._server.name
+        h2conn = self._h2
+        try:
+            if grpc:
+                h2conn.send_headers(sid, grpc_error_headers(content_type, err), end_stream=True)
+            else:
+                headers, body = plain_error(err)
+                h2conn.send_headers(sid, headers)
+                h2conn.send_data(sid, body, end_stream=True)
+            if not ended and h2conn.streams.get(sid) is not None and h2conn.streams[sid].open:
+                # We will not read the rest: ask the peer to stop sending it.
+                h2conn.reset_stream(sid, ErrorCodes.NO_ERROR)
+        except h2.exceptions.H2Error:
+            pass
+        self._flush()
+
+    async def _run_unary(self, st: _Stream) -> None:
+        server = self._server
+        head = st.head
+        scope = st.scope
+        assert scope is not None
+        if head.timeout is not None:
+            scope.deadline = anyio.current_time() + head.timeout
+        result = b""
+        error: MicroError | None = None
+        try:
+            with scope:
+                try:
+                    if st.decoder is not None:
+                        if st.decoder.pending or len(st.chunks) != 1:
+                            raise BadRequest(
+                                f"a unary call takes exactly one whole message, got "
+                                f"{len(st.chunks)}{' and a partial one' if st.decoder.pending else ''}"
+                            )
+                        body = st.chunks[0]
+                    else:
+                        body = b"".join(st.chunks) if len(st.chunks) != 1 else st.chunks[0]
+                    st.chunks = []
+                    result = await server.call_unary(head, st.endpoint, body)
+                except MicroError as exc:
+                    error = exc
+            if st.reset:
+                return
+            if scope.cancelled_caught:
+                error = Timeout("deadline exceeded", id=server.name, grpc_status=4)
+            if error is not None and not error.id:
+                error.id = server.name
+            await self._respond(st, result, error)
+        finally:
+            self._streams.pop(st.id, None)
+            server.call_finished()
+            self._close_if_idle()
+
+    async def _respond(self, st: _Stream, result: bytes, error: MicroError | None) -> None:
+        h2conn = self._h2
+        sid = st.id
+        ct = st.head.content_type
+        try:
+            if st.head.grpc:
+                if error is not None:
+                    h2conn.send_headers(sid, grpc_error_headers(ct, error), end_stream=True)
+                else:
+                    h2conn.send_headers(sid, grpc_response_headers(ct))
+                    await self._send_data(sid, encode_message(result), end_stream=False)
+                    h2conn.send_headers(sid, grpc_trailers(None), end_stream=True)
+            else:
+                if error is not None:
+                    headers, result = plain_error(error)
+                else:
+                    headers = plain_response_headers(ct, len(result))
+                h2conn.send_headers(sid, headers, end_stream=not result)
+                if result:
+                    await self._send_data(sid, result, end_stream=True)
+        except h2.exceptions.H2Error:
+            pass  # the stream was reset meanwhile: nobody to answer
+        self._flush()
+
+    async def _send_data(self, sid: int, data: bytes, *, end_stream: bool) -> None:
+        """Send a body within the peer's flow-control window, waiting for it to open."""
+        h2conn = self._h2
+        view: bytes | memoryview = data
+        while True:
+            size = min(
+                h2conn.local_flow_control_window(sid), h2conn.max_outbound_frame_size, len(view)
+            )
+            if size == len(view):
+                h2conn.send_data(sid, view, end_stream=end_stream)
+                return
+            if size > 0:
+                if not isinstance(view, memoryview):
+                    view = memoryview(view)
+                h2conn.send_data(sid, view[:size])
+                view = view[size:]
+                continue
+            waiter = self._window_waiters[sid] = anyio.Event()
+            self._flush()
+            await waiter.wait()
+            if self._done:
+                raise anyio.BrokenResourceError("connection closed")
+
+    def _wake_window_waiters(self) -> None:
+        waiters = list(self._window_waiters.values())
+        self._window_waiters.clear()
+        for waiter in waiters:
+            waiter.set()
+
+    def _fail_window_waiters(self) -> None:
+        self._done = True
+        self._wake_window_waiters()
+
+    # -- shutdown ------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Announce shutdown (GOAWAY) and close once calls in flight are answered."""
+        if self._draining:
+            return
+        self._draining = True
+        self._h2.send_goaway(self._h2.highest_inbound_stream_id)
+        self._flush()
+        self._close_if_idle()
+
+    def _close_if_idle(self) -> None:
+        if self._draining and not self._streams:
+            self._close()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._streams)

@@ -1,0 +1,132 @@
+"""The listener: one port, HTTP/2 and HTTP/1.1 told apart by the first bytes.
+
+A connection that starts with the HTTP/2 client preface is HTTP/2 (h2c with
+prior knowledge); anything else is handed to the HTTP/1.1 driver, which
+answers garbage with 400 and closes. Each connection runs as a task in the
+listener's task group. :meth:`Listener.drain` stops accepting, closes the
+listening socket, and asks every open connection to finish its calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+
+from .h1_server import H1ServerConnection
+from .h2_server import H2ServerConnection
+
+if TYPE_CHECKING:
+    from ..server.server import Server
+
+__all__ = ["Listener", "parse_address", "PREFACE"]
+
+log = logging.getLogger("micro.transport")
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#: a connection that sends nothing for this long before its first bytes is dropped
+PREFACE_TIMEOUT = 10.0
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``":8080"`` -> ``("0.0.0.0", 8080)``; ``"127.0.0.1:0"``; ``"[::1]:80"``."""
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        raise ValueError(f"address {address!r} needs a port, as in ':8080' or '127.0.0.1:0'")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        return host, int(port)
+    except ValueError:
+        raise ValueError(f"invalid port in address {address!r}") from None
+
+
+class Listener:
+    def __init__(self, server: Server, address: str) -> None:
+        self._server = server
+        self._host, self._port = parse_address(address)
+        self._connections: set[H1ServerConnection | H2ServerConnection] = set()
+        self._accept_scope: anyio.CancelScope | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self.address = ""
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Bind, report the bound ``host:port``, and serve until cancelled or drained."""
+        listener = await anyio.create_tcp_listener(
+            local_host=self._host, local_port=self._port, reuse_port=False
+        )
+        async with listener, anyio.create_task_group() as tg:
+            self._tg = tg
+            sockname = listener.extra(anyio.abc.SocketAttribute.local_address)
+            host, port = sockname[0], sockname[1]
+            self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            with anyio.CancelScope() as self._accept_scope:
+                async with anyio.create_task_group() as accepting:
+                    for sub in listener.listeners:
+                        accepting.start_soon(self._accept_loop, sub, tg)
+                    task_status.started(self.address)
+
+    async def _accept_loop(
+        self, listener: anyio.abc.SocketListener, tg: anyio.abc.TaskGroup
+    ) -> None:
+        while True:
+            try:
+                net = await listener.accept()
+            except OSError as exc:  # e.g. EMFILE: back off instead of spinning
+                log.warning("accept failed: %s", exc)
+                await anyio.sleep(0.1)
+                continue
+            tg.start_soon(self._serve_connection, net)
+
+    async def _serve_connection(self, net: anyio.abc.SocketStream) -> None:
+        try:
+            prefix = b""
+            with anyio.move_on_after(PREFACE_TIMEOUT):
+                while len(prefix) < len(PREFACE) and PREFACE.startswith(prefix):
+                    try:
+                        chunk = await net.receive(65536)
+                    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                        await net.aclose()
+                        return
+                    prefix += chunk
+            if not prefix:
+                await net.aclose()
+                return
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await net.aclose()
+            raise
+        try:
+            net.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(
+                socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+            )
+        except (OSError, anyio.TypedAttributeLookupError):
+            pass
+        conn: H1ServerConnection | H2ServerConnection
+        if prefix.startswith(PREFACE):
+            conn = H2ServerConnection(net, self._server, prefix)
+        else:
+            conn = H1ServerConnection(net, self._server, prefix)
+        self._connections.add(conn)
+        try:
+            await conn.serve()
+        finally:
+            self._connections.discard(conn)
+
+    def stop_accepting(self) -> None:
+        if self._accept_scope is not None:
+            self._accept_scope.cancel()
+
+    def drain(self) -> None:
+        """Stop accepting and ask every connection to finish and close."""
+        self.stop_accepting()
+        for conn in list(self._connections):
+            conn.drain()
+
+    def close(self) -> None:
+        """Drop every connection now."""
+        self.stop_accepting()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
