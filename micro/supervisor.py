@@ -52,7 +52,9 @@ class Supervisor:
         self._tg = tg
         self.max_restarts = max_restarts
         self.window = window
-        self._wait = tenacity.wait_exponential_jitter(initial=initial_backoff, max=max_backoff)
+        self._wait = tenacity.wait_exponential_jitter(
+            multiplier=initial_backoff, max=max_backoff, jitter=initial_backoff
+        )
 
     async def start(self, name: str, part: Part, *args: Any) -> Any:
         """Run ``part(*args, task_status=...)`` supervised; return what it reports as started.

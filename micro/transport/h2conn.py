@@ -20,6 +20,7 @@ import h2.exceptions
 import h2.connection
 import h2.settings
 import h2.events
+from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import DataFrame, GoAwayFrame
 
 __all__ = ["H2Connection", "new_connection", "start", "WINDOW_SIZE", "MAX_FRAME_SIZE"]
@@ -66,7 +67,7 @@ class _Connection(h2.connection.H2Connection):  # type: ignore[misc]
                 if type(frame) is DataFrame:
                     frame.__class__ = _QuietDataFrame
                 events.extend(self._receive_frame(frame))
-        except h2.exceptions.InvalidPaddingError as e:
+        except InvalidPaddingError as e:
             self._terminate_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
             raise h2.exceptions.ProtocolError("Received frame with invalid padding.") from e
         except h2.exceptions.ProtocolError as e:

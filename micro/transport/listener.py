@@ -112,6 +112,9 @@ class Listener:
         self._connections.add(conn)
         try:
             await conn.serve()
+        except Exception:
+            # A bug met on one connection must not take the listener down with it.
+            log.exception("connection from %s failed", _peer(net))
         finally:
             self._connections.discard(conn)
 
@@ -130,3 +133,10 @@ class Listener:
         self.stop_accepting()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+
+
+def _peer(net: anyio.abc.SocketStream) -> str:
+    try:
+        return str(net.extra(anyio.abc.SocketAttribute.remote_address))
+    except Exception:
+        return "?"
