@@ -144,7 +144,22 @@ class Service:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Service]:
-        """Run every part of the service while the block runs; stop them on exit."""
+        """Run every part of the service while the block runs; stop them on exit.
+
+        A single error (a port already in use, an exception in the block) is
+        raised as itself rather than wrapped in an exception group.
+        """
+        try:
+            async with self._running() as service:
+                yield service
+        except BaseExceptionGroup as group:
+            leaf = _single(group)
+            if leaf is None:
+                raise
+            raise leaf from None
+
+    @contextlib.asynccontextmanager
+    async def _running(self) -> AsyncIterator[Service]:
         self._stop = anyio.Event()
         async with contextlib.AsyncExitStack() as stack:
             for hook in self._hooks["before_start"]:
@@ -185,6 +200,8 @@ class Service:
             listener.drain()
             with anyio.move_on_after(self.grace_period):
                 await self.server.wait_idle()
+                # Connections close themselves once their last answer is sent.
+                await listener.wait_closed()
             listener.close()
         log.info("service %s stopped", self.name)
 
@@ -238,3 +255,18 @@ class Service:
             endpoints=endpoints,
             nodes=(Node(id=self.id, address=advertise, metadata={"protocol": "grpc"}),),
         )
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one non-cancellation exception in a (nested) group, if that is all it holds."""
+    leaves: list[BaseException] = []
+
+    def walk(g: BaseExceptionGroup[BaseException]) -> None:
+        for exc in g.exceptions:
+            if isinstance(exc, BaseExceptionGroup):
+                walk(exc)
+            elif not isinstance(exc, anyio.get_cancelled_exc_class()):
+                leaves.append(exc)
+
+    walk(group)
+    return leaves[0] if len(leaves) == 1 else None

@@ -89,6 +89,7 @@ class H2ClientConnection:
         self._wake = anyio.Event()
         self._failure: Exception | None = None
         self._going_away = False
+        self._heard_from_peer = False
         self._scope: anyio.CancelScope | None = None
         self._handlers = {
             h2.events.ResponseReceived: self._on_response,
@@ -128,6 +129,7 @@ class H2ClientConnection:
                         self._fail(connection_lost(f"connection to {self.authority} lost: {exc!r}",
                                                    unprocessed=False))
                         break
+                    self._heard_from_peer = True
                     try:
                         events = self._h2.receive_data(data)
                     except h2.exceptions.ProtocolError as exc:
@@ -175,7 +177,9 @@ class H2ClientConnection:
             self._failure = error
         for parts in self._calls.values():
             if not parts.done:
-                parts.error = parts.error or _copy_failure(error, parts.sent)
+                # A server that never spoke (not even its SETTINGS) processed nothing.
+                sent = parts.sent and self._heard_from_peer
+                parts.error = parts.error or _copy_failure(error, sent)
                 parts.done = True
                 parts.event.set()
         self._wake_all()

@@ -50,6 +50,9 @@ class Listener:
         self._connections: set[H1ServerConnection | H2ServerConnection] = set()
         self._accept_scope: anyio.CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        self._sniffing: set[anyio.CancelScope] = set()
+        self._closed = anyio.Event()
+        self._draining = False
         self.address = ""
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -57,16 +60,31 @@ class Listener:
         listener = await anyio.create_tcp_listener(
             local_host=self._host, local_port=self._port, reuse_port=False
         )
-        async with listener, anyio.create_task_group() as tg:
+        try:
+            await self._serve(listener, task_status)
+        finally:
+            self._closed.set()
+
+    async def _serve(
+        self, listener: anyio.abc.Listener[anyio.abc.SocketStream],
+        task_status: anyio.abc.TaskStatus[str],
+    ) -> None:
+        async with anyio.create_task_group() as tg:
             self._tg = tg
             sockname = listener.extra(anyio.abc.SocketAttribute.local_address)
             host, port = sockname[0], sockname[1]
             self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            with anyio.CancelScope() as self._accept_scope:
-                async with anyio.create_task_group() as accepting:
-                    for sub in listener.listeners:
-                        accepting.start_soon(self._accept_loop, sub, tg)
-                    task_status.started(self.address)
+            try:
+                with anyio.CancelScope() as self._accept_scope:
+                    async with anyio.create_task_group() as accepting:
+                        for sub in listener.listeners:  # type: ignore[attr-defined]
+                            accepting.start_soon(self._accept_loop, sub, tg)
+                        task_status.started(self.address)
+            finally:
+                # Close the port as soon as we stop accepting, so new clients
+                # are refused (and know to go elsewhere) instead of queueing.
+                with anyio.CancelScope(shield=True):
+                    await listener.aclose()
 
     async def _accept_loop(
         self, listener: anyio.abc.SocketListener, tg: anyio.abc.TaskGroup
@@ -83,7 +101,10 @@ class Listener:
     async def _serve_connection(self, net: anyio.abc.SocketStream) -> None:
         try:
             prefix = b""
-            with anyio.move_on_after(PREFACE_TIMEOUT):
+            with anyio.move_on_after(PREFACE_TIMEOUT) as scope:
+                self._sniffing.add(scope)
+                if self._draining:
+                    scope.cancel()
                 while len(prefix) < len(PREFACE) and PREFACE.startswith(prefix):
                     try:
                         chunk = await net.receive(65536)
@@ -91,7 +112,8 @@ class Listener:
                         await net.aclose()
                         return
                     prefix += chunk
-            if not prefix:
+            self._sniffing.discard(scope)
+            if not prefix or self._draining:
                 await net.aclose()
                 return
         except BaseException:
@@ -124,9 +146,16 @@ class Listener:
 
     def drain(self) -> None:
         """Stop accepting and ask every connection to finish and close."""
+        self._draining = True
         self.stop_accepting()
+        for scope in self._sniffing:
+            scope.cancel()
         for conn in list(self._connections):
             conn.drain()
+
+    async def wait_closed(self) -> None:
+        """Return once the listener and all its connections are closed."""
+        await self._closed.wait()
 
     def close(self) -> None:
         """Drop every connection now."""
