@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
+from types import MappingProxyType
 
 import anyio
 
 __all__ = ["metadata", "deadline", "remaining", "with_metadata", "with_deadline"]
 
-_metadata: ContextVar[Mapping[str, str]] = ContextVar("micro_metadata", default={})
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+_metadata: ContextVar[Mapping[str, str]] = ContextVar("micro_metadata", default=_EMPTY)
 _deadline: ContextVar[float | None] = ContextVar("micro_deadline", default=None)
 
 

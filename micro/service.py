@@ -121,8 +121,9 @@ class Service:
         self._hooks["after_stop"].append(hook)
         return hook
 
-    async def call(self, service: str, endpoint: str, request: Any, response_type: Any = Any,
-                   **options: Any) -> Any:
+    async def call(
+        self, service: str, endpoint: str, request: Any, response_type: Any = Any, **options: Any
+    ) -> Any:
         """Shorthand for ``service.client.call(...)``."""
         return await self.client.call(service, endpoint, request, response_type, **options)
 
@@ -222,7 +223,9 @@ class Service:
             receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
             with receiver as signals:
                 async for signum in signals:
-                    log.info("service %s: %s, shutting down", self.name, signal.Signals(signum).name)
+                    log.info(
+                        "service %s: %s, shutting down", self.name, signal.Signals(signum).name
+                    )
                     self.stop()
                     return
         except (RuntimeError, ValueError, NotImplementedError):
@@ -243,8 +246,11 @@ class Service:
                 name=ep.name,
                 request=json_schema(ep.request_type),
                 response=json_schema(ep.response_type),
-                metadata={"kind": ep.kind.value, **({"idempotent": "true"} if ep.idempotent else {}),
-                          **ep.metadata},
+                metadata={
+                    "kind": ep.kind.value,
+                    **({"idempotent": "true"} if ep.idempotent else {}),
+                    **ep.metadata,
+                },
             )
             for ep in self.server.router.endpoints()
         )

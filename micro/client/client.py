@@ -204,7 +204,9 @@ class Client:
         if grpc:
             payload = encode_message(payload)
         deadline = _deadline(req.timeout)
-        with anyio.CancelScope(deadline=deadline if deadline is not None else float("inf")) as scope:
+        with anyio.CancelScope(
+            deadline=deadline if deadline is not None else float("inf")
+        ) as scope:
             address = req.address or await self._resolve(req.service)
             conn = await pool.get(address)
             headers = [
@@ -219,12 +221,15 @@ class Client:
             else:
                 headers.append(("accept", codec.content_type))
             if deadline is not None:
-                headers.append(("grpc-timeout", format_grpc_timeout(deadline - anyio.current_time())))
+                headers.append(
+                    ("grpc-timeout", format_grpc_timeout(deadline - anyio.current_time()))
+                )
             headers.extend(metadata_to_headers(req.metadata))
             parts = await conn.request(headers, payload)
         if scope.cancelled_caught:
-            raise Timeout(f"call to {req.service} {req.endpoint} timed out", id=req.service,
-                          grpc_status=4)
+            raise Timeout(
+                f"call to {req.service} {req.endpoint} timed out", id=req.service, grpc_status=4
+            )
         return _decode_response(parts, grpc, codec, req, self.max_message_size)
 
     async def _resolve(self, service: str) -> str:
@@ -253,8 +258,9 @@ def _decode_response(
         if code != 200:
             raise MicroError.parse(parts.body, code=code)
         if grpc:
-            raise from_http(502, f"{req.service} answered a gRPC call with content type {ct!r}",
-                            id=req.service)
+            raise from_http(
+                502, f"{req.service} answered a gRPC call with content type {ct!r}", id=req.service
+            )
         return codec.decode(parts.body, req.response_type)
     grpc_status = parts.status_field("grpc-status")
     if grpc_status is None:
@@ -269,8 +275,9 @@ def _decode_response(
     decoder = MessageDecoder(max_size)
     messages = decoder.feed(parts.body)
     if len(messages) != 1 or decoder.pending:
-        raise from_grpc(13, f"{req.service} sent {len(messages)} messages for a unary call",
-                        id=req.service)
+        raise from_grpc(
+            13, f"{req.service} sent {len(messages)} messages for a unary call", id=req.service
+        )
     return codec.decode(messages[0], req.response_type)
 
 

@@ -29,9 +29,7 @@ class MsgpackCodec:
         return fn(data)
 
     def _decoder(self, into: Any) -> Callable[[bytes], Any]:
-        fn = wrap_errors(
-            decoder_for(into, lambda t: msgspec.msgpack.Decoder(t).decode), "msgpack"
-        )
+        fn = wrap_errors(decoder_for(into, lambda t: msgspec.msgpack.Decoder(t).decode), "msgpack")
         try:
             self._decoders[into] = fn
         except TypeError:

@@ -27,5 +27,6 @@ class BytesCodec:
             except UnicodeDecodeError as exc:
                 raise BadRequest(f"body is not UTF-8: {exc}") from None
         raise BadRequest(
-            f"application/octet-stream bodies decode to bytes, not {getattr(into, '__name__', into)}"
+            "application/octet-stream bodies decode to bytes, "
+            f"not {getattr(into, '__name__', into)}"
         )

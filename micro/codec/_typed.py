@@ -38,9 +38,7 @@ def enc_hook(value: Any) -> Any:
     raise TypeError(f"cannot encode a value of type {type(value).__name__}")
 
 
-def decoder_for(
-    into: Any, make: Callable[[Any], Callable[[bytes], Any]]
-) -> Callable[[bytes], Any]:
+def decoder_for(into: Any, make: Callable[[Any], Callable[[bytes], Any]]) -> Callable[[bytes], Any]:
     """A function decoding bytes into ``into``, built from a codec's raw decoder factory."""
     if is_pydantic(into):
         raw = make(Any)

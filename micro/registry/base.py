@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import NotFound
@@ -57,7 +57,7 @@ class ServiceRecord:
     nodes: tuple[Node, ...] = ()
 
 
-class EventType(str, Enum):
+class EventType(StrEnum):
     CREATE = "create"
     UPDATE = "update"
     DELETE = "delete"
@@ -81,7 +81,7 @@ class Registry(Protocol):
     """Service discovery."""
 
     async def register(self, service: ServiceRecord, *, ttl: float | None = None) -> None:
-        """Add or refresh the service's nodes; they expire after ``ttl`` seconds unless refreshed."""
+        """Add or refresh the service's nodes; they expire after ``ttl`` seconds."""
         ...
 
     async def deregister(self, service: ServiceRecord) -> None:

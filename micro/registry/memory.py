@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-import time
-
 import anyio
 import anyio.abc
+from anyio.streams.memory import MemoryObjectSendStream
 
 from .base import EventType, Node, ServiceNotFound, ServiceRecord, WatchEvent
 
@@ -23,8 +23,10 @@ class MemoryRegistry:
 
     def __init__(self) -> None:
         # name -> version -> node id -> (record without nodes, node, expiry)
-        self._services: dict[str, dict[str, dict[str, tuple[ServiceRecord, Node, float | None]]]] = {}
-        self._watchers: list[tuple[str | None, anyio.abc.ObjectSendStream[WatchEvent]]] = []
+        self._services: dict[
+            str, dict[str, dict[str, tuple[ServiceRecord, Node, float | None]]]
+        ] = {}
+        self._watchers: list[tuple[str | None, MemoryObjectSendStream[WatchEvent]]] = []
 
     async def register(self, service: ServiceRecord, *, ttl: float | None = None) -> None:
         now = time.monotonic()
@@ -64,12 +66,8 @@ class MemoryRegistry:
     def _live(self, name: str) -> list[ServiceRecord]:
         now = time.monotonic()
         out = []
-        for version, nodes in list(self._services.get(name, {}).items()):
-            alive = [
-                (rec, node)
-                for rec, node, exp in nodes.values()
-                if exp is None or exp > now
-            ]
+        for nodes in list(self._services.get(name, {}).values()):
+            alive = [(rec, node) for rec, node, exp in nodes.values() if exp is None or exp > now]
             if alive:
                 out.append(replace(alive[0][0], nodes=tuple(node for _, node in alive)))
         return out

@@ -14,7 +14,7 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, TypeVar
 
 __all__ = ["Endpoint", "Kind", "endpoint", "endpoints_of", "camel"]
@@ -24,7 +24,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ATTR = "__micro_endpoint__"
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     UNARY = "unary"
     SERVER_STREAM = "server_stream"
     CLIENT_STREAM = "client_stream"

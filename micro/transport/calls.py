@@ -43,9 +43,7 @@ class RequestHead:
     content_length: int | None = None
 
 
-def parse_request_head(
-    method: str, path: str, headers: Iterable[tuple[str, str]]
-) -> RequestHead:
+def parse_request_head(method: str, path: str, headers: Iterable[tuple[str, str]]) -> RequestHead:
     """Classify a request; raises MicroError (405, 404, 415, 400) for what cannot be served."""
     content_type = ""
     endpoint_header = ""

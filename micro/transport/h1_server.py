@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import anyio
 import anyio.abc
 import h11
 
 from ..errors import BadRequest, MicroError, PayloadTooLarge, Timeout, Unavailable
-from .calls import is_grpc_content_type, parse_request_head, plain_error, unsupported_grpc_over_http1
+from .calls import (
+    is_grpc_content_type,
+    parse_request_head,
+    plain_error,
+    unsupported_grpc_over_http1,
+)
 
 if TYPE_CHECKING:
     from ..server.server import Server
@@ -90,7 +95,7 @@ class H1ServerConnection:
                 continue
             if event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
                 raise _Closed
-            return event
+            return cast(h11.Event, event)
 
     async def _serve_one(self, request: h11.Request) -> bool:
         """Answer one request; False when the connection must close afterwards."""
@@ -109,7 +114,8 @@ class H1ServerConnection:
             limit = server.options.max_message_size
             if head.content_length is not None and head.content_length > limit:
                 raise PayloadTooLarge(
-                    f"request body of {head.content_length} bytes is over the limit of {limit} bytes"
+                    f"request body of {head.content_length} bytes is over "
+                    f"the limit of {limit} bytes"
                 )
         except MicroError as err:
             await self._send_error(err)
@@ -179,7 +185,7 @@ class H1ServerConnection:
     async def _send_error(self, err: MicroError) -> None:
         if not err.id:
             err.id = self._server.name
-        headers, body = plain_error(err)
+        _, body = plain_error(err)
         try:
             await self._send(err.code, "application/json", body)
         except _Closed:

@@ -17,6 +17,8 @@ stream, or above a GOAWAY's last stream id).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -44,7 +46,7 @@ def connection_lost(detail: str, *, unprocessed: bool) -> Unavailable:
 class ResponseParts:
     """What came back on one stream."""
 
-    __slots__ = ("headers", "chunks", "trailers", "size", "done", "error", "event", "sent")
+    __slots__ = ("chunks", "done", "error", "event", "headers", "sent", "size", "trailers")
 
     def __init__(self) -> None:
         self.headers: list[tuple[str, str]] = []
@@ -91,7 +93,7 @@ class H2ClientConnection:
         self._going_away = False
         self._heard_from_peer = False
         self._scope: anyio.CancelScope | None = None
-        self._handlers = {
+        self._handlers: dict[type, Callable[[Any], None]] = {
             h2.events.ResponseReceived: self._on_response,
             h2.events.DataReceived: self._on_data,
             h2.events.TrailersReceived: self._on_trailers,
@@ -113,7 +115,9 @@ class H2ClientConnection:
 
     # -- the connection's tasks ---------------------------------------------
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Read and write until the connection fails, is closed, or drains."""
         start(self._h2)
         self._wake.set()
@@ -126,15 +130,22 @@ class H2ClientConnection:
                     try:
                         data = await self._net.receive(READ_SIZE)
                     except _NET_ERRORS as exc:
-                        self._fail(connection_lost(f"connection to {self.authority} lost: {exc!r}",
-                                                   unprocessed=False))
+                        self._fail(
+                            connection_lost(
+                                f"connection to {self.authority} lost: {exc!r}", unprocessed=False
+                            )
+                        )
                         break
                     self._heard_from_peer = True
                     try:
                         events = self._h2.receive_data(data)
                     except h2.exceptions.ProtocolError as exc:
-                        self._fail(connection_lost(f"HTTP/2 protocol error from {self.authority}: {exc}",
-                                                   unprocessed=False))
+                        self._fail(
+                            connection_lost(
+                                f"HTTP/2 protocol error from {self.authority}: {exc}",
+                                unprocessed=False,
+                            )
+                        )
                         break
                     handlers = self._handlers
                     for event in events:
@@ -160,8 +171,11 @@ class H2ClientConnection:
                 try:
                     await self._net.send(data)
                 except _NET_ERRORS as exc:
-                    self._fail(connection_lost(f"connection to {self.authority} lost: {exc!r}",
-                                               unprocessed=False))
+                    self._fail(
+                        connection_lost(
+                            f"connection to {self.authority} lost: {exc!r}", unprocessed=False
+                        )
+                    )
                     if self._scope is not None:
                         self._scope.cancel()
                     return
@@ -260,7 +274,7 @@ class H2ClientConnection:
     def _on_response(self, event: h2.events.ResponseReceived) -> None:
         parts = self._calls.get(event.stream_id)
         if parts is not None:
-            parts.headers = event.headers
+            parts.headers = cast("list[tuple[str, str]]", event.headers)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         sid = event.stream_id
@@ -285,7 +299,7 @@ class H2ClientConnection:
     def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
         parts = self._calls.get(event.stream_id)
         if parts is not None:
-            parts.trailers = event.headers
+            parts.trailers = cast("list[tuple[str, str]]", event.headers)
 
     def _on_end(self, event: h2.events.StreamEnded) -> None:
         parts = self._calls.get(event.stream_id)
@@ -335,10 +349,12 @@ class H2ClientConnection:
                 )
                 self._finish(parts)
         if event.error_code not in (ErrorCodes.NO_ERROR, 0):
-            self._fail(connection_lost(
-                f"{self.authority} closed the connection ({_code_name(event.error_code)})",
-                unprocessed=False,
-            ))
+            self._fail(
+                connection_lost(
+                    f"{self.authority} closed the connection ({_code_name(event.error_code)})",
+                    unprocessed=False,
+                )
+            )
         self._wake_all()
 
     def _finish(self, parts: ResponseParts) -> None:
@@ -360,7 +376,9 @@ class H2ClientConnection:
 
 def _copy_failure(error: Exception, sent: bool) -> Exception:
     if isinstance(error, Unavailable):
-        return connection_lost(error.detail, unprocessed=not sent or getattr(error, "unprocessed", False))
+        return connection_lost(
+            error.detail, unprocessed=not sent or getattr(error, "unprocessed", False)
+        )
     return error
 
 

@@ -18,7 +18,8 @@ calls in flight finish, and closes when the last one is done.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.abc
@@ -58,15 +59,15 @@ class _Stream:
     """One request on the connection."""
 
     __slots__ = (
-        "id",
-        "head",
-        "endpoint",
         "chunks",
-        "size",
         "decoder",
-        "scope",
-        "reset",
         "ended",
+        "endpoint",
+        "head",
+        "id",
+        "reset",
+        "scope",
+        "size",
     )
 
     def __init__(self, stream_id: int, head: RequestHead, endpoint: Endpoint, max_size: int):
@@ -103,7 +104,7 @@ class H2ServerConnection:
         self._read_scope: anyio.CancelScope | None = None
         self._draining = False
         self._done = False
-        self._handlers = {
+        self._handlers: dict[type, Callable[[Any], None]] = {
             h2.events.RequestReceived: self._on_request,
             h2.events.DataReceived: self._on_data,
             h2.events.StreamEnded: self._on_end,
@@ -195,8 +196,9 @@ class H2ServerConnection:
         if self._draining:
             self._h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
             return
+        headers = cast("list[tuple[str, str]]", event.headers)  # header_encoding="utf-8"
         method = path = content_type = ""
-        for name, value in event.headers:
+        for name, value in headers:
             if name[0] != ":":
                 if name == "content-type":
                     content_type = value
@@ -206,7 +208,7 @@ class H2ServerConnection:
             elif name == ":path":
                 path = value
         try:
-            head = parse_request_head(method, path, event.headers)
+            head = parse_request_head(method, path, headers)
             ep = self._server.lookup(head.endpoint)
             if head.content_length is not None and head.content_length > self._max_size:
                 raise PayloadTooLarge(
@@ -238,8 +240,8 @@ class H2ServerConnection:
         st.size += len(data)
         if st.size > self._max_size:
             self._streams.pop(sid, None)
-            err = PayloadTooLarge(f"request body is over the limit of {self._max_size} bytes")
-            self._refuse(sid, False, st.head.content_type, err, ended=False)
+            too_large = PayloadTooLarge(f"request body is over the limit of {self._max_size} bytes")
+            self._refuse(sid, False, st.head.content_type, too_large, ended=False)
             return
         st.chunks.append(data)
 
@@ -317,9 +319,10 @@ class H2ServerConnection:
                 try:
                     if st.decoder is not None:
                         if st.decoder.pending or len(st.chunks) != 1:
+                            partial = " and a partial one" if st.decoder.pending else ""
                             raise BadRequest(
-                                f"a unary call takes exactly one whole message, got "
-                                f"{len(st.chunks)}{' and a partial one' if st.decoder.pending else ''}"
+                                "a unary call takes exactly one whole message, "
+                                f"got {len(st.chunks)}{partial}"
                             )
                         body = st.chunks[0]
                     else:

@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 import h2.config
-import h2.errors
-import h2.exceptions
 import h2.connection
-import h2.settings
+import h2.errors
 import h2.events
+import h2.exceptions
+import h2.settings
 from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import DataFrame, GoAwayFrame
 
@@ -32,14 +32,14 @@ WINDOW_SIZE = 8 * 1024 * 1024
 MAX_FRAME_SIZE = 1024 * 1024 - 1
 
 
-class _QuietDataFrame(DataFrame):  # type: ignore[misc]
+class _QuietDataFrame(DataFrame):
     __slots__ = ()
 
     def __repr__(self) -> str:
         return f"DataFrame(stream_id={self.stream_id}, length={len(self.data)})"
 
 
-class _Connection(h2.connection.H2Connection):  # type: ignore[misc]
+class _Connection(h2.connection.H2Connection):
     def __init__(self, config: h2.config.H2Configuration) -> None:
         super().__init__(config=config)
         self._frame_dispatch_table[_QuietDataFrame] = self._receive_data_frame

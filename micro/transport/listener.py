@@ -55,7 +55,9 @@ class Listener:
         self._draining = False
         self.address = ""
 
-    async def serve(self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def serve(
+        self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Bind, report the bound ``host:port``, and serve until cancelled or drained."""
         listener = await anyio.create_tcp_listener(
             local_host=self._host, local_port=self._port, reuse_port=False
@@ -66,7 +68,8 @@ class Listener:
             self._closed.set()
 
     async def _serve(
-        self, listener: anyio.abc.Listener[anyio.abc.SocketStream],
+        self,
+        listener: anyio.abc.Listener[anyio.abc.SocketStream],
         task_status: anyio.abc.TaskStatus[str],
     ) -> None:
         async with anyio.create_task_group() as tg:

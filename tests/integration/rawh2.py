@@ -39,13 +39,24 @@ class RawH2:
         if data:
             await self.net.send(data)
 
-    def start(self, path: str, content_type: str, extra: list[tuple[str, str]] | None = None,
-              end_stream: bool = False) -> int:
+    def start(
+        self,
+        path: str,
+        content_type: str,
+        extra: list[tuple[str, str]] | None = None,
+        end_stream: bool = False,
+    ) -> int:
         sid: int = self.conn.get_next_available_stream_id()
         self.conn.send_headers(
             sid,
-            [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "t"),
-             ("content-type", content_type), *(extra or [])],
+            [
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":path", path),
+                (":authority", "t"),
+                ("content-type", content_type),
+                *(extra or []),
+            ],
             end_stream=end_stream,
         )
         return sid

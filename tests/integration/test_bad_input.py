@@ -23,11 +23,20 @@ def _grpc_frame(payload: bytes) -> bytes:
     return struct.pack(">BI", 0, len(payload)) + payload
 
 
-async def _post(address: str, path: str, body: bytes, content_type: str = "application/json",
-                http2: bool = False, **headers: str) -> httpx.Response:
+async def _post(
+    address: str,
+    path: str,
+    body: bytes,
+    content_type: str = "application/json",
+    http2: bool = False,
+    **headers: str,
+) -> httpx.Response:
     async with httpx.AsyncClient(http1=not http2, http2=http2, timeout=10) as http:
-        return await http.post(f"http://{address}{path}", content=body,
-                               headers={"content-type": content_type, **headers})
+        return await http.post(
+            f"http://{address}{path}",
+            content=body,
+            headers={"content-type": content_type, **headers},
+        )
 
 
 @pytest.mark.parametrize("http2", [False, True], ids=["http1", "h2c"])
@@ -35,8 +44,12 @@ async def test_unknown_endpoint_is_404(greeter_service: ServiceAndGreeter, http2
     service, _ = greeter_service
     r = await _post(service.address, "/Greeter/Nope", b"{}", http2=http2)
     assert r.status_code == 404
-    assert r.json() == {"id": "greeter", "code": 404, "detail": "unknown endpoint Greeter.Nope",
-                        "status": "Not Found"}
+    assert r.json() == {
+        "id": "greeter",
+        "code": 404,
+        "detail": "unknown endpoint Greeter.Nope",
+        "status": "Not Found",
+    }
 
 
 async def test_unknown_endpoint_is_unimplemented_over_grpc(
@@ -54,7 +67,7 @@ async def test_unknown_endpoint_is_unimplemented_over_grpc(
         ("application/json", b'{"name": ', "malformed JSON"),
         ("application/msgpack", b"\xc1\xc1", "malformed msgpack"),
         ("application/json", b'{"name": 42}', "at `$.name`"),
-        ("application/json", b'{}', "missing required field `name`"),
+        ("application/json", b"{}", "missing required field `name`"),
     ],
     ids=["bad-json", "bad-msgpack", "wrong-type", "missing-field"],
 )
@@ -89,8 +102,13 @@ async def test_unsupported_content_type_is_415(
     greeter_service: ServiceAndGreeter, http2: bool
 ) -> None:
     service, _ = greeter_service
-    r = await _post(service.address, "/Greeter/Hello", b"name=x",
-                    "application/x-www-form-urlencoded", http2=http2)
+    r = await _post(
+        service.address,
+        "/Greeter/Hello",
+        b"name=x",
+        "application/x-www-form-urlencoded",
+        http2=http2,
+    )
     assert r.status_code == 415
     assert "application/json" in r.json()["detail"]
 
@@ -102,8 +120,10 @@ async def test_oversized_body_refused_before_it_is_sent_http1(
     host, port = service.address.rsplit(":", 1)
     async with await anyio.connect_tcp(host, int(port)) as net:
         # Announce 100 MiB and send none of it: the answer must come anyway.
-        await net.send(b"POST /Greeter/Hello HTTP/1.1\r\nHost: t\r\n"
-                       b"Content-Type: application/json\r\nContent-Length: 104857600\r\n\r\n")
+        await net.send(
+            b"POST /Greeter/Hello HTTP/1.1\r\nHost: t\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 104857600\r\n\r\n"
+        )
         data = b""
         with anyio.fail_after(10):
             while b"\r\n\r\n" not in data:
@@ -147,8 +167,9 @@ async def test_oversized_grpc_message_refused_from_its_prefix(
 
 
 async def test_max_message_size_is_configurable(registry: micro.registry.MemoryRegistry) -> None:
-    service = micro.Service("small", address="127.0.0.1:0", registry=registry,
-                            max_message_size=1024)
+    service = micro.Service(
+        "small", address="127.0.0.1:0", registry=registry, max_message_size=1024
+    )
     service.handle(Greeter())
     async with service.running(), micro.Client(registry=registry) as client:
         assert (await client.call("small", "Greeter.Hello", Req("x" * 100), Resp)).message
@@ -251,8 +272,9 @@ async def test_grpc_timeout_header_is_a_server_side_deadline(
 ) -> None:
     service, greeter = greeter_service
     raw = await RawH2.connect(service.address)
-    sid = raw.start("/Greeter/Slow", "application/grpc+json",
-                    [("te", "trailers"), ("grpc-timeout", "200m")])
+    sid = raw.start(
+        "/Greeter/Slow", "application/grpc+json", [("te", "trailers"), ("grpc-timeout", "200m")]
+    )
     raw.conn.send_data(sid, _grpc_frame(b'{"seconds": 30}'), end_stream=True)
     await raw.flush()
     with anyio.fail_after(10):

@@ -98,12 +98,11 @@ async def test_stop_waits_for_in_flight_then_cancels_after_grace(registry: Memor
             except micro.MicroError as exc:
                 errors.append(exc)
 
-        async with anyio.create_task_group() as tg:
-            async with service.running():
-                tg.start_soon(call)
-                with anyio.fail_after(10):
-                    while greeter.started == 0:
-                        await anyio.sleep(0.01)
+        async with anyio.create_task_group() as tg, service.running():
+            tg.start_soon(call)
+            with anyio.fail_after(10):
+                while greeter.started == 0:
+                    await anyio.sleep(0.01)
         # Past the grace period the handler was cancelled and the caller told.
         assert greeter.finished_slow == ["cancelled"]
         assert len(errors) == 1 and isinstance(errors[0], micro.Unavailable)
@@ -125,8 +124,9 @@ async def test_new_calls_during_drain_are_refused_as_unprocessed(registry: Memor
         await tg.start(run_service)
 
         async def slow() -> None:
-            outcome.append(await client.call("refuse", "Greeter.Slow", Sleep(1), Resp,
-                                             address=service.address))
+            outcome.append(
+                await client.call("refuse", "Greeter.Slow", Sleep(1), Resp, address=service.address)
+            )
 
         tg.start_soon(slow)
         with anyio.fail_after(10):
@@ -185,8 +185,7 @@ async def test_server_middleware_sees_every_call_in_order(registry: MemoryRegist
         req.metadata["x-user"] = "ann"
         return await call_next(req)
 
-    service = micro.Service("mw", address="127.0.0.1:0", registry=registry,
-                            middleware=[outer])
+    service = micro.Service("mw", address="127.0.0.1:0", registry=registry, middleware=[outer])
     service.use(inner)
     service.handle(Greeter())
     async with service.running(), micro.Client(registry=registry, middleware=[client_mw]) as c:
@@ -206,8 +205,9 @@ async def test_middleware_can_refuse_a_call(registry: MemoryRegistry) -> None:
         with pytest.raises(micro.Unauthorized) as info:
             await c.call("deny", "Greeter.Hello", Req("x"), Resp)
         assert info.value.grpc_status == 16
-        ok = await c.call("deny", "Greeter.Hello", Req("x"), Resp,
-                          metadata={"Authorization": "Bearer ok"})
+        ok = await c.call(
+            "deny", "Greeter.Hello", Req("x"), Resp, metadata={"Authorization": "Bearer ok"}
+        )
         assert ok == Resp("Hello x")
 
 
@@ -244,8 +244,7 @@ async def test_supervisor_restarts_a_crashing_part_then_gives_up() -> None:
 
     with pytest.raises(BaseExceptionGroup) as info:
         async with anyio.create_task_group() as tg:
-            sup = Supervisor(tg, max_restarts=3, window=60, initial_backoff=0.001,
-                             max_backoff=0.01)
+            sup = Supervisor(tg, max_restarts=3, window=60, initial_backoff=0.001, max_backoff=0.01)
             sup.start_soon("flaky", flaky)
     assert runs == 4
     [exc] = info.value.exceptions
@@ -278,9 +277,17 @@ def test_helloworld_example_serves_and_stops_cleanly_on_signal(
     backend: str, sig: signal.Signals, unused_tcp_port: int
 ) -> None:
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "helloworld" / "main.py"), "--backend", backend,
-         "--address", f"127.0.0.1:{unused_tcp_port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "examples" / "helloworld" / "main.py"),
+            "--backend",
+            backend,
+            "--address",
+            f"127.0.0.1:{unused_tcp_port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
@@ -303,8 +310,12 @@ def _post_when_ready(url: str) -> object:
     deadline = time.monotonic() + 20
     while True:
         try:
-            r = httpx.post(url, json={"name": "alice"},
-                           headers={"Micro-Endpoint": "Helloworld.Greeting"}, timeout=5)
+            r = httpx.post(
+                url,
+                json={"name": "alice"},
+                headers={"Micro-Endpoint": "Helloworld.Greeting"},
+                timeout=5,
+            )
             return r.json()
         except httpx.TransportError:
             if time.monotonic() > deadline:

@@ -21,12 +21,19 @@ pytestmark = pytest.mark.anyio
 
 @pytest.mark.parametrize(
     "content_type",
-    ["application/grpc+json", "application/grpc+msgpack", "application/json", "application/msgpack"],
+    [
+        "application/grpc+json",
+        "application/grpc+msgpack",
+        "application/json",
+        "application/msgpack",
+    ],
 )
 async def test_call_by_service_name(
     greeter_service: tuple[micro.Service, Greeter], client: micro.Client, content_type: str
 ) -> None:
-    resp = await client.call("greeter", "Greeter.Hello", Req("alice"), Resp, content_type=content_type)
+    resp = await client.call(
+        "greeter", "Greeter.Hello", Req("alice"), Resp, content_type=content_type
+    )
     assert resp == Resp(message="Hello alice")
 
 
@@ -101,8 +108,9 @@ async def test_protobuf_types_served_as_application_grpc(
         got = await client.call("upper", "Upper.Shout", StringValue(value="hi"), StringValue)
         assert got == StringValue(value="HI")
         # The same handler also answers JSON, through protobuf's JSON mapping.
-        got = await client.call("upper", "Upper.Shout", "hey", StringValue,
-                                content_type="application/grpc+json")
+        got = await client.call(
+            "upper", "Upper.Shout", "hey", StringValue, content_type="application/grpc+json"
+        )
         assert got.value == "HEY"
 
 
@@ -187,7 +195,16 @@ async def test_curl(greeter_service: tuple[micro.Service, Greeter], extra: list[
     service, _ = greeter_service
     assert curl is not None
     result = await anyio.run_process(
-        [curl, "-sS", "-XPOST", "-H", "Content-Type: application/json", *extra,
-         "-d", '{"name": "alice"}', f"http://{service.address}"]
+        [
+            curl,
+            "-sS",
+            "-XPOST",
+            "-H",
+            "Content-Type: application/json",
+            *extra,
+            "-d",
+            '{"name": "alice"}',
+            f"http://{service.address}",
+        ]
     )
     assert result.stdout == b'{"message": "Hello alice"}'
