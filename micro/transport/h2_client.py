@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import h2.events
 import h2.exceptions
 from h2.errors import ErrorCodes
@@ -34,6 +35,13 @@ __all__ = ["H2ClientConnection", "ResponseParts", "connection_lost"]
 log = logging.getLogger("micro.transport")
 
 READ_SIZE = 256 * 1024
+#: Received bytes are fed to h2 this much at a time, with a checkpoint between
+#: slices that produced events. Work then flows in small batches: the handlers
+#: (or callers) woken by one slice run, and their answers go out, while the
+#: peer is still producing the rest. Feeding 64 requests at once instead makes
+#: both ends of a connection take turns, each idle while the other works
+#: (measured here: about 2x the calls/s at 64 in flight between two Python processes).
+FEED_SLICE = 2048
 _NET_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 
@@ -137,22 +145,8 @@ class H2ClientConnection:
                         )
                         break
                     self._heard_from_peer = True
-                    try:
-                        events = self._h2.receive_data(data)
-                    except h2.exceptions.ProtocolError as exc:
-                        self._fail(
-                            connection_lost(
-                                f"HTTP/2 protocol error from {self.authority}: {exc}",
-                                unprocessed=False,
-                            )
-                        )
+                    if not await self._feed(data):
                         break
-                    handlers = self._handlers
-                    for event in events:
-                        handler = handlers.get(type(event))
-                        if handler is not None:
-                            handler(event)
-                    self._wake.set()
                     if self._going_away and not self._calls:
                         break
                 tg.cancel_scope.cancel()
@@ -160,6 +154,31 @@ class H2ClientConnection:
             self._fail(connection_lost(f"connection to {self.authority} closed", unprocessed=False))
             with anyio.CancelScope(shield=True):
                 await self._net.aclose()
+
+    async def _feed(self, data: bytes) -> bool:
+        """Hand received bytes to h2 slice by slice (see FEED_SLICE); False on a protocol error."""
+        view = memoryview(data)
+        for pos in range(0, len(view), FEED_SLICE):
+            try:
+                events = self._h2.receive_data(view[pos : pos + FEED_SLICE])
+            except h2.exceptions.ProtocolError as exc:
+                self._fail(
+                    connection_lost(
+                        f"HTTP/2 protocol error from {self.authority}: {exc}", unprocessed=False
+                    )
+                )
+                return False
+            if not events:
+                continue
+            handlers = self._handlers
+            for event in events:
+                handler = handlers.get(type(event))
+                if handler is not None:
+                    handler(event)
+            self._wake.set()
+            if pos + FEED_SLICE < len(view):
+                await anyio.lowlevel.checkpoint()
+        return True
 
     async def _write_loop(self) -> None:
         h2conn = self._h2

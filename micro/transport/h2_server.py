@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import h2.events
 import h2.exceptions
 from h2.errors import ErrorCodes
@@ -50,6 +51,13 @@ __all__ = ["H2ServerConnection"]
 log = logging.getLogger("micro.transport")
 
 READ_SIZE = 256 * 1024
+#: Received bytes are fed to h2 this much at a time, with a checkpoint between
+#: slices that produced events. Work then flows in small batches: the handlers
+#: (or callers) woken by one slice run, and their answers go out, while the
+#: peer is still producing the rest. Feeding 64 requests at once instead makes
+#: both ends of a connection take turns, each idle while the other works
+#: (measured here: about 2x the calls/s at 64 in flight between two Python processes).
+FEED_SLICE = 2048
 #: how long a closing connection may take to send what it has queued
 _FLUSH_GRACE = 1.0
 _NET_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
@@ -123,13 +131,13 @@ class H2ServerConnection:
                 self._tg = tg
                 tg.start_soon(self._write_loop)
                 with anyio.CancelScope() as self._read_scope:
-                    self._feed(self._prefix)
+                    await self._feed(self._prefix)
                     while not self._done:
                         try:
                             data = await self._net.receive(READ_SIZE)
                         except _NET_ERRORS:
                             break
-                        self._feed(data)
+                        await self._feed(data)
                 # Reading is over: the peer left, broke the protocol, or we
                 # drained. Stop handlers still running, let the writer send
                 # what is queued (a GOAWAY, last answers), then stop it.
@@ -175,21 +183,27 @@ class H2ServerConnection:
 
     # -- events --------------------------------------------------------------
 
-    def _feed(self, data: bytes) -> None:
-        if not data:
-            return
-        try:
-            events = self._h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            log.debug("HTTP/2 protocol error from peer: %s", exc)
-            self._close()
-            return
-        handlers = self._handlers
-        for event in events:
-            handler = handlers.get(type(event))
-            if handler is not None:
-                handler(event)
-        self._flush()
+    async def _feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        for pos in range(0, len(view), FEED_SLICE):
+            if self._done:
+                return
+            try:
+                events = self._h2.receive_data(view[pos : pos + FEED_SLICE])
+            except h2.exceptions.ProtocolError as exc:
+                log.debug("HTTP/2 protocol error from peer: %s", exc)
+                self._close()
+                return
+            if not events:
+                continue
+            handlers = self._handlers
+            for event in events:
+                handler = handlers.get(type(event))
+                if handler is not None:
+                    handler(event)
+            self._flush()
+            if pos + FEED_SLICE < len(view):
+                await anyio.lowlevel.checkpoint()
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         sid = event.stream_id
