@@ -1,0 +1,30 @@
+"""Developer sessions: ``nox -s tests lint typecheck bench``."""
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "micro", "tests", "examples", "benchmarks")
+    session.run("ruff", "format", "--check", "micro", "tests", "examples", "benchmarks")
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[test]", "mypy")
+    session.run("mypy")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("python", "benchmarks/run.py", *session.posargs)
