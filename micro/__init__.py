@@ -58,7 +58,12 @@ __all__ = [
 
 for _name in __all__:
     _obj = globals()[_name]
-    if hasattr(_obj, "__module__") and not isinstance(_obj, type(context)):
+    # Dataclasses keep their home module, where their string annotations resolve.
+    if (
+        hasattr(_obj, "__module__")
+        and not isinstance(_obj, type(context))
+        and not hasattr(_obj, "__dataclass_fields__")
+    ):
         try:
             _obj.__module__ = __name__
         except (AttributeError, TypeError):

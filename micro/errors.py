@@ -171,12 +171,18 @@ class MicroError(Exception):
         return {"id": self.id, "code": self.code, "detail": self.detail, "status": self.status}
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), ensure_ascii=False).encode()
+        # ASCII-only, so the same bytes are valid in an HTTP body and a gRPC trailer.
+        return json.dumps(self.to_dict()).encode()
 
     @staticmethod
     def from_dict(data: dict[str, Any], *, grpc_status: int | None = None) -> MicroError:
         """Rebuild an error from its JSON shape, as the most specific class for its code."""
-        code = int(data.get("code") or 500)
+        try:
+            code = int(data.get("code") or 500)
+        except (TypeError, ValueError):
+            code = 500
+        if not 100 <= code <= 599:
+            code = 500
         cls = _BY_CODE.get(code, MicroError)
         return cls(
             str(data.get("detail", "")),

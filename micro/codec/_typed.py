@@ -58,10 +58,11 @@ def decoder_for(into: Any, make: Callable[[Any], Callable[[bytes], Any]]) -> Cal
         def decode_protobuf(data: bytes) -> Any:
             from google.protobuf import json_format
 
+            plain = raw(data)  # malformed input is reported by the codec itself
             try:
-                return json_format.ParseDict(raw(data), into())
-            except json_format.ParseError as exc:
-                raise BadRequest(str(exc)) from None
+                return json_format.ParseDict(plain, into())
+            except (json_format.ParseError, TypeError, ValueError) as exc:
+                raise BadRequest(f"invalid request: {exc}") from None
 
         return decode_protobuf
     return make(into)

@@ -78,7 +78,7 @@ def camel(name: str) -> str:
 
 
 def _is_async_iterator(tp: Any) -> bool:
-    origin = typing.get_origin(tp)
+    origin = typing.get_origin(tp) or tp
     return origin in (
         collections.abc.AsyncIterator,
         collections.abc.AsyncIterable,
@@ -132,6 +132,10 @@ def endpoints_of(handler: object, name: str | None = None) -> list[Endpoint]:
             continue
         fn = getattr(handler, attr)
         if not (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
+            if callable(fn) and hasattr(fn, _ATTR):
+                raise TypeError(
+                    f"{prefix}.{camel(attr)} ({attr}) is marked as an endpoint but is not async"
+                )
             continue
         opts = dict(getattr(fn, _ATTR, {}))
         method = opts.pop("name", None) or camel(attr)

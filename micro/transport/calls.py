@@ -58,10 +58,9 @@ def parse_request_head(method: str, path: str, headers: Iterable[tuple[str, str]
         elif name == "grpc-timeout":
             timeout_value = value
         elif name == "content-length":
-            try:
-                content_length = int(value)
-            except ValueError:
-                raise BadRequest(f"invalid content-length {value!r}") from None
+            if not (value.isascii() and value.isdigit()):
+                raise BadRequest(f"invalid content-length {value!r}")
+            content_length = int(value)
         else:
             rest.append((name, value))
     if method != "POST":

@@ -8,6 +8,7 @@ headers) never become user metadata.
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
 
@@ -48,7 +49,13 @@ RESERVED = frozenset(
 
 
 def _is_reserved(name: str) -> bool:
-    return name in RESERVED or name.startswith((":", "grpc-"))
+    return name in RESERVED or name.startswith((":", "grpc-", "micro-"))
+
+
+# RFC 9110 token characters for names (lower case only: HTTP/2 forbids upper case),
+# and visible ASCII plus space and tab for values.
+_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
+_VALUE = re.compile(r"[\t\x20-\x7e]*\Z")
 
 
 def metadata_from_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -68,7 +75,15 @@ def metadata_to_headers(md: Mapping[str, str]) -> list[tuple[str, str]]:
         lname = name.lower()
         if _is_reserved(lname):
             raise ValueError(f"metadata key {name!r} is reserved")
-        out.append((lname, str(value)))
+        if not _NAME.match(lname):
+            raise ValueError(f"metadata key {name!r} is not a valid header name")
+        text = str(value)
+        if not _VALUE.match(text):
+            raise ValueError(
+                f"metadata value for {name!r} must be printable ASCII "
+                "(use a key ending in -bin with base64 for binary values)"
+            )
+        out.append((lname, text))
     return out
 
 

@@ -1,6 +1,8 @@
 """The public face: ``micro.__all__`` matches what the package offers."""
 
+import dataclasses
 import types
+import typing
 
 import pytest
 
@@ -34,9 +36,24 @@ def test_every_public_non_module_name_is_in_all() -> None:
     assert public <= set(micro.__all__)
 
 
-@pytest.mark.parametrize("name", [n for n in micro.__all__ if isinstance(getattr(micro, n), type)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        n
+        for n in micro.__all__
+        if isinstance(getattr(micro, n), type) and not dataclasses.is_dataclass(getattr(micro, n))
+    ],
+)
 def test_public_classes_report_the_public_module(name: str) -> None:
     assert getattr(micro, name).__module__ == "micro"
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in micro.__all__ if dataclasses.is_dataclass(getattr(micro, n))]
+)
+def test_public_dataclasses_keep_resolvable_annotations(name: str) -> None:
+    # Their string annotations resolve in their home module, so they stay there.
+    assert typing.get_type_hints(getattr(micro, name))
 
 
 @pytest.mark.parametrize(

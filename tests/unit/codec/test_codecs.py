@@ -333,11 +333,6 @@ def test_protobuf_shape_error_is_a_bad_request(typed: Codec, value: Any, into: A
         typed.decode(raw(typed.name, value), into)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="protobuf's json_format raises TypeError (not ParseError) for a wrapper message "
-    "given the wrong JSON type, and the codec only maps ParseError to BadRequest",
-)
 @pytest.mark.parametrize(
     ("value", "into"),
     [

@@ -194,10 +194,6 @@ def test_decorated_name_keeps_the_handler_prefix() -> None:
     assert "Api.Hello" in by_name(Decorated(), "Api")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a sync method marked with @micro.endpoint is skipped silently instead of being refused",
-)
 def test_a_marked_sync_method_is_refused() -> None:
     class Marked:
         async def ok(self, req: Request) -> Response:
@@ -338,11 +334,6 @@ def test_wrong_arity_is_refused(method: str) -> None:
         endpoints_of(only())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a bare AsyncIterator annotation has no typing origin, so the parameter is "
-    "taken as a unary request of type AsyncIterator (kind SERVER_STREAM, not BIDI_STREAM)",
-)
 def test_bare_async_iterator_annotations_stream() -> None:
     class Bare:
         async def chat(self, reqs: AsyncIterator) -> AsyncIterator:  # type: ignore[type-arg]

@@ -85,23 +85,12 @@ def test_metadata_to_headers_refuses_reserved_names(name: str) -> None:
         metadata_to_headers({"x-ok": "1", name: "spoofed"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DESIGN.md section 4 reserves every micro-* header; only micro-endpoint, "
-    "micro-service and micro-error are refused",
-)
 @pytest.mark.parametrize("name", ["micro-trace", "Micro-Id", "micro-from-service"])
 def test_metadata_to_headers_refuses_every_micro_name(name: str) -> None:
     with pytest.raises(ValueError, match="reserved"):
         metadata_to_headers({name: "v"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="metadata_to_headers passes invalid header names and values through, and h2 "
-    "outbound validation is off, so the peer's h2 rejects the HEADERS frame and closes "
-    "the whole connection",
-)
 @pytest.mark.parametrize(
     "md",
     [
