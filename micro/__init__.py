@@ -7,6 +7,7 @@ reachable through the subpackages (``micro.registry``, ``micro.codec``, ...).
 
 from . import context
 from .client.client import Client, ClientCallNext, ClientMiddleware, ClientRequest
+from .client.stream import ClientStream
 from .errors import (
     BadRequest,
     Cancelled,
@@ -24,6 +25,7 @@ from .errors import (
 )
 from .server.endpoint import endpoint
 from .server.server import CallNext, Middleware, Request
+from .server.stream import Stream
 from .service import Service
 from .supervisor import PartFailed
 
@@ -37,6 +39,7 @@ __all__ = [
     "ClientCallNext",
     "ClientMiddleware",
     "ClientRequest",
+    "ClientStream",
     "Conflict",
     "Forbidden",
     "InternalServerError",
@@ -47,6 +50,7 @@ __all__ = [
     "PayloadTooLarge",
     "Request",
     "Service",
+    "Stream",
     "Timeout",
     "TooManyRequests",
     "Unauthorized",

@@ -14,7 +14,7 @@ an async context manager; a service opens its own client for its lifetime.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -23,23 +23,28 @@ import anyio
 import anyio.abc
 
 from .. import context
-from ..codec import Codec, get, parse_content_type
+from ..codec import Codec, parse_content_type
 from ..codec._typed import is_protobuf
-from ..errors import BadRequest, MicroError, Timeout, Unavailable, from_grpc, from_http
+from ..errors import BadRequest, MicroError, Timeout, Unavailable, from_grpc
 from ..registry.base import Registry
 from ..selector.base import RandomSelector, Selector
 from ..server.server import DEFAULT_MAX_MESSAGE_SIZE
 from ..transport.framing import MessageDecoder, encode_message
 from ..transport.h2_client import ResponseParts
-from ..transport.headers import decode_grpc_message, metadata_to_headers, path_from_endpoint
+from ..transport.headers import metadata_to_headers, path_from_endpoint
 from ..transport.timeouts import format_grpc_timeout
 from .pool import ConnectionPool
+from .status import raise_for_grpc_status
+from .stream import ClientStream
 
 __all__ = ["Client", "ClientRequest", "ClientMiddleware", "ClientCallNext"]
 
 T = TypeVar("T")
 
 DEFAULT_CONTENT_TYPE = "application/grpc+json"
+
+#: ``stream()`` without a request: the caller sends its own messages
+_NO_REQUEST: Any = object()
 
 
 @dataclass(slots=True)
@@ -204,27 +209,10 @@ class Client:
         if grpc:
             payload = encode_message(payload)
         deadline = _deadline(req.timeout)
-        with anyio.CancelScope(
-            deadline=deadline if deadline is not None else float("inf")
-        ) as scope:
+        with anyio.CancelScope(deadline=_or_inf(deadline)) as scope:
             address = req.address or await self._resolve(req.service)
             conn = await pool.get(address)
-            headers = [
-                (":method", "POST"),
-                (":scheme", "http"),
-                (":path", path_from_endpoint(req.endpoint)),
-                (":authority", address),
-                ("content-type", req.content_type),
-            ]
-            if grpc:
-                headers.append(("te", "trailers"))
-            else:
-                headers.append(("accept", codec.content_type))
-            if deadline is not None:
-                headers.append(
-                    ("grpc-timeout", format_grpc_timeout(deadline - anyio.current_time()))
-                )
-            headers.extend(metadata_to_headers(req.metadata))
+            headers = _request_headers(req, address, grpc, codec, deadline)
             parts = await conn.request(headers, payload)
         if scope.cancelled_caught:
             raise Timeout(
@@ -232,12 +220,94 @@ class Client:
             )
         return _decode_response(parts, grpc, codec, req, self.max_message_size)
 
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        service: str,
+        endpoint: str,
+        request: Any = _NO_REQUEST,
+        response_type: Any = Any,
+        *,
+        timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        address: str | None = None,
+        content_type: str | None = None,
+    ) -> AsyncIterator[ClientStream[Any]]:
+        """Open a streaming call (client, server or bidirectional streaming).
+
+        With ``request``, that one message is sent and the sending side closed
+        (server streaming). ``timeout`` bounds the whole block (streams have no
+        default timeout; the deadline of the call being handled still applies);
+        past it the stream is reset and :class:`~micro.errors.Timeout` raised.
+        Leaving the block early resets the stream and cancels the handler.
+        """
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("the client is not open: use `async with Client(...) as client:`")
+        if content_type is None:
+            protobuf = is_protobuf(response_type) or (
+                request is not _NO_REQUEST and is_protobuf(type(request))
+            )
+            content_type = "application/grpc" if protobuf else self.content_type
+        grpc, codec = parse_content_type(content_type)
+        if not grpc:
+            raise BadRequest(f"streaming calls use gRPC; {content_type!r} is not a gRPC type")
+        md = dict(context.metadata())
+        if metadata:
+            md.update({k.lower(): v for k, v in metadata.items()})
+        req = ClientRequest(
+            service, endpoint, None, response_type, md, content_type, timeout, address
+        )
+        deadline = _deadline(timeout)
+        with anyio.CancelScope(deadline=_or_inf(deadline)) as scope:
+            target = address or await self._resolve(service)
+            conn = await pool.get(target)
+            sid, parts = await conn.open_stream(
+                _request_headers(req, target, True, codec, deadline)
+            )
+            try:
+                s: ClientStream[Any] = ClientStream(
+                    conn, sid, parts, codec, response_type, service, endpoint
+                )
+                if request is not _NO_REQUEST:
+                    await s.send(request)
+                    await s.close_send()
+                yield s
+            finally:
+                conn.close_stream(sid, parts)
+        if scope.cancelled_caught:
+            raise Timeout(f"stream {service} {endpoint} timed out", id=service, grpc_status=4)
+
     async def _resolve(self, service: str) -> str:
         records = await self.registry.get_service(service)
         nodes = [node for record in records for node in record.nodes]
         if not nodes:
             raise Unavailable(f"service {service} has no nodes", id=service)
         return self.selector.select(service, nodes).address
+
+
+def _or_inf(deadline: float | None) -> float:
+    return deadline if deadline is not None else float("inf")
+
+
+def _request_headers(
+    req: ClientRequest, address: str, grpc: bool, codec: Codec, deadline: float | None
+) -> list[tuple[str, str]]:
+    headers = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", path_from_endpoint(req.endpoint)),
+        (":authority", address),
+        ("content-type", req.content_type),
+    ]
+    if grpc:
+        headers.append(("te", "trailers"))
+    else:
+        headers.append(("accept", codec.content_type))
+    if deadline is not None:
+        headers.append(("grpc-timeout", format_grpc_timeout(deadline - anyio.current_time())))
+    headers.extend(metadata_to_headers(req.metadata))
+    return headers
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -251,27 +321,13 @@ def _deadline(timeout: float | None) -> float | None:
 def _decode_response(
     parts: ResponseParts, grpc: bool, codec: Codec, req: ClientRequest, max_size: int
 ) -> Any:
-    status = parts.header(":status", "0")
-    ct = parts.header("content-type")
-    if not grpc or not ct.startswith("application/grpc"):
+    if not grpc:
+        status = parts.header(":status", "0")
         code = int(status) if status.isdigit() else 502
         if code != 200:
             raise MicroError.parse(parts.body, code=code)
-        if grpc:
-            raise from_http(
-                502, f"{req.service} answered a gRPC call with content type {ct!r}", id=req.service
-            )
         return codec.decode(parts.body, req.response_type)
-    grpc_status = parts.status_field("grpc-status")
-    if grpc_status is None:
-        raise from_grpc(13, f"{req.service} sent no grpc-status", id=req.service)
-    if grpc_status != "0":
-        error_json = parts.status_field("micro-error")
-        code = int(grpc_status) if grpc_status.isdigit() else 2
-        if error_json:
-            raise MicroError.parse(error_json, grpc_status=code)
-        message = decode_grpc_message(parts.status_field("grpc-message") or "")
-        raise from_grpc(code, message, id=req.service)
+    raise_for_grpc_status(parts, req.service)
     decoder = MessageDecoder(max_size)
     messages = decoder.feed(parts.body)
     if len(messages) != 1 or decoder.pending:
@@ -286,7 +342,3 @@ def _bind(mw: ClientMiddleware, nxt: ClientCallNext) -> ClientCallNext:
         return await mw(req, nxt)
 
     return call
-
-
-def _codec(name: str) -> Codec:
-    return get(name)

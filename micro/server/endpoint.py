@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from .stream import Stream
+
 __all__ = ["Endpoint", "Kind", "endpoint", "endpoints_of", "camel"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,6 +52,8 @@ class Endpoint:
     kind: Kind = Kind.UNARY
     idempotent: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
+    #: the handler takes a :class:`~micro.server.stream.Stream` and drives both directions
+    explicit_stream: bool = False
 
 
 def endpoint(
@@ -108,6 +112,17 @@ def inspect_callable(fn: Callable[..., Any], name: str, **options: Any) -> Endpo
         raise TypeError(f"endpoint {name} must take exactly one request argument")
     req_t = hints.get(params[0].name, Any)
     resp_t = hints.get("return", Any)
+    if req_t is Stream or typing.get_origin(req_t) is Stream:
+        args = typing.get_args(req_t)
+        return Endpoint(
+            name,
+            fn,
+            args[0] if args else Any,
+            args[1] if len(args) > 1 else Any,
+            Kind.BIDI_STREAM,
+            explicit_stream=True,
+            **options,
+        )
     streams_in = _is_async_iterator(req_t)
     streams_out = _is_async_iterator(resp_t) or inspect.isasyncgenfunction(fn)
     if streams_in:

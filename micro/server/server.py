@@ -13,8 +13,10 @@ them before it closes its listener.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +25,11 @@ import msgspec
 
 from .. import context
 from ..codec import Codec
-from ..errors import InternalServerError, MicroError, NotFound
+from ..errors import BadRequest, InternalServerError, MicroError, NotFound
 from ..transport.calls import RequestHead
 from .endpoint import Endpoint, Kind
 from .router import Router
+from .stream import MessageIO, Stream
 
 __all__ = ["Server", "ServerOptions", "Request", "Middleware", "CallNext"]
 
@@ -101,7 +104,10 @@ class Server:
             handler = ep.handler
 
             async def innermost(req: Request) -> Any:
-                return await handler(req.body)
+                result = handler(req.body)
+                if inspect.isawaitable(result):
+                    result = await result
+                return result
 
             chain = innermost
             for mw in reversed(self._middleware):
@@ -132,6 +138,46 @@ class Server:
             data = msgspec.json.format(data, indent=0)
         return data
 
+    async def call_stream(self, head: RequestHead, ep: Endpoint, io: MessageIO) -> None:
+        """Run one streaming call over ``io``; raises MicroError."""
+        codec: Codec = head.codec
+        context._set(head.metadata, _deadline(head.timeout))
+        kind = ep.kind
+        body: Any
+        if ep.explicit_stream:
+            body = Stream(io, codec, ep.request_type, head.metadata, ep.name)
+        elif kind.streams_requests:
+            body = _requests(io, codec, ep.request_type)
+        else:
+            first = await io.receive_message()
+            if first is None:
+                raise BadRequest(f"{ep.name} takes one request message, got none")
+            if await io.receive_message() is not None:
+                raise BadRequest(f"{ep.name} takes exactly one request message")
+            body = codec.decode(first, ep.request_type)
+        request = Request(self.name, ep.name, head.metadata, body, head.content_type, kind)
+        try:
+            result = await self._chain(ep)(request)
+            if ep.explicit_stream:
+                return
+            if kind.streams_responses:
+                if not hasattr(result, "__aiter__"):
+                    raise TypeError(f"{ep.name} must return an async iterator")
+                iterator = aiter(result)
+                async with contextlib.AsyncExitStack() as stack:
+                    if hasattr(iterator, "aclose"):
+                        stack.push_async_callback(iterator.aclose)
+                    async for item in iterator:
+                        await io.send_message(codec.encode(item))
+            else:
+                await io.send_message(codec.encode(result))
+        except MicroError as exc:
+            if not exc.id:
+                exc.id = self.name
+            raise
+        except Exception as exc:
+            raise self.internal_error(ep.name, exc) from None
+
     def internal_error(self, endpoint: str, exc: BaseException) -> MicroError:
         log.error("handler %s failed", endpoint, exc_info=exc)
         return InternalServerError(f"internal error in {endpoint}", id=self.name)
@@ -158,6 +204,15 @@ def _bind(mw: Middleware, nxt: CallNext) -> CallNext:
         return await mw(req, nxt)
 
     return call
+
+
+async def _requests(io: MessageIO, codec: Codec, into: Any) -> AsyncIterator[Any]:
+    """The request messages of a client- or bidi-streaming call, decoded."""
+    while True:
+        data = await io.receive_message()
+        if data is None:
+            return
+        yield codec.decode(data, into)
 
 
 def _deadline(timeout: float | None) -> float | None:

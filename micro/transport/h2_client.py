@@ -17,6 +17,7 @@ stream, or above a GOAWAY's last stream id).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -27,10 +28,11 @@ import h2.events
 import h2.exceptions
 from h2.errors import ErrorCodes
 
-from ..errors import Cancelled, InternalServerError, PayloadTooLarge, Unavailable
+from ..errors import Cancelled, InternalServerError, MicroError, PayloadTooLarge, Unavailable
+from .framing import MessageDecoder
 from .h2conn import new_connection, start
 
-__all__ = ["H2ClientConnection", "ResponseParts", "connection_lost"]
+__all__ = ["H2ClientConnection", "ResponseParts", "StreamParts", "connection_lost"]
 
 log = logging.getLogger("micro.transport")
 
@@ -85,6 +87,29 @@ class ResponseParts:
             if k == name:
                 return v
         return None
+
+
+class StreamParts(ResponseParts):
+    """A streaming call's side of the connection: messages wait in the inbox."""
+
+    __slots__ = ("decoder", "inbox", "send_closed", "unacked", "wake")
+
+    def __init__(self, max_size: int) -> None:
+        super().__init__()
+        self.decoder = MessageDecoder(max_size)
+        self.inbox: deque[bytes] = deque()
+        self.unacked = 0
+        self.wake: anyio.Event | None = None
+        self.send_closed = False
+
+    def notify(self) -> None:
+        if self.wake is not None:
+            self.wake.set()
+            self.wake = None
+
+
+#: Queued outbound bytes past which a streaming sender lets the writer run.
+_YIELD_AFTER = 64 * 1024
 
 
 class H2ClientConnection:
@@ -213,8 +238,7 @@ class H2ClientConnection:
                 # A server that never spoke (not even its SETTINGS) processed nothing.
                 sent = parts.sent and self._heard_from_peer
                 parts.error = parts.error or _copy_failure(error, sent)
-                parts.done = True
-                parts.event.set()
+                self._finish(parts)
         self._wake_all()
 
     # -- calls ---------------------------------------------------------------
@@ -259,6 +283,86 @@ class H2ClientConnection:
             raise parts.error
         return parts
 
+    # -- streams -------------------------------------------------------------
+
+    async def open_stream(self, headers: list[tuple[str, str]]) -> tuple[int, StreamParts]:
+        """Start a streaming call: send its HEADERS and register its inbox."""
+        while len(self._calls) >= self._h2.remote_settings.max_concurrent_streams:
+            self._check_usable()
+            waiter = anyio.Event()
+            self._slot_waiters.append(waiter)
+            await waiter.wait()
+        self._check_usable()
+        sid = self._h2.get_next_available_stream_id()
+        parts = StreamParts(self._max_size)
+        self._calls[sid] = parts
+        self._h2.send_headers(sid, headers)
+        parts.sent = True
+        self._wake.set()
+        return sid, parts
+
+    async def send_message(self, sid: int, parts: StreamParts, framed: bytes) -> None:
+        """Send one framed message, waiting for the server's flow-control window."""
+        if parts.send_closed:
+            raise anyio.ClosedResourceError("the sending side of this stream is closed")
+        if parts.done:
+            if parts.error is not None:
+                raise parts.error
+            raise anyio.BrokenResourceError("the server has ended this stream")
+        try:
+            await self._send_data(sid, framed, end_stream=False)
+        except h2.exceptions.H2Error:
+            if parts.error is not None:
+                raise parts.error from None
+            raise anyio.BrokenResourceError("the server has ended this stream") from None
+        self._wake.set()
+        if self._h2.outbound_size() >= _YIELD_AFTER:
+            await anyio.lowlevel.checkpoint()
+
+    def close_send(self, sid: int, parts: StreamParts) -> None:
+        """Half-close: tell the server no more messages will come."""
+        if parts.send_closed:
+            return
+        parts.send_closed = True
+        if parts.done:
+            return
+        try:
+            self._h2.end_stream(sid)
+        except h2.exceptions.H2Error:
+            return
+        self._wake.set()
+
+    async def receive_message(self, sid: int, parts: StreamParts) -> bytes | None:
+        """The next message, or None once the stream has ended (check ``parts`` then)."""
+        while not parts.inbox:
+            if parts.done:
+                return None
+            parts.wake = anyio.Event()
+            await parts.wake.wait()
+        message = parts.inbox.popleft()
+        if parts.unacked and not parts.done:
+            try:
+                self._h2.acknowledge_received_data(parts.unacked, sid)
+            except h2.exceptions.H2Error:
+                pass
+            parts.unacked = 0
+            self._wake.set()
+        return message
+
+    def close_stream(self, sid: int, parts: StreamParts) -> None:
+        """Forget the stream, resetting it if it is still open (the caller left early)."""
+        if self._calls.get(sid) is not parts:
+            return
+        del self._calls[sid]
+        if not parts.done and self._failure is None:
+            try:
+                self._h2.reset_stream(sid, ErrorCodes.CANCEL)
+            except h2.exceptions.H2Error:
+                pass
+            self._wake.set()
+        if self._slot_waiters:
+            self._slot_waiters.pop(0).set()
+
     def _check_usable(self) -> None:
         if self._failure is not None:
             raise _copy_failure(self._failure, sent=False)
@@ -297,8 +401,11 @@ class H2ClientConnection:
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         sid = event.stream_id
-        self._h2.acknowledge_received_data(event.flow_controlled_length, sid)
         parts = self._calls.get(sid)
+        if isinstance(parts, StreamParts):
+            self._on_stream_data(sid, parts, event)
+            return
+        self._h2.acknowledge_received_data(event.flow_controlled_length, sid)
         if parts is None or parts.done:
             return
         parts.size += len(event.data)
@@ -314,6 +421,36 @@ class H2ClientConnection:
                 pass
             return
         parts.chunks.append(event.data)
+
+    def _on_stream_data(self, sid: int, parts: StreamParts, event: h2.events.DataReceived) -> None:
+        if parts.done:
+            self._h2.acknowledge_received_data(event.flow_controlled_length, sid)
+            return
+        try:
+            messages = parts.decoder.feed(event.data)
+        except PayloadTooLarge as exc:
+            exc.grpc_status = 8
+            parts.error = exc
+            self._finish(parts)
+            try:
+                self._h2.reset_stream(sid, ErrorCodes.CANCEL)
+            except h2.exceptions.H2Error:
+                pass
+            return
+        except MicroError as exc:
+            parts.error = exc
+            self._finish(parts)
+            try:
+                self._h2.reset_stream(sid, ErrorCodes.PROTOCOL_ERROR)
+            except h2.exceptions.H2Error:
+                pass
+            return
+        if messages:
+            parts.inbox.extend(messages)
+            parts.unacked += event.flow_controlled_length
+            parts.notify()
+        else:
+            self._h2.acknowledge_received_data(event.flow_controlled_length, sid)
 
     def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
         parts = self._calls.get(event.stream_id)
@@ -379,6 +516,8 @@ class H2ClientConnection:
     def _finish(self, parts: ResponseParts) -> None:
         parts.done = True
         parts.event.set()
+        if isinstance(parts, StreamParts):
+            parts.notify()
 
     def _wake_window_waiters(self) -> None:
         waiters = list(self._window_waiters.values())

@@ -18,6 +18,7 @@ calls in flight finish, and closes when the last one is done.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,8 +29,15 @@ import h2.events
 import h2.exceptions
 from h2.errors import ErrorCodes
 
-from ..errors import BadRequest, MicroError, PayloadTooLarge, Timeout
-from ..server.endpoint import Endpoint
+from ..errors import (
+    BadRequest,
+    Cancelled,
+    MicroError,
+    PayloadTooLarge,
+    Timeout,
+    UnsupportedMediaType,
+)
+from ..server.endpoint import Endpoint, Kind
 from .calls import (
     RequestHead,
     grpc_error_headers,
@@ -72,10 +80,15 @@ class _Stream:
         "ended",
         "endpoint",
         "head",
+        "headers_sent",
         "id",
+        "inbox",
         "reset",
         "scope",
         "size",
+        "streaming",
+        "unacked",
+        "wake",
     )
 
     def __init__(self, stream_id: int, head: RequestHead, endpoint: Endpoint, max_size: int):
@@ -88,6 +101,18 @@ class _Stream:
         self.scope: anyio.CancelScope | None = None
         self.reset = False
         self.ended = False
+        # Streaming calls: messages wait in the inbox until the handler takes
+        # them; their bytes are acknowledged to flow control only then.
+        self.streaming = endpoint.kind is not Kind.UNARY
+        self.inbox: deque[bytes] = deque()
+        self.unacked = 0
+        self.wake: anyio.Event | None = None
+        self.headers_sent = False
+
+    def notify(self) -> None:
+        if self.wake is not None:
+            self.wake.set()
+            self.wake = None
 
 
 class H2ServerConnection:
@@ -229,17 +254,30 @@ class H2ServerConnection:
                     f"request body of {head.content_length} bytes is over the limit "
                     f"of {self._max_size} bytes"
                 )
+            if ep.kind is not Kind.UNARY and not head.grpc:
+                raise UnsupportedMediaType(
+                    f"{ep.name} is a streaming endpoint: call it over gRPC "
+                    "(application/grpc, application/grpc+json or application/grpc+msgpack)"
+                )
         except MicroError as err:
             self._refuse(sid, is_grpc_content_type(content_type), content_type, err, ended=False)
             return
-        self._streams[sid] = _Stream(sid, head, ep, self._max_size)
+        st = self._streams[sid] = _Stream(sid, head, ep, self._max_size)
+        if st.streaming:
+            assert self._tg is not None
+            st.scope = anyio.CancelScope()
+            self._server.call_started()
+            self._tg.start_soon(self._run_stream, st)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         sid = event.stream_id
+        st = self._streams.get(sid)
+        if st is not None and st.streaming:
+            self._on_stream_data(st, event)
+            return
         # Unary bodies are bounded by the message size limit, so the window is
         # handed back at once; h2 batches the WINDOW_UPDATEs.
         self._h2.acknowledge_received_data(event.flow_controlled_length, sid)
-        st = self._streams.get(sid)
         if st is None or st.scope is not None:
             return
         data = event.data
@@ -259,8 +297,48 @@ class H2ServerConnection:
             return
         st.chunks.append(data)
 
+    def _on_stream_data(self, st: _Stream, event: h2.events.DataReceived) -> None:
+        assert st.decoder is not None
+        try:
+            messages = st.decoder.feed(event.data)
+        except MicroError as err:
+            # The handler is running: end its call with the error, not just the stream.
+            self._fail_stream(st, err)
+            return
+        if messages:
+            st.inbox.extend(messages)
+            st.unacked += event.flow_controlled_length
+            st.notify()
+        else:
+            # Part of a message we have agreed to take whole: let the rest come.
+            self._h2.acknowledge_received_data(event.flow_controlled_length, st.id)
+
+    def _fail_stream(self, st: _Stream, err: MicroError) -> None:
+        self._streams.pop(st.id, None)
+        st.reset = True
+        if st.scope is not None:
+            st.scope.cancel()
+        st.notify()
+        if not err.id:
+            err.id = self._server.name
+        h2conn = self._h2
+        try:
+            if st.headers_sent:
+                h2conn.send_headers(st.id, grpc_trailers(err), end_stream=True)
+            else:
+                headers = grpc_error_headers(st.head.content_type, err)
+                h2conn.send_headers(st.id, headers, end_stream=True)
+            h2conn.reset_stream(st.id, ErrorCodes.NO_ERROR)
+        except h2.exceptions.H2Error:
+            pass
+        self._flush()
+
     def _on_end(self, event: h2.events.StreamEnded) -> None:
         st = self._streams.get(event.stream_id)
+        if st is not None and st.streaming:
+            st.ended = True
+            st.notify()
+            return
         if st is None or st.scope is not None:
             return
         st.ended = True
@@ -276,6 +354,7 @@ class H2ServerConnection:
             st.reset = True
             if st.scope is not None:
                 st.scope.cancel()
+            st.notify()
         waiter = self._window_waiters.pop(sid, None)
         if waiter is not None:
             waiter.set()
@@ -357,6 +436,48 @@ class H2ServerConnection:
             server.call_finished()
             self._close_if_idle()
 
+    async def _run_stream(self, st: _Stream) -> None:
+        server = self._server
+        head = st.head
+        scope = st.scope
+        assert scope is not None
+        if head.timeout is not None:
+            scope.deadline = anyio.current_time() + head.timeout
+        error: MicroError | None = None
+        try:
+            with scope:
+                try:
+                    await server.call_stream(head, st.endpoint, _StreamIO(self, st))
+                except MicroError as exc:
+                    error = exc
+            if st.reset:
+                return
+            if scope.cancelled_caught:
+                error = Timeout("deadline exceeded", id=server.name, grpc_status=4)
+            if error is not None and not error.id:
+                error.id = server.name
+            h2conn = self._h2
+            try:
+                if not st.headers_sent:
+                    if error is not None:
+                        headers = grpc_error_headers(head.content_type, error)
+                        h2conn.send_headers(st.id, headers, end_stream=True)
+                    else:
+                        h2conn.send_headers(st.id, grpc_response_headers(head.content_type))
+                        h2conn.send_headers(st.id, grpc_trailers(None), end_stream=True)
+                else:
+                    h2conn.send_headers(st.id, grpc_trailers(error), end_stream=True)
+                if not st.ended:
+                    # Done before the caller finished sending: tell it to stop.
+                    h2conn.reset_stream(st.id, ErrorCodes.NO_ERROR)
+            except h2.exceptions.H2Error:
+                pass
+            self._flush()
+        finally:
+            self._streams.pop(st.id, None)
+            server.call_finished()
+            self._close_if_idle()
+
     async def _respond(self, st: _Stream, result: bytes, error: MicroError | None) -> None:
         h2conn = self._h2
         sid = st.id
@@ -432,3 +553,49 @@ class H2ServerConnection:
     @property
     def busy(self) -> bool:
         return bool(self._streams)
+
+
+#: Queued outbound bytes past which a streaming sender lets the writer run.
+_YIELD_AFTER = 64 * 1024
+
+
+class _StreamIO:
+    """Whole messages in and out of one streaming call (a ``MessageIO``)."""
+
+    __slots__ = ("_conn", "_st")
+
+    def __init__(self, conn: H2ServerConnection, st: _Stream) -> None:
+        self._conn = conn
+        self._st = st
+
+    async def receive_message(self) -> bytes | None:
+        st = self._st
+        while not st.inbox:
+            if st.ended or st.reset:
+                return None
+            st.wake = anyio.Event()
+            await st.wake.wait()
+        message = st.inbox.popleft()
+        if st.unacked and not st.reset:
+            # h2 turns these into WINDOW_UPDATEs in batches of half a window.
+            self._conn._h2.acknowledge_received_data(st.unacked, st.id)
+            st.unacked = 0
+            self._conn._flush()
+        return message
+
+    async def send_message(self, data: bytes) -> None:
+        st = self._st
+        conn = self._conn
+        if st.reset:
+            raise Cancelled("the caller cancelled the call")
+        h2conn = conn._h2
+        try:
+            if not st.headers_sent:
+                h2conn.send_headers(st.id, grpc_response_headers(st.head.content_type))
+                st.headers_sent = True
+            await conn._send_data(st.id, encode_message(data), end_stream=False)
+        except h2.exceptions.H2Error:
+            raise Cancelled("the caller cancelled the call") from None
+        conn._flush()
+        if h2conn.outbound_size() >= _YIELD_AFTER:
+            await anyio.lowlevel.checkpoint()

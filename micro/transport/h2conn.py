@@ -25,9 +25,13 @@ from hyperframe.frame import DataFrame, GoAwayFrame
 
 __all__ = ["H2Connection", "new_connection", "start", "WINDOW_SIZE", "MAX_FRAME_SIZE"]
 
-#: Flow-control window we grant peers per stream and per connection: large, so
-#: a fast peer is never stalled by window updates on a local network.
-WINDOW_SIZE = 8 * 1024 * 1024
+#: Flow-control window we grant a peer per stream: large, so a fast sender is
+#: rarely stalled by window updates, yet a stream whose reader is slow can hold
+#: only this much of the connection's window.
+WINDOW_SIZE = 1024 * 1024
+#: ... and per connection: many streams' worth, so slow streams never starve
+#: the others on the same connection.
+CONNECTION_WINDOW_SIZE = 16 * WINDOW_SIZE
 #: Largest DATA frame we accept: fewer frames per large message.
 MAX_FRAME_SIZE = 1024 * 1024 - 1
 
@@ -50,6 +54,10 @@ class _Connection(h2.connection.H2Connection):
         event.last_stream_id = frame.last_stream_id
         event.additional_data = frame.additional_data or None
         return [], [event]
+
+    def outbound_size(self) -> int:
+        """Bytes queued and not yet taken by ``data_to_send``."""
+        return len(self._data_to_send)
 
     def send_goaway(self, last_stream_id: int, error_code: int = 0) -> None:
         """Queue a GOAWAY frame, leaving open streams able to finish."""
@@ -110,6 +118,6 @@ def new_connection(
 
 
 def start(conn: h2.connection.H2Connection) -> None:
-    """Queue the preamble and widen the connection window to WINDOW_SIZE."""
+    """Queue the preamble and widen the connection window to CONNECTION_WINDOW_SIZE."""
     conn.initiate_connection()
-    conn.increment_flow_control_window(WINDOW_SIZE - 65535)
+    conn.increment_flow_control_window(CONNECTION_WINDOW_SIZE - 65535)

@@ -15,7 +15,14 @@ import h2.exceptions
 import pytest
 from h2.settings import SettingCodes
 
-from micro.transport.h2conn import MAX_FRAME_SIZE, WINDOW_SIZE, H2Connection, new_connection, start
+from micro.transport.h2conn import (
+    CONNECTION_WINDOW_SIZE,
+    MAX_FRAME_SIZE,
+    WINDOW_SIZE,
+    H2Connection,
+    new_connection,
+    start,
+)
 
 REQUEST = [
     (":method", "POST"),
@@ -116,8 +123,9 @@ def test_settings_are_acknowledged(pair: Pair) -> None:
 
 
 def test_connection_window_is_widened(pair: Pair) -> None:
-    assert pair.client.outbound_flow_control_window == WINDOW_SIZE
-    assert pair.server.outbound_flow_control_window == WINDOW_SIZE
+    assert pair.client.outbound_flow_control_window == CONNECTION_WINDOW_SIZE
+    assert pair.server.outbound_flow_control_window == CONNECTION_WINDOW_SIZE
+    assert CONNECTION_WINDOW_SIZE > WINDOW_SIZE  # a slow stream cannot stall the connection
 
 
 def test_a_new_stream_gets_the_whole_window(pair: Pair) -> None:
