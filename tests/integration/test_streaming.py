@@ -173,9 +173,7 @@ async def test_leaving_early_cancels_the_server_handler(
 
 async def test_stream_deadline_resets_and_cancels(numbers: Numbers, client: micro.Client) -> None:
     with pytest.raises(micro.Timeout):
-        async with client.stream(
-            "numbers", "Numbers.Sink", response_type=Num, timeout=0.3
-        ) as s:
+        async with client.stream("numbers", "Numbers.Sink", response_type=Num, timeout=0.3) as s:
             await s.send(Blob(b"a"))
             await s.receive()
     with anyio.fail_after(10):
@@ -227,13 +225,15 @@ async def test_slow_handler_makes_caller_wait(numbers: Numbers, client: micro.Cl
         def value(self) -> int:
             return sent
 
-    async with client.stream("numbers", "Numbers.Sink", response_type=Num) as s:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(send_forever, s)
-            stalled_at = await _until_stable(Counter(), "value")
-            assert 20 < stalled_at < 300, stalled_at
-            assert await client.call("numbers", "Greeter.Hello", Req("w"), Resp) == Resp("Hello w")
-            tg.cancel_scope.cancel()
+    async with (
+        client.stream("numbers", "Numbers.Sink", response_type=Num) as s,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(send_forever, s)
+        stalled_at = await _until_stable(Counter(), "value")
+        assert 20 < stalled_at < 300, stalled_at
+        assert await client.call("numbers", "Greeter.Hello", Req("w"), Resp) == Resp("Hello w")
+        tg.cancel_scope.cancel()
 
 
 async def test_hundreds_of_concurrent_streams_on_one_connection(
