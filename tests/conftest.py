@@ -1,4 +1,12 @@
+import os
+
 import pytest
+
+# mDNS in tests stays on loopback: nothing may go out on other interfaces.
+# Subprocesses started by tests inherit this.
+os.environ["MICRO_MDNS_INTERFACES"] = "127.0.0.1"
+
+pytest_plugins = ["tests.servers"]
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -4,16 +4,22 @@ A registry maps service names to the nodes serving them. Services register
 with a TTL and re-register on an interval (the heartbeat); a record not
 refreshed within its TTL is gone. Watchers see create, update and delete
 events.
+
+Lifecycle: a registry is an async context manager, entered by every service
+and client that uses it while they run. Entering is reference counted, so one
+registry object can be shared; the backend's resources (sockets, threads,
+HTTP clients) are opened on the first entry and closed on the last exit.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-from ..errors import NotFound
+from ..errors import NotFound, Unavailable
 
 __all__ = [
     "Node",
@@ -24,6 +30,7 @@ __all__ = [
     "WatchEvent",
     "EventType",
     "ServiceNotFound",
+    "RegistryUnavailable",
 ]
 
 
@@ -76,6 +83,10 @@ class ServiceNotFound(NotFound):
 Watcher = AsyncIterator[WatchEvent]
 
 
+class RegistryUnavailable(Unavailable):
+    """The registry backend cannot be reached or used (the detail says why and what to do)."""
+
+
 @runtime_checkable
 class Registry(Protocol):
     """Service discovery."""
@@ -96,6 +107,16 @@ class Registry(Protocol):
         """Every registered service (nodes may be omitted)."""
         ...
 
-    def watch(self, service: str | None = None) -> Watcher:
-        """Events for one service, or all when ``service`` is None."""
+    def watch(self, service: str | None = None) -> AbstractAsyncContextManager[Watcher]:
+        """Events for one service, or all when ``service`` is None.
+
+        ``async with registry.watch("svc") as events: async for event in events:``.
+        The watch is established when the block is entered, so no change made
+        after entering is missed. The iterator ends if the watch is lost (the
+        watcher must then resync with ``get_service`` and watch again).
+        """
         ...
+
+    async def __aenter__(self) -> Registry: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...

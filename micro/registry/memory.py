@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -72,17 +73,23 @@ class MemoryRegistry:
                 out.append(replace(alive[0][0], nodes=tuple(node for _, node in alive)))
         return out
 
-    async def watch(self, service: str | None = None) -> AsyncIterator[WatchEvent]:
+    @contextlib.asynccontextmanager
+    async def watch(self, service: str | None = None) -> AsyncIterator[AsyncIterator[WatchEvent]]:
         send, receive = anyio.create_memory_object_stream[WatchEvent](WATCH_BUFFER)
         entry = (service, send)
         self._watchers.append(entry)
         try:
             async with receive:
-                async for event in receive:
-                    yield event
+                yield receive
         finally:
             self._watchers.remove(entry)
             send.close()
+
+    async def __aenter__(self) -> MemoryRegistry:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        pass
 
     def _notify(self, kind: EventType, service: ServiceRecord) -> None:
         for name, send in list(self._watchers):

@@ -1,0 +1,1 @@
+"""Real backend servers (etcd, ...) started by the test suite on free loopback ports."""
