@@ -22,6 +22,7 @@ import anyio
 import anyio.abc
 
 from .client.client import Client, ClientMiddleware
+from .health import HEALTH_SERVICE_NAME, HealthService, HealthStatus, ServingStatus
 from .registry.base import EndpointInfo, Node, Registry, ServiceRecord
 from .server.endpoint import Endpoint
 from .server.schema import json_schema
@@ -81,6 +82,8 @@ class Service:
         )
         for mw in middleware or []:
             self.server.use(mw)
+        self.health = HealthStatus()
+        self.server.handle(HealthService(self.health), name=HEALTH_SERVICE_NAME)
         self.client = Client(
             registry=registry, max_message_size=max_message_size, middleware=client_middleware
         )
@@ -176,6 +179,8 @@ class Service:
                     self._record = self._make_record()
                     await self.registry.register(self._record, ttl=self.register_ttl)
                     supervisor.start_soon("registry heartbeat", self._heartbeat)
+                self.health.set("", ServingStatus.SERVING)
+                self.health.set(self.name, ServingStatus.SERVING)
                 log.info("service %s serving on %s", self.name, self.address)
                 for hook in self._hooks["after_start"]:
                     await hook()
@@ -186,6 +191,8 @@ class Service:
                 tg.cancel_scope.cancel()
 
     async def _shutdown(self) -> None:
+        self.health.set("", ServingStatus.NOT_SERVING)
+        self.health.set(self.name, ServingStatus.NOT_SERVING)
         for hook in self._hooks["before_stop"]:
             with contextlib.suppress(Exception):
                 await hook()
@@ -253,6 +260,7 @@ class Service:
                 },
             )
             for ep in self.server.router.endpoints()
+            if not ep.name.startswith(HEALTH_SERVICE_NAME + ".")
         )
         return ServiceRecord(
             name=self.name,

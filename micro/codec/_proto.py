@@ -17,6 +17,8 @@ class ProtoCodec:
     content_type = "application/protobuf"
 
     def encode(self, value: Any) -> bytes:
+        if isinstance(value, bytes | bytearray | memoryview):
+            return bytes(value)  # an already serialized message
         try:
             serialize = value.SerializeToString
         except AttributeError:
@@ -27,6 +29,8 @@ class ProtoCodec:
         return data
 
     def decode(self, data: bytes, into: Any = Any) -> Any:
+        if into is bytes:
+            return bytes(data)  # the handler parses the message itself
         if not is_protobuf(into):
             raise UnsupportedMediaType(
                 "protobuf bodies need an endpoint whose types are protobuf messages; "
