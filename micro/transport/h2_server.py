@@ -66,8 +66,16 @@ READ_SIZE = 256 * 1024
 #: both ends of a connection take turns, each idle while the other works
 #: (measured here: about 2x the calls/s at 64 in flight between two Python processes).
 FEED_SLICE = 2048
+#: Streams a peer may reset in a burst, and per second after that, before the
+#: connection is closed with ENHANCE_YOUR_CALM: the defence against the
+#: "rapid reset" flood (CVE-2023-44487), where a client opens and cancels
+#: streams to make the server start and stop work for free.
+RESET_BURST = 1000
+RESET_RATE = 200.0
 #: how long a closing connection may take to send what it has queued
 _FLUSH_GRACE = 1.0
+#: how long we read (and drop) what a peer still sends after we closed our side
+_LINGER = 5.0
 _NET_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 
@@ -137,6 +145,9 @@ class H2ServerConnection:
         self._read_scope: anyio.CancelScope | None = None
         self._draining = False
         self._done = False
+        self._closing = False
+        self._reset_budget = float(RESET_BURST)
+        self._reset_stamp = 0.0
         self._handlers: dict[type, Callable[[Any], None]] = {
             h2.events.RequestReceived: self._on_request,
             h2.events.DataReceived: self._on_data,
@@ -174,6 +185,9 @@ class H2ServerConnection:
                 self._flush()
                 with anyio.move_on_after(_FLUSH_GRACE):
                     await self._writer_done.wait()
+                if self._closing:
+                    with anyio.move_on_after(_LINGER):
+                        await self._linger()
                 tg.cancel_scope.cancel()
         finally:
             self._fail_window_waiters()
@@ -186,8 +200,9 @@ class H2ServerConnection:
             while True:
                 await self._wake.wait()
                 self._wake = anyio.Event()
-                data = h2conn.data_to_send()
-                if data:
+                # Send until nothing is queued, including what was queued while
+                # we were sending (such as a GOAWAY), before deciding to stop.
+                while data := h2conn.data_to_send():
                     try:
                         await self._net.send(data)
                     except _NET_ERRORS:
@@ -198,10 +213,26 @@ class H2ServerConnection:
         finally:
             self._writer_done.set()
 
+    async def _linger(self) -> None:
+        """Half-close and discard what the peer still sends, briefly.
+
+        Closing a socket with unread input makes the kernel send a reset,
+        which can destroy our GOAWAY before the peer reads it; so when we end
+        a connection ourselves, we stop writing first and read to the end.
+        """
+        try:
+            await self._net.send_eof()
+            while await self._net.receive(READ_SIZE):
+                pass
+        except (*_NET_ERRORS, NotImplementedError):
+            pass
+
     def _flush(self) -> None:
         self._wake.set()
 
     def _close(self) -> None:
+        """End the connection from our side (GOAWAY already queued, if any)."""
+        self._closing = True
         self._done = True
         if self._read_scope is not None:
             self._read_scope.cancel()
@@ -223,6 +254,8 @@ class H2ServerConnection:
                 continue
             handlers = self._handlers
             for event in events:
+                if self._done:
+                    return
                 handler = handlers.get(type(event))
                 if handler is not None:
                     handler(event)
@@ -349,6 +382,16 @@ class H2ServerConnection:
 
     def _on_reset(self, event: h2.events.StreamReset) -> None:
         sid = event.stream_id
+        now = anyio.current_time()
+        if self._reset_stamp:
+            refill = (now - self._reset_stamp) * RESET_RATE
+            self._reset_budget = min(float(RESET_BURST), self._reset_budget + refill)
+        self._reset_stamp = now
+        self._reset_budget -= 1
+        if self._reset_budget < 0 and not self._done:
+            log.warning("closing a connection that reset streams too fast")
+            self._h2.send_goaway(self._h2.highest_inbound_stream_id, ErrorCodes.ENHANCE_YOUR_CALM)
+            self._close()
         st = self._streams.pop(sid, None)
         if st is not None:
             st.reset = True
@@ -450,7 +493,7 @@ class H2ServerConnection:
                     await server.call_stream(head, st.endpoint, _StreamIO(self, st))
                 except MicroError as exc:
                     error = exc
-            if st.reset:
+            if st.reset or self._done:
                 return
             if scope.cancelled_caught:
                 error = Timeout("deadline exceeded", id=server.name, grpc_status=4)
@@ -479,6 +522,8 @@ class H2ServerConnection:
             self._close_if_idle()
 
     async def _respond(self, st: _Stream, result: bytes, error: MicroError | None) -> None:
+        if self._done:
+            return  # the connection is closing: nothing goes out after our GOAWAY
         h2conn = self._h2
         sid = st.id
         ct = st.head.content_type

@@ -114,6 +114,9 @@ def new_connection(
         },
     )
     conn.max_inbound_frame_size = MAX_FRAME_SIZE
+    # h2 applies a local MAX_HEADER_LIST_SIZE to its decoder only when it
+    # changes after the preamble; ours is set before it, so apply it here.
+    conn.decoder.max_header_list_size = max_header_list_size
     return conn
 
 
