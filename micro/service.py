@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -23,6 +25,7 @@ import anyio.abc
 
 from .client.client import Client, ClientMiddleware
 from .health import HEALTH_SERVICE_NAME, HealthService, HealthStatus, ServingStatus
+from .registry import resolve_registry
 from .registry.base import EndpointInfo, Node, Registry, ServiceRecord
 from .server.endpoint import Endpoint
 from .server.schema import json_schema
@@ -48,7 +51,7 @@ class Service:
         address: str = ":0",
         advertise: str | None = None,
         metadata: Mapping[str, str] | None = None,
-        registry: Registry | None = None,
+        registry: Registry | str | None = None,
         register: bool = True,
         register_ttl: float = 30.0,
         register_interval: float = 10.0,
@@ -58,10 +61,7 @@ class Service:
         middleware: list[Middleware] | None = None,
         client_middleware: list[ClientMiddleware] | None = None,
     ) -> None:
-        if registry is None:
-            from .registry.memory import default_registry
-
-            registry = default_registry()
+        registry = resolve_registry(registry)
         parse_address(address)
         self.name = name
         self.version = version
@@ -169,6 +169,8 @@ class Service:
             for hook in self._hooks["before_start"]:
                 await hook()
             stack.push_async_callback(self._run_hooks, "after_stop")
+            if self._register:
+                await stack.enter_async_context(self.registry)
             await stack.enter_async_context(self.client)
             tg = await stack.enter_async_context(anyio.create_task_group())
             supervisor = Supervisor(tg)
@@ -246,7 +248,7 @@ class Service:
         advertise = self._advertise
         if advertise is None:
             if host in ("0.0.0.0", "::"):
-                host = "127.0.0.1"
+                host = _host_address()
             advertise = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         endpoints = tuple(
             EndpointInfo(
@@ -284,3 +286,23 @@ def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
 
     walk(group)
     return leaves[0] if len(leaves) == 1 else None
+
+
+def _host_address() -> str:
+    """The address other hosts reach this one by, for a service bound to every interface.
+
+    ``MICRO_ADVERTISE_HOST`` wins; otherwise the first non-loopback IPv4 address
+    the host name resolves to, else loopback. (No packet is sent to find it.)
+    """
+    override = os.environ.get("MICRO_ADVERTISE_HOST")
+    if override:
+        return override
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    except OSError:
+        return "127.0.0.1"
+    for info in infos:
+        address = str(info[4][0])
+        if not address.startswith("127."):
+            return address
+    return "127.0.0.1"

@@ -14,6 +14,7 @@ an async context manager; a service opens its own client for its lifetime.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -21,21 +22,28 @@ from typing import Any, TypeVar, overload
 
 import anyio
 import anyio.abc
+import tenacity
 
 from .. import context
 from ..codec import Codec, parse_content_type
 from ..codec._typed import is_protobuf
 from ..errors import BadRequest, MicroError, Timeout, Unavailable, from_grpc
-from ..registry.base import Registry
+from ..registry import resolve_registry
+from ..registry.base import Node, Registry, ServiceRecord
+from ..registry.cache import RegistryCache
 from ..selector.base import RandomSelector, Selector
+from ..selector.base import from_name as selector_from_name
+from ..selector.health import NodeHealth
 from ..server.server import DEFAULT_MAX_MESSAGE_SIZE
 from ..transport.framing import MessageDecoder, encode_message
-from ..transport.h2_client import ResponseParts
+from ..transport.h2_client import H2ClientConnection, ResponseParts, StreamParts
 from ..transport.headers import metadata_to_headers, path_from_endpoint
 from ..transport.timeouts import format_grpc_timeout
 from .pool import ConnectionPool
 from .status import raise_for_grpc_status
 from .stream import ClientStream
+
+log = logging.getLogger("micro.client")
 
 __all__ = ["Client", "ClientRequest", "ClientMiddleware", "ClientCallNext"]
 
@@ -59,6 +67,13 @@ class ClientRequest:
     content_type: str = DEFAULT_CONTENT_TYPE
     timeout: float | None = None
     address: str | None = None
+    #: only nodes of this version
+    version: str | None = None
+    #: affinity key for hashing selectors (defaults to their metadata key's value)
+    key: str | None = None
+    #: safe to run twice: retried on any node failure, not only unprocessed ones
+    idempotent: bool | None = None
+    retries: int | None = None
 
 
 ClientCallNext = Callable[[ClientRequest], Awaitable[Any]]
@@ -71,27 +86,33 @@ class Client:
     def __init__(
         self,
         *,
-        registry: Registry | None = None,
-        selector: Selector | None = None,
+        registry: Registry | str | None = None,
+        selector: Selector | str | None = None,
         content_type: str = DEFAULT_CONTENT_TYPE,
         timeout: float | None = 30.0,
+        retries: int = 2,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         middleware: list[ClientMiddleware] | None = None,
     ) -> None:
-        if registry is None:
-            from ..registry.memory import default_registry
-
-            registry = default_registry()
         parse_content_type(content_type)  # fail early on a typo
-        self.registry = registry
-        self.selector = selector or RandomSelector()
+        self.registry = resolve_registry(registry)
+        self.selector = (
+            selector_from_name(selector)
+            if isinstance(selector, str)
+            else (selector or RandomSelector())
+        )
+        self.health = NodeHealth()
         self.content_type = content_type
         self.timeout = timeout
+        self.retries = retries
         self.max_message_size = max_message_size
         self._middleware: list[ClientMiddleware] = list(middleware or [])
         self._chain: ClientCallNext | None = None
         self._pool: ConnectionPool | None = None
+        self._cache: RegistryCache | None = None
         self._stack: contextlib.AsyncExitStack | None = None
+        self._registry_open = False
+        self._registry_lock: anyio.Lock | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -100,8 +121,12 @@ class Client:
             raise RuntimeError("this client is already open")
         stack = contextlib.AsyncExitStack()
         tg = await stack.enter_async_context(anyio.create_task_group())
-        self._pool = ConnectionPool(tg, max_message_size=self.max_message_size)
+        # On exit: stop registry watchers and connections, then close the pool.
         stack.callback(self._close_pool)
+        stack.callback(tg.cancel_scope.cancel)
+        self._pool = ConnectionPool(tg, max_message_size=self.max_message_size)
+        self._cache = RegistryCache(self.registry, tg)
+        self._registry_lock = anyio.Lock()
         self._stack = stack
         return self
 
@@ -113,12 +138,32 @@ class Client:
     ) -> bool | None:
         stack, self._stack = self._stack, None
         assert stack is not None
-        return await stack.__aexit__(exc_type, exc, tb)
+        try:
+            return await stack.__aexit__(exc_type, exc, tb)
+        finally:
+            self._cache = None
+            if self._registry_open:
+                self._registry_open = False
+                with anyio.CancelScope(shield=True):
+                    await self.registry.__aexit__(None, None, None)
 
     def _close_pool(self) -> None:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+
+    async def _open_registry(self) -> RegistryCache:
+        """Enter the registry on first use, so clients that only dial addresses never do."""
+        cache = self._cache
+        if cache is None:
+            raise RuntimeError("the client is not open: use `async with Client(...) as client:`")
+        if not self._registry_open:
+            assert self._registry_lock is not None
+            async with self._registry_lock:
+                if not self._registry_open:
+                    await self.registry.__aenter__()
+                    self._registry_open = True
+        return cache
 
     def use(self, middleware: ClientMiddleware) -> None:
         """Add a middleware; the first added is the outermost."""
@@ -139,6 +184,10 @@ class Client:
         metadata: Mapping[str, str] | None = ...,
         address: str | None = ...,
         content_type: str | None = ...,
+        version: str | None = ...,
+        key: str | None = ...,
+        idempotent: bool | None = ...,
+        retries: int | None = ...,
     ) -> T: ...
 
     @overload
@@ -153,6 +202,10 @@ class Client:
         metadata: Mapping[str, str] | None = ...,
         address: str | None = ...,
         content_type: str | None = ...,
+        version: str | None = ...,
+        key: str | None = ...,
+        idempotent: bool | None = ...,
+        retries: int | None = ...,
     ) -> Any: ...
 
     async def call(
@@ -166,13 +219,23 @@ class Client:
         metadata: Mapping[str, str] | None = None,
         address: str | None = None,
         content_type: str | None = None,
+        version: str | None = None,
+        key: str | None = None,
+        idempotent: bool | None = None,
+        retries: int | None = None,
     ) -> Any:
         """Call ``endpoint`` (``Handler.Method``) of ``service`` and return the decoded response.
 
         ``timeout`` (seconds) bounds the call; the deadline of the call being
-        handled, if any, bounds it too. ``address`` skips discovery. Raises
-        :class:`~micro.errors.MicroError` subclasses: the server's error as
-        it sent it, Timeout, or Unavailable when no node could be reached.
+        handled, if any, bounds it too. ``address`` skips discovery;
+        ``version`` calls only nodes of that version; ``key`` is the affinity
+        key for a hashing selector. A call that fails on a node without
+        reaching its handler is retried on another node (``retries`` times,
+        default the client's); an ``idempotent`` call (or an endpoint the
+        service declared idempotent) is retried after any node failure.
+
+        Raises :class:`~micro.errors.MicroError` subclasses: the server's
+        error as it sent it, Timeout, or Unavailable when no node could take it.
         """
         if content_type is None:
             content_type = "application/grpc" if is_protobuf(type(request)) else self.content_type
@@ -188,6 +251,10 @@ class Client:
             content_type=content_type,
             timeout=timeout if timeout is not None else self.timeout,
             address=address,
+            version=version,
+            key=key,
+            idempotent=idempotent,
+            retries=retries,
         )
         chain = self._chain
         if chain is None:
@@ -209,16 +276,72 @@ class Client:
         if grpc:
             payload = encode_message(payload)
         deadline = _deadline(req.timeout)
-        with anyio.CancelScope(deadline=_or_inf(deadline)) as scope:
-            address = req.address or await self._resolve(req.service)
-            conn = await pool.get(address)
-            headers = _request_headers(req, address, grpc, codec, deadline)
+
+        async def attempt(node: Node) -> Any:
+            conn = await pool.get(node.address)
+            headers = _request_headers(req, node.address, grpc, codec, deadline)
             parts = await conn.request(headers, payload)
-        if scope.cancelled_caught:
-            raise Timeout(
-                f"call to {req.service} {req.endpoint} timed out", id=req.service, grpc_status=4
-            )
-        return _decode_response(parts, grpc, codec, req, self.max_message_size)
+            return _decode_response(parts, grpc, codec, req, self.max_message_size)
+
+        with anyio.CancelScope(deadline=_or_inf(deadline)):
+            return await self._on_nodes(req, attempt)
+        # Only reached when the deadline cancelled the call.
+        raise Timeout(
+            f"call to {req.service} {req.endpoint} timed out", id=req.service, grpc_status=4
+        )
+
+    async def _on_nodes(self, req: ClientRequest, attempt: Callable[[Node], Awaitable[T]]) -> T:
+        """Run ``attempt`` on a selected node, retrying on others when that is safe."""
+        if req.address:
+            return await attempt(Node(id=req.address, address=req.address))
+        records = await self._lookup(req.service)
+        idempotent = req.idempotent
+        if idempotent is None:
+            idempotent = _declared_idempotent(records, req.endpoint)
+        retries = self.retries if req.retries is None else req.retries
+        key = req.key
+        metadata_key = getattr(self.selector, "metadata_key", None)
+        if key is None and metadata_key:
+            key = req.metadata.get(metadata_key)
+        tried: set[str] = set()
+        failures = 0
+        while True:
+            nodes = _candidates(records, req.version)
+            if not nodes:
+                raise Unavailable(
+                    f"service {req.service} has no nodes"
+                    + (f" of version {req.version}" if req.version else ""),
+                    id=req.service,
+                )
+            fresh = [n for n in nodes if n.address not in tried] or nodes
+            node = self.selector.select(req.service, self.health.available(fresh), key)
+            tried.add(node.address)
+            self.selector.started(node)
+            try:
+                result = await attempt(node)
+            except Unavailable as exc:
+                self.health.failed(node)
+                safe = getattr(exc, "unprocessed", False) or idempotent
+                if not safe or failures >= retries:
+                    raise
+                failures += 1
+                log.info("call to %s on %s failed (%s); retrying", req.service, node.address, exc)
+                await anyio.sleep(self._retry_wait(failures))
+                records = await self._lookup(req.service)
+                continue
+            finally:
+                self.selector.finished(node)
+            self.health.succeeded(node)
+            return result
+
+    def _retry_wait(self, failures: int) -> float:
+        state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = failures
+        return float(_RETRY_WAIT(state))
+
+    async def _lookup(self, service: str) -> list[ServiceRecord]:
+        cache = await self._open_registry()
+        return await cache.get_service(service)
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -259,12 +382,15 @@ class Client:
             service, endpoint, None, response_type, md, content_type, timeout, address
         )
         deadline = _deadline(timeout)
+
+        async def open_on(node: Node) -> tuple[H2ClientConnection, int, StreamParts]:
+            conn = await pool.get(node.address)
+            headers = _request_headers(req, node.address, True, codec, deadline)
+            sid, parts = await conn.open_stream(headers)
+            return conn, sid, parts
+
         with anyio.CancelScope(deadline=_or_inf(deadline)) as scope:
-            target = address or await self._resolve(service)
-            conn = await pool.get(target)
-            sid, parts = await conn.open_stream(
-                _request_headers(req, target, True, codec, deadline)
-            )
+            conn, sid, parts = await self._on_nodes(req, open_on)
             try:
                 s: ClientStream[Any] = ClientStream(
                     conn, sid, parts, codec, response_type, service, endpoint
@@ -278,12 +404,25 @@ class Client:
         if scope.cancelled_caught:
             raise Timeout(f"stream {service} {endpoint} timed out", id=service, grpc_status=4)
 
-    async def _resolve(self, service: str) -> str:
-        records = await self.registry.get_service(service)
-        nodes = [node for record in records for node in record.nodes]
-        if not nodes:
-            raise Unavailable(f"service {service} has no nodes", id=service)
-        return self.selector.select(service, nodes).address
+
+_RETRY_WAIT = tenacity.wait_exponential_jitter(multiplier=0.01, max=0.5, jitter=0.01)
+
+
+def _candidates(records: list[ServiceRecord], version: str | None) -> list[Node]:
+    return [
+        node
+        for record in records
+        if version is None or record.version == version
+        for node in record.nodes
+    ]
+
+
+def _declared_idempotent(records: list[ServiceRecord], endpoint: str) -> bool:
+    for record in records:
+        for ep in record.endpoints:
+            if ep.name == endpoint:
+                return ep.metadata.get("idempotent") == "true"
+    return False
 
 
 def _or_inf(deadline: float | None) -> float:

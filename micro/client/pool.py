@@ -49,7 +49,14 @@ class ConnectionPool:
         except (OSError, TimeoutError) as exc:
             raise connection_lost(f"cannot connect to {address}: {exc}", unprocessed=True) from None
         conn = H2ClientConnection(net, address, max_message_size=self._max_size)
-        await self._tg.start(self._run, address, conn)
+        try:
+            with anyio.fail_after(CONNECT_TIMEOUT):
+                await self._tg.start(self._run, address, conn)
+        except TimeoutError:
+            conn.close()
+            raise connection_lost(
+                f"{address} accepted the connection but did not speak HTTP/2", unprocessed=True
+            ) from None
         return conn
 
     async def _run(

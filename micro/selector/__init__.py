@@ -1,5 +1,21 @@
-"""Node selection: which node of a service takes the next call."""
+"""Node selection: strategies, and the health of nodes (outlier ejection)."""
 
-from .base import RandomSelector, RoundRobinSelector, Selector
+from .base import (
+    ConsistentHashSelector,
+    LeastInflightSelector,
+    RandomSelector,
+    RoundRobinSelector,
+    Selector,
+    from_name,
+)
+from .health import NodeHealth
 
-__all__ = ["RandomSelector", "RoundRobinSelector", "Selector"]
+__all__ = [
+    "ConsistentHashSelector",
+    "LeastInflightSelector",
+    "NodeHealth",
+    "RandomSelector",
+    "RoundRobinSelector",
+    "Selector",
+    "from_name",
+]

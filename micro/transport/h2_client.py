@@ -125,6 +125,7 @@ class H2ClientConnection:
         self._failure: Exception | None = None
         self._going_away = False
         self._heard_from_peer = False
+        self._settings_seen = False
         self._scope: anyio.CancelScope | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
             h2.events.ResponseReceived: self._on_response,
@@ -151,18 +152,29 @@ class H2ClientConnection:
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Read and write until the connection fails, is closed, or drains."""
+        """Read and write until the connection fails, is closed, or drains.
+
+        Reports itself started once the server's SETTINGS have arrived, so the
+        first calls already respect its limits (such as its concurrent streams);
+        a connection that fails before that raises an unprocessed Unavailable.
+        """
         start(self._h2)
         self._wake.set()
+        started = False
         try:
             async with anyio.create_task_group() as tg:
                 self._scope = tg.cancel_scope
                 tg.start_soon(self._write_loop)
-                task_status.started()
                 while True:
                     try:
                         data = await self._net.receive(READ_SIZE)
                     except _NET_ERRORS as exc:
+                        if not started:
+                            raise connection_lost(
+                                f"{self.authority} closed the connection before HTTP/2 "
+                                f"settings: {exc!r}",
+                                unprocessed=True,
+                            ) from None
                         self._fail(
                             connection_lost(
                                 f"connection to {self.authority} lost: {exc!r}", unprocessed=False
@@ -172,6 +184,9 @@ class H2ClientConnection:
                     self._heard_from_peer = True
                     if not await self._feed(data):
                         break
+                    if not started and self._settings_seen:
+                        started = True
+                        task_status.started()
                     if self._going_away and not self._calls:
                         break
                 tg.cancel_scope.cancel()
@@ -493,6 +508,7 @@ class H2ClientConnection:
                 waiter.set()
 
     def _on_settings(self, event: h2.events.RemoteSettingsChanged) -> None:
+        self._settings_seen = True
         self._wake_all()
 
     def _on_terminated(self, event: h2.events.ConnectionTerminated) -> None:
