@@ -113,7 +113,7 @@ async def test_processed_failure_is_not_retried_unless_idempotent(
 ) -> None:
     handlers = {"a": Named("a"), "b": Named("b")}
     services = []
-    for name, handler in handlers.items():
+    for handler in handlers.values():
         svc = micro.Service("rt", address="127.0.0.1:0", registry=registry)
         svc.handle(handler)
         services.append(svc)
