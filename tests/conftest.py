@@ -6,7 +6,7 @@ import pytest
 # Subprocesses started by tests inherit this.
 os.environ["MICRO_MDNS_INTERFACES"] = "127.0.0.1"
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "tests.servers_redis", "tests.servers_nats"]
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -1,0 +1,1 @@
+"""Real nats server for the test suite, on a free loopback port."""

@@ -1,0 +1,1 @@
+"""Real redis server for the test suite, on a free loopback port."""
