@@ -1,0 +1,79 @@
+"""The Broker protocol: publish to topics, subscribe with or without a queue group.
+
+A message is bytes plus string headers (the content type among them). A
+subscription is a long-running part: :meth:`Broker.subscribe` runs until it
+is cancelled, reporting itself started once the subscription is in place, so
+a service runs each subscription as a supervised task in its task group.
+
+Delivery: every subscriber without a queue group gets each message
+(broadcast); within one queue group, each message goes to exactly one member.
+A handler that raises does not end its subscription: the broker reports the
+error (log, and the ``on_error`` callback) and goes on with the next message.
+
+No silent loss: ``publish`` returns once the broker has accepted the message
+(memory: handed to every subscription's bounded buffer; http: delivered to a
+subscriber of every group; nats: written to a connected server), and raises
+:class:`PublishError` otherwise.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import anyio.abc
+
+from ..errors import Unavailable
+
+__all__ = ["Message", "Handler", "ErrorHandler", "Broker", "PublishError", "new_message_id"]
+
+
+def new_message_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One published message."""
+
+    topic: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    id: str = field(default_factory=new_message_id)
+
+
+Handler = Callable[[Message], Awaitable[None]]
+ErrorHandler = Callable[[Message, BaseException], Awaitable[None]]
+
+
+class PublishError(Unavailable):
+    """The broker could not take the message; nothing was delivered on its behalf."""
+
+
+@runtime_checkable
+class Broker(Protocol):
+    async def publish(self, message: Message) -> None:
+        """Publish ``message`` to its topic; raises PublishError when it cannot be accepted."""
+        ...
+
+    async def subscribe(
+        self,
+        topic: str,
+        handler: Handler,
+        *,
+        queue: str | None = None,
+        on_error: ErrorHandler | None = None,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Deliver the topic's messages to ``handler`` until cancelled.
+
+        Calls ``task_status.started()`` once subscribed: messages published
+        after that reach this subscription.
+        """
+        ...
+
+    async def __aenter__(self) -> Broker: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
