@@ -25,6 +25,7 @@ import anyio.abc
 import tenacity
 
 from .. import context
+from ..broker.base import Broker
 from ..codec import Codec, parse_content_type
 from ..codec._typed import is_protobuf
 from ..errors import BadRequest, MicroError, Timeout, Unavailable, from_grpc
@@ -35,7 +36,7 @@ from ..selector.base import RandomSelector, Selector
 from ..selector.base import from_name as selector_from_name
 from ..selector.health import NodeHealth
 from ..server.server import DEFAULT_MAX_MESSAGE_SIZE
-from ..transport.framing import MessageDecoder, encode_message
+from ..transport.framing import ACCEPT_ENCODING, MessageDecoder, encode_message
 from ..transport.h2_client import H2ClientConnection, ResponseParts, StreamParts
 from ..transport.headers import metadata_to_headers, path_from_endpoint
 from ..transport.timeouts import format_grpc_timeout
@@ -113,6 +114,8 @@ class Client:
         self._stack: contextlib.AsyncExitStack | None = None
         self._registry_open = False
         self._registry_lock: anyio.Lock | None = None
+        #: where ``publish`` sends (a service sets its own; otherwise HTTP, publish-only)
+        self.broker: Broker | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -343,6 +346,23 @@ class Client:
         cache = await self._open_registry()
         return await cache.get_service(service)
 
+    async def publish(
+        self,
+        topic: str,
+        value: Any,
+        *,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        """Publish ``value`` to ``topic`` (see :meth:`micro.Service.publish`)."""
+        if self.broker is None:
+            from ..broker import resolve_broker
+
+            self.broker = resolve_broker(None, client=self)
+        from ..broker.subscriber import encode
+
+        await self.broker.publish(encode(topic, value, content_type=content_type, headers=headers))
+
     @contextlib.asynccontextmanager
     async def stream(
         self,
@@ -441,6 +461,7 @@ def _request_headers(
     ]
     if grpc:
         headers.append(("te", "trailers"))
+        headers.append(("grpc-accept-encoding", ACCEPT_ENCODING))
     else:
         headers.append(("accept", codec.content_type))
     if deadline is not None:
@@ -467,7 +488,7 @@ def _decode_response(
             raise MicroError.parse(parts.body, code=code)
         return codec.decode(parts.body, req.response_type)
     raise_for_grpc_status(parts, req.service)
-    decoder = MessageDecoder(max_size)
+    decoder = MessageDecoder(max_size, parts.header("grpc-encoding", "identity"))
     messages = decoder.feed(parts.body)
     if len(messages) != 1 or decoder.pending:
         raise from_grpc(

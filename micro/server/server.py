@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,10 +144,12 @@ class Server:
         context._set(head.metadata, _deadline(head.timeout))
         kind = ep.kind
         body: Any
+        requests: AsyncGenerator[Any, None] | None = None
         if ep.explicit_stream:
             body = Stream(io, codec, ep.request_type, head.metadata, ep.name)
         elif kind.streams_requests:
-            body = _requests(io, codec, ep.request_type)
+            requests = _requests(io, codec, ep.request_type)
+            body = requests
         else:
             first = await io.receive_message()
             if first is None:
@@ -177,6 +179,10 @@ class Server:
             raise
         except Exception as exc:
             raise self.internal_error(ep.name, exc) from None
+        finally:
+            if requests is not None:
+                with anyio.CancelScope(shield=True):
+                    await requests.aclose()
 
     def internal_error(self, endpoint: str, exc: BaseException) -> MicroError:
         log.error("handler %s failed", endpoint, exc_info=exc)
@@ -206,7 +212,7 @@ def _bind(mw: Middleware, nxt: CallNext) -> CallNext:
     return call
 
 
-async def _requests(io: MessageIO, codec: Codec, into: Any) -> AsyncIterator[Any]:
+async def _requests(io: MessageIO, codec: Codec, into: Any) -> AsyncGenerator[Any, None]:
     """The request messages of a client- or bidi-streaming call, decoded."""
     while True:
         data = await io.receive_message()

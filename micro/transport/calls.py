@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..codec import Codec, parse_content_type
 from ..errors import BadRequest, MethodNotAllowed, MicroError, NotFound, UnsupportedMediaType
+from .framing import ACCEPT_ENCODING
 from .headers import encode_grpc_message, endpoint_from_path, metadata_from_headers
 from .timeouts import parse_grpc_timeout
 
@@ -41,6 +42,10 @@ class RequestHead:
     timeout: float | None
     metadata: dict[str, str]
     content_length: int | None = None
+    #: the ``grpc-encoding`` of the request's messages
+    encoding: str = "identity"
+    #: the ``grpc-encoding`` of the request's messages
+    encoding: str = "identity"
 
 
 def parse_request_head(method: str, path: str, headers: Iterable[tuple[str, str]]) -> RequestHead:
@@ -48,6 +53,7 @@ def parse_request_head(method: str, path: str, headers: Iterable[tuple[str, str]
     content_type = ""
     endpoint_header = ""
     timeout_value = ""
+    encoding = "identity"
     content_length: int | None = None
     rest: list[tuple[str, str]] = []
     for name, value in headers:
@@ -57,6 +63,8 @@ def parse_request_head(method: str, path: str, headers: Iterable[tuple[str, str]
             endpoint_header = value
         elif name == "grpc-timeout":
             timeout_value = value
+        elif name == "grpc-encoding":
+            encoding = value
         elif name == "content-length":
             if not (value.isascii() and value.isdigit()):
                 raise BadRequest(f"invalid content-length {value!r}")
@@ -86,6 +94,7 @@ def parse_request_head(method: str, path: str, headers: Iterable[tuple[str, str]
         timeout=timeout,
         metadata=metadata_from_headers(rest),
         content_length=content_length,
+        encoding=encoding,
     )
 
 
@@ -94,7 +103,11 @@ def is_grpc_content_type(content_type: str) -> bool:
 
 
 def grpc_response_headers(content_type: str) -> list[tuple[str, str]]:
-    return [(":status", "200"), ("content-type", content_type)]
+    return [
+        (":status", "200"),
+        ("content-type", content_type),
+        ("grpc-accept-encoding", ACCEPT_ENCODING),
+    ]
 
 
 def grpc_trailers(error: MicroError | None) -> list[tuple[str, str]]:

@@ -5,15 +5,26 @@ payload``. :class:`MessageDecoder` takes bytes in any chunking and returns
 whole messages; it checks a message's declared length against the limit as
 soon as the 5-byte prefix is in, so an oversized message is refused without
 buffering it.
+
+Compression: micro sends uncompressed messages, and accepts messages
+compressed with the stream's ``grpc-encoding`` when that is ``gzip``,
+``deflate`` or ``identity`` (what it advertises in ``grpc-accept-encoding``).
+A compressed message is inflated no further than the size limit, so a small
+"zip bomb" cannot make a large one.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 
-from ..errors import PayloadTooLarge, UnsupportedMediaType
+from ..errors import NotImplementedByServer, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ["encode_message", "MessageDecoder", "PREFIX_SIZE"]
+__all__ = ["encode_message", "MessageDecoder", "PREFIX_SIZE", "ACCEPT_ENCODING"]
+
+#: the message encodings micro can read, as advertised in ``grpc-accept-encoding``
+ACCEPT_ENCODING = "identity,gzip,deflate"
+_WBITS = {"gzip": 31, "deflate": 15}
 
 PREFIX_SIZE = 5
 _PREFIX = struct.Struct(">BI")
@@ -33,12 +44,14 @@ class MessageDecoder:
     a peer that compresses anyway is in error).
     """
 
-    __slots__ = ("_buffer", "_max_size", "_need")
+    __slots__ = ("_buffer", "_compressed", "_encoding", "_max_size", "_need")
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, max_size: int, encoding: str = "identity") -> None:
         self._buffer = bytearray()
         self._max_size = max_size
         self._need = 0  # length of the message being assembled, 0 while reading a prefix
+        self._compressed = False
+        self._encoding = encoding.strip().lower() or "identity"
 
     @property
     def pending(self) -> int:
@@ -52,7 +65,8 @@ class MessageDecoder:
             flag, length = _PREFIX.unpack_from(data)
             if len(data) == PREFIX_SIZE + length:
                 self._check(flag, length)
-                return [data[PREFIX_SIZE:]]
+                payload = data[PREFIX_SIZE:]
+                return [self._inflate(payload) if flag else payload]
         buf += data
         out: list[bytes] = []
         while True:
@@ -66,19 +80,35 @@ class MessageDecoder:
                     out.append(b"")
                     continue
                 self._need = length
+                self._compressed = bool(flag)
             end = PREFIX_SIZE + self._need
             if len(buf) < end:
                 return out
-            out.append(bytes(buf[PREFIX_SIZE:end]))
+            payload = bytes(buf[PREFIX_SIZE:end])
+            out.append(self._inflate(payload) if self._compressed else payload)
             del buf[:end]
             self._need = 0
 
     def _check(self, flag: int, length: int) -> None:
         if flag not in (0, 1):
             raise UnsupportedMediaType(f"invalid gRPC message flag {flag}")
-        if flag == 1:
-            raise UnsupportedMediaType("compressed gRPC messages are not supported")
+        if flag == 1 and self._encoding not in _WBITS:
+            raise NotImplementedByServer(
+                f"compressed message with grpc-encoding {self._encoding!r}; "
+                f"supported: {ACCEPT_ENCODING}",
+                grpc_status=12,
+            )
         if length > self._max_size:
             raise PayloadTooLarge(
                 f"message of {length} bytes is over the limit of {self._max_size} bytes"
             )
+
+    def _inflate(self, payload: bytes) -> bytes:
+        inflater = zlib.decompressobj(_WBITS[self._encoding])
+        try:
+            data = inflater.decompress(payload, self._max_size + 1)
+        except zlib.error as exc:
+            raise UnsupportedMediaType(f"corrupt {self._encoding} message: {exc}") from None
+        if len(data) > self._max_size:
+            raise PayloadTooLarge(f"message inflates to over the limit of {self._max_size} bytes")
+        return data

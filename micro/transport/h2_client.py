@@ -413,6 +413,10 @@ class H2ClientConnection:
         parts = self._calls.get(event.stream_id)
         if parts is not None:
             parts.headers = cast("list[tuple[str, str]]", event.headers)
+            if isinstance(parts, StreamParts):
+                encoding = parts.header("grpc-encoding", "identity")
+                if encoding != "identity":
+                    parts.decoder = MessageDecoder(self._max_size, encoding)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         sid = event.stream_id

@@ -105,7 +105,7 @@ class _Stream:
         self.endpoint = endpoint
         self.chunks: list[bytes] = []
         self.size = 0
-        self.decoder = MessageDecoder(max_size) if head.grpc else None
+        self.decoder = MessageDecoder(max_size, head.encoding) if head.grpc else None
         self.scope: anyio.CancelScope | None = None
         self.reset = False
         self.ended = False

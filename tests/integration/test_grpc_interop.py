@@ -552,11 +552,6 @@ async def test_grpcio_stream_in_flight_finishes_during_graceful_stop(
                 await stopped.wait()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="micro refuses gzip-compressed requests with INVALID_ARGUMENT (415); the gRPC "
-    "compression spec asks for UNIMPLEMENTED plus grpc-accept-encoding, or support for gzip",
-)
 async def test_grpcio_gzip_compressed_requests(
     guide: tuple[str, Guide], anyio_backend: str
 ) -> None:
@@ -933,12 +928,6 @@ async def test_micro_leaving_stream_early_cancels_grpcio(
             await anyio.sleep(0.01)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a grpcio server with compression=gzip compresses its responses (even when the "
-    "client sends no grpc-accept-encoding) and micro's client refuses compressed messages, "
-    "raising UnsupportedMediaType (415, grpc_status 3)",
-)
 async def test_micro_calls_grpcio_server_that_compresses(
     client: micro.Client, anyio_backend: str
 ) -> None:

@@ -223,6 +223,7 @@ def test_grpc_response_headers() -> None:
     assert grpc_response_headers("application/grpc+json") == [
         (":status", "200"),
         ("content-type", "application/grpc+json"),
+        ("grpc-accept-encoding", "identity,gzip,deflate"),
     ]
 
 
@@ -273,7 +274,7 @@ def test_grpc_error_headers_are_trailers_only() -> None:
     err = errors.Unavailable("draining", id="svc")
     headers = grpc_error_headers("application/grpc+msgpack", err)
     assert headers[:2] == [(":status", "200"), ("content-type", "application/grpc+msgpack")]
-    assert headers[2:] == grpc_trailers(err)
+    assert headers[3:] == grpc_trailers(err)
 
 
 def test_plain_response_headers() -> None:

@@ -1,13 +1,15 @@
 """micro.transport.framing: gRPC length-prefixed messages in any chunking."""
 
+import gzip
 import itertools
 import struct
+import zlib
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from micro.errors import PayloadTooLarge, UnsupportedMediaType
+from micro.errors import NotImplementedByServer, PayloadTooLarge, UnsupportedMediaType
 from micro.transport.framing import PREFIX_SIZE, MessageDecoder, encode_message
 
 LIMIT = 1024
@@ -166,17 +168,33 @@ def test_oversized_length_split_across_chunks_after_a_message() -> None:
         decoder.feed(wire[9:])
 
 
-def test_compressed_flag_refused_from_the_prefix_alone() -> None:
+def test_compressed_flag_without_a_known_encoding_is_unimplemented() -> None:
     decoder = MessageDecoder(LIMIT)
-    with pytest.raises(UnsupportedMediaType, match="compressed") as info:
+    with pytest.raises(NotImplementedByServer, match="compressed") as info:
         decoder.feed(prefix(3, flag=1))
-    assert info.value.code == 415
+    assert info.value.grpc_status == 12
 
 
-def test_compressed_whole_message_refused() -> None:
-    decoder = MessageDecoder(LIMIT)
-    with pytest.raises(UnsupportedMediaType, match="compressed"):
-        decoder.feed(prefix(3, flag=1) + b"abc")
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_compressed_messages_are_inflated(encoding: str) -> None:
+    payload = b"hello " * 1000
+    packed = gzip.compress(payload) if encoding == "gzip" else zlib.compress(payload)
+    decoder = MessageDecoder(LIMIT * 10, encoding)
+    wire = prefix(len(packed), flag=1) + packed + encode_message(b"plain")
+    assert decoder.feed(wire[:7]) == []
+    assert decoder.feed(wire[7:]) == [payload, b"plain"]
+
+
+def test_a_small_compressed_message_cannot_inflate_past_the_limit() -> None:
+    packed = gzip.compress(b"\0" * (LIMIT * 100))
+    assert len(packed) < LIMIT
+    with pytest.raises(PayloadTooLarge, match="inflates"):
+        MessageDecoder(LIMIT, "gzip").feed(prefix(len(packed), flag=1) + packed)
+
+
+def test_corrupt_compressed_message() -> None:
+    with pytest.raises(UnsupportedMediaType, match="corrupt gzip"):
+        MessageDecoder(LIMIT, "gzip").feed(prefix(3, flag=1) + b"abc")
 
 
 @pytest.mark.parametrize("flag", [2, 0x80, 0xFF])
