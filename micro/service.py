@@ -23,6 +23,10 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from .broker import resolve_broker
+from .broker.base import Broker, ErrorHandler, Handler
+from .broker.http import INBOX_NAME, BrokerInbox
+from .broker.subscriber import encode, typed_handler
 from .client.client import Client, ClientMiddleware
 from .health import HEALTH_SERVICE_NAME, HealthService, HealthStatus, ServingStatus
 from .registry import resolve_registry
@@ -52,6 +56,7 @@ class Service:
         advertise: str | None = None,
         metadata: Mapping[str, str] | None = None,
         registry: Registry | str | None = None,
+        broker: Broker | str | None = None,
         register: bool = True,
         register_ttl: float = 30.0,
         register_interval: float = 10.0,
@@ -87,6 +92,18 @@ class Service:
         self.client = Client(
             registry=registry, max_message_size=max_message_size, middleware=client_middleware
         )
+        self._inbox = BrokerInbox()
+        self.server.handle(self._inbox, name=INBOX_NAME)
+        self.broker = resolve_broker(
+            broker,
+            client=self.client,
+            registry=registry,
+            inbox=self._inbox,
+            address=self._advertised_address,
+        )
+        self.client.broker = self.broker
+        self._subscriptions: list[_Subscription] = []
+        self._supervisor: Supervisor | None = None
         self._hooks: dict[str, list[Hook]] = {
             "before_start": [],
             "after_start": [],
@@ -123,6 +140,84 @@ class Service:
     def after_stop(self, hook: Hook) -> Hook:
         self._hooks["after_stop"].append(hook)
         return hook
+
+    # -- pub/sub ---------------------------------------------------------------
+
+    def subscriber(
+        self,
+        topic: str,
+        *,
+        queue: str | None = None,
+        on_error: ErrorHandler | None = None,
+    ) -> Callable[[SubscriberFn], SubscriberFn]:
+        """Subscribe a plain async function, its argument decoded by its annotation::
+
+        @service.subscriber("user.created", queue="mailer")
+        async def on_user(event: UserCreated) -> None: ...
+        """
+
+        def register(fn: SubscriberFn) -> SubscriberFn:
+            self.subscribe(topic, fn, queue=queue, on_error=on_error)
+            return fn
+
+        return register
+
+    def subscribe(
+        self,
+        topic: str,
+        handler: SubscriberFn,
+        *,
+        queue: str | None = None,
+        on_error: ErrorHandler | None = None,
+    ) -> None:
+        """Subscribe ``handler`` to ``topic`` (in queue group ``queue``, if given).
+
+        Each subscription runs as a supervised part of the service. To add one
+        while the service runs, use :meth:`subscribe_now`.
+        """
+        if self._supervisor is not None:
+            raise RuntimeError("the service is running: use `await service.subscribe_now(...)`")
+        self._subscriptions.append(_Subscription(topic, typed_handler(handler), queue, on_error))
+
+    async def subscribe_now(
+        self,
+        topic: str,
+        handler: SubscriberFn,
+        *,
+        queue: str | None = None,
+        on_error: ErrorHandler | None = None,
+    ) -> None:
+        """Subscribe while the service runs; returns once the subscription is in place."""
+        if self._supervisor is None:
+            raise RuntimeError("the service is not running")
+        subscription = _Subscription(topic, typed_handler(handler), queue, on_error)
+        self._subscriptions.append(subscription)
+        await self._start_subscription(subscription)
+
+    async def _start_subscription(self, subscription: _Subscription) -> None:
+        assert self._supervisor is not None
+        await self._supervisor.start(
+            f"subscriber {subscription.topic}", subscription.run, self.broker
+        )
+
+    async def publish(
+        self,
+        topic: str,
+        value: Any,
+        *,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        """Publish ``value`` to ``topic``, encoded by content type (JSON by default)."""
+        await self.broker.publish(encode(topic, value, content_type=content_type, headers=headers))
+
+    def _advertised_address(self) -> str:
+        host, port = parse_address(self.address)
+        if self._advertise is not None:
+            return self._advertise
+        if host in ("0.0.0.0", "::"):
+            host = _host_address()
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     async def call(
         self, service: str, endpoint: str, request: Any, response_type: Any = Any, **options: Any
@@ -169,11 +264,12 @@ class Service:
             for hook in self._hooks["before_start"]:
                 await hook()
             stack.push_async_callback(self._run_hooks, "after_stop")
-            if self._register:
+            if self._register or self._subscriptions:
                 await stack.enter_async_context(self.registry)
             await stack.enter_async_context(self.client)
+            await stack.enter_async_context(self.broker)
             tg = await stack.enter_async_context(anyio.create_task_group())
-            supervisor = Supervisor(tg)
+            supervisor = self._supervisor = Supervisor(tg)
             self._listener = Listener(self.server, self._address)
             self.address = await supervisor.start("listener", self._listener.serve)
             try:
@@ -181,6 +277,8 @@ class Service:
                     self._record = self._make_record()
                     await self.registry.register(self._record, ttl=self.register_ttl)
                     supervisor.start_soon("registry heartbeat", self._heartbeat)
+                for subscription in self._subscriptions:
+                    await self._start_subscription(subscription)
                 self.health.set("", ServingStatus.SERVING)
                 self.health.set(self.name, ServingStatus.SERVING)
                 log.info("service %s serving on %s", self.name, self.address)
@@ -191,6 +289,7 @@ class Service:
                 with anyio.CancelScope(shield=True):
                     await self._shutdown()
                 tg.cancel_scope.cancel()
+                self._supervisor = None
 
     async def _shutdown(self) -> None:
         self.health.set("", ServingStatus.NOT_SERVING)
@@ -205,6 +304,12 @@ class Service:
                 except Exception:
                     log.warning("deregistering %s failed", self.name, exc_info=True)
             self._record = None
+        # Subscriptions leave the registry before the listener stops taking deliveries.
+        for subscription in self._subscriptions:
+            subscription.stop()
+        with anyio.move_on_after(5):
+            for subscription in self._subscriptions:
+                await subscription.wait_stopped()
         listener = self._listener
         if listener is not None:
             listener.drain()
@@ -244,12 +349,7 @@ class Service:
     # -- registry record -----------------------------------------------------
 
     def _make_record(self) -> ServiceRecord:
-        host, port = parse_address(self.address)
-        advertise = self._advertise
-        if advertise is None:
-            if host in ("0.0.0.0", "::"):
-                host = _host_address()
-            advertise = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        advertise = self._advertised_address()
         endpoints = tuple(
             EndpointInfo(
                 name=ep.name,
@@ -262,7 +362,7 @@ class Service:
                 },
             )
             for ep in self.server.router.endpoints()
-            if not ep.name.startswith(HEALTH_SERVICE_NAME + ".")
+            if not ep.name.startswith((HEALTH_SERVICE_NAME + ".", INBOX_NAME + "."))
         )
         return ServiceRecord(
             name=self.name,
@@ -271,6 +371,50 @@ class Service:
             endpoints=endpoints,
             nodes=(Node(id=self.id, address=advertise, metadata={"protocol": "grpc"}),),
         )
+
+
+SubscriberFn = Callable[..., Awaitable[Any]]
+
+
+class _Subscription:
+    """One subscription of the service: a supervised part that can be stopped first."""
+
+    def __init__(
+        self, topic: str, handler: Handler, queue: str | None, on_error: ErrorHandler | None
+    ) -> None:
+        self.topic = topic
+        self.handler = handler
+        self.queue = queue
+        self.on_error = on_error
+        self._scope: anyio.CancelScope | None = None
+        self._stopped: anyio.Event | None = None
+
+    async def run(
+        self,
+        broker: Broker,
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        self._stopped = anyio.Event()
+        try:
+            with anyio.CancelScope() as self._scope:
+                await broker.subscribe(
+                    self.topic,
+                    self.handler,
+                    queue=self.queue,
+                    on_error=self.on_error,
+                    task_status=task_status,
+                )
+        finally:
+            self._stopped.set()
+
+    def stop(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def wait_stopped(self) -> None:
+        if self._stopped is not None:
+            await self._stopped.wait()
 
 
 def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:

@@ -1,0 +1,244 @@
+"""The HTTP broker (the embedded default): pub/sub with no broker server.
+
+Subscribing: each subscription is announced in the registry as a node of the
+service ``micro.topic.<topic>``, at the subscribing service's own address,
+with its queue group in the node's metadata, and its messages arrive at that
+service's listener as calls to ``micro.Broker.Deliver``. The subscription
+keeps its registration alive (heartbeat) and removes it when it ends, before
+the service's listener stops, so publishers stop choosing it first.
+
+Publishing: the publisher looks the topic's subscribers up through its
+registry cache and delivers over its pooled HTTP/2 connections: to every
+subscriber without a group, and to one node of each queue group, chosen by
+the selector, trying the group's other nodes when a delivery fails. A
+delivery counts once the subscriber has accepted the message into its
+bounded buffer; a full buffer makes the delivery wait (up to
+``deliver_timeout``) and then fail over. ``publish`` raises PublishError if
+any subscriber or group that should get the message could not take it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectSendStream
+
+from ..errors import MicroError, NotFound, TooManyRequests
+from ..registry.base import Node, ServiceRecord
+from .base import ErrorHandler, Handler, Message, PublishError
+from .memory import DEFAULT_BUFFER, run_handler
+
+if TYPE_CHECKING:
+    from ..client.client import Client
+    from ..registry.base import Registry
+
+__all__ = ["HttpBroker", "BrokerInbox", "Delivery", "topic_service", "INBOX_NAME"]
+
+log = logging.getLogger("micro.broker")
+
+INBOX_NAME = "micro.Broker"
+DELIVER_ENDPOINT = f"{INBOX_NAME}.Deliver"
+DELIVER_CONTENT_TYPE = "application/grpc+msgpack"
+
+
+def topic_service(topic: str) -> str:
+    """The registry name under which a topic's subscribers are announced."""
+    return f"micro.topic.{topic}"
+
+
+@dataclass
+class Delivery:
+    """What travels to a subscriber's ``micro.Broker.Deliver``."""
+
+    subscription: str
+    topic: str
+    id: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class BrokerInbox:
+    """The delivery endpoint every service serves, feeding its subscriptions."""
+
+    def __init__(self) -> None:
+        self._subscriptions: dict[str, MemoryObjectSendStream[Message]] = {}
+        self.accept_timeout = 5.0
+
+    def add(self, subscription: str, send: MemoryObjectSendStream[Message]) -> None:
+        self._subscriptions[subscription] = send
+
+    def remove(self, subscription: str) -> None:
+        self._subscriptions.pop(subscription, None)
+
+    async def deliver(self, req: Delivery) -> dict[str, str]:
+        send = self._subscriptions.get(req.subscription)
+        if send is None:
+            # Unsubscribed meanwhile (the registry will catch up): try another node.
+            raise NotFound(f"no subscription {req.subscription} here")
+        message = Message(req.topic, req.body, req.headers, req.id)
+        try:
+            send.send_nowait(message)
+        except anyio.WouldBlock:
+            try:
+                with anyio.fail_after(self.accept_timeout):
+                    await send.send(message)
+            except TimeoutError:
+                raise TooManyRequests(
+                    f"subscriber {req.subscription} of {req.topic} is full"
+                ) from None
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise NotFound(f"subscription {req.subscription} has ended") from None
+        return {"id": req.id}
+
+
+class HttpBroker:
+    """Publishes through a client; subscribes through a service's listener."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        registry: Registry | None = None,
+        inbox: BrokerInbox | None = None,
+        address: Any = None,
+        buffer: int = DEFAULT_BUFFER,
+        register_ttl: float = 30.0,
+        register_interval: float = 10.0,
+        deliver_timeout: float = 10.0,
+    ) -> None:
+        self.client = client
+        self.registry = registry if registry is not None else client.registry
+        self.inbox = inbox
+        #: a callable giving this service's advertised address (known once it listens)
+        self._address = address
+        self.buffer = buffer
+        self.register_ttl = register_ttl
+        self.register_interval = register_interval
+        self.deliver_timeout = deliver_timeout
+
+    # -- publishing ----------------------------------------------------------
+
+    async def publish(self, message: Message) -> None:
+        try:
+            records = await self.client._lookup(topic_service(message.topic))
+        except NotFound:
+            return  # nobody subscribes: nobody should get it
+        broadcast: list[Node] = []
+        groups: dict[str, list[Node]] = {}
+        for record in records:
+            for node in record.nodes:
+                queue = node.metadata.get("queue", "")
+                if queue:
+                    groups.setdefault(queue, []).append(node)
+                else:
+                    broadcast.append(node)
+        failed: list[str] = []
+        async with anyio.create_task_group() as tg:
+            for node in broadcast:
+                tg.start_soon(self._to_one, message, [node], failed, "")
+            for queue, nodes in groups.items():
+                tg.start_soon(self._to_one, message, nodes, failed, queue)
+        if failed:
+            raise PublishError(
+                f"message {message.id} on {message.topic} was not delivered to " + ", ".join(failed)
+            )
+
+    async def _to_one(
+        self, message: Message, nodes: list[Node], failed: list[str], queue: str
+    ) -> None:
+        """Deliver to one of ``nodes``, trying each in turn (selector order first)."""
+        remaining = list(nodes)
+        last: BaseException | None = None
+        while remaining:
+            node = self.client.selector.select(
+                topic_service(message.topic), self.client.health.available(remaining)
+            )
+            remaining.remove(node)
+            delivery = Delivery(
+                node.metadata.get("subscription", node.id),
+                message.topic,
+                message.id,
+                message.body,
+                dict(message.headers),
+            )
+            try:
+                with anyio.fail_after(self.deliver_timeout):
+                    await self.client.call(
+                        topic_service(message.topic),
+                        DELIVER_ENDPOINT,
+                        delivery,
+                        address=node.address,
+                        content_type=DELIVER_CONTENT_TYPE,
+                        timeout=self.deliver_timeout,
+                    )
+                self.client.health.succeeded(node)
+                return
+            except (MicroError, TimeoutError) as exc:
+                last = exc
+                self.client.health.failed(node)
+                log.info("delivery of %s to %s failed: %s", message.id, node.address, exc)
+        label = f"queue group {queue}" if queue else f"subscriber at {nodes[0].address}"
+        failed.append(f"{label} ({last})")
+
+    # -- subscribing ---------------------------------------------------------
+
+    async def subscribe(
+        self,
+        topic: str,
+        handler: Handler,
+        *,
+        queue: str | None = None,
+        on_error: ErrorHandler | None = None,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        if self.inbox is None or self._address is None:
+            raise RuntimeError("subscribing through the HTTP broker needs a running Service")
+        subscription = uuid.uuid4().hex
+        send, receive = anyio.create_memory_object_stream[Message](self.buffer)
+        record = ServiceRecord(
+            name=topic_service(topic),
+            metadata={"broker": "http", "topic": topic},
+            nodes=(
+                Node(
+                    id=subscription,
+                    address=self._address(),
+                    metadata={"queue": queue or "", "subscription": subscription},
+                ),
+            ),
+        )
+        self.inbox.add(subscription, send)
+        try:
+            await self.registry.register(record, ttl=self.register_ttl)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._heartbeat, record)
+                task_status.started()
+                async with receive:
+                    async for message in receive:
+                        await run_handler(handler, message, on_error)
+        finally:
+            self.inbox.remove(subscription)
+            send.close()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                try:
+                    await self.registry.deregister(record)
+                except Exception:
+                    log.warning("deregistering subscription to %s failed", topic, exc_info=True)
+
+    async def _heartbeat(self, record: ServiceRecord) -> None:
+        while True:
+            await anyio.sleep(self.register_interval)
+            try:
+                await self.registry.register(record, ttl=self.register_ttl)
+            except Exception as exc:
+                log.warning("refreshing subscription %s failed: %s", record.name, exc)
+
+    async def __aenter__(self) -> HttpBroker:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        pass

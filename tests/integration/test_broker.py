@@ -1,0 +1,241 @@
+"""Pub/sub through services, on the memory and HTTP brokers."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+import pytest
+
+import micro
+from micro.broker import Message, PublishError
+from micro.broker.http import HttpBroker, topic_service
+from micro.broker.memory import MemoryBroker
+from micro.registry import MemoryRegistry, Node, ServiceRecord
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class UserCreated:
+    id: int
+    name: str
+
+
+Factory = Callable[[str], micro.Service]
+
+
+@pytest.fixture(params=["memory", "http"])
+def make_service(request: pytest.FixtureRequest, registry: MemoryRegistry) -> Factory:
+    shared = MemoryBroker()
+
+    def make(name: str) -> micro.Service:
+        broker: micro.broker.Broker | str = shared if request.param == "memory" else "http"
+        return micro.Service(name, address="127.0.0.1:0", registry=registry, broker=broker)
+
+    return make
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    with anyio.fail_after(10):
+        while not predicate():
+            await anyio.sleep(0.005)
+
+
+async def test_typed_delivery_with_headers(make_service: Factory) -> None:
+    got: list[tuple[UserCreated, Message]] = []
+    sub = make_service("mailer")
+
+    @sub.subscriber("user.created")
+    async def on_user(event: UserCreated, message: Message) -> None:
+        got.append((event, message))
+
+    pub = make_service("users")
+    async with sub.running(), pub.running():
+        await pub.publish("user.created", UserCreated(1, "ann"), headers={"X-Trace": "t1"})
+        await _until(lambda: len(got) == 1)
+    event, message = got[0]
+    assert event == UserCreated(1, "ann")
+    assert message.headers["x-trace"] == "t1"
+    assert message.headers["content-type"] == "application/json"
+    assert message.topic == "user.created" and message.id
+
+
+async def test_queue_group_gets_each_message_once_broadcast_gets_all(
+    make_service: Factory,
+) -> None:
+    group: Counter[int] = Counter()
+    by_member: Counter[str] = Counter()
+    audit: list[int] = []
+    services = [make_service(f"worker{i}") for i in range(3)]
+    for i, svc in enumerate(services):
+
+        async def work(event: UserCreated, i: int = i) -> None:
+            group[event.id] += 1
+            by_member[f"w{i}"] += 1
+
+        svc.subscribe("jobs", work, queue="workers")
+
+    auditor = make_service("auditor")
+
+    @auditor.subscriber("jobs")
+    async def record(event: UserCreated) -> None:
+        audit.append(event.id)
+
+    pub = make_service("producer")
+    async with (
+        services[0].running(),
+        services[1].running(),
+        services[2].running(),
+        auditor.running(),
+        pub.running(),
+    ):
+        for i in range(60):
+            await pub.publish("jobs", UserCreated(i, "x"))
+        await _until(lambda: sum(group.values()) == 60 and len(audit) == 60)
+    assert group == Counter(range(60))  # each exactly once across the group
+    assert sorted(audit) == list(range(60))
+    assert len(by_member) >= 2  # spread over the group
+
+
+async def test_failing_handler_and_bad_payload_do_not_end_subscription(
+    make_service: Factory,
+) -> None:
+    ok: list[int] = []
+    errors: list[tuple[str, str]] = []
+    sub = make_service("fragile")
+
+    async def on_error(message: Message, exc: BaseException) -> None:
+        errors.append((message.id, type(exc).__name__))
+
+    @sub.subscriber("events", on_error=on_error)
+    async def handle(event: UserCreated) -> None:
+        if event.id == 2:
+            raise RuntimeError("boom")
+        ok.append(event.id)
+
+    pub = make_service("pub")
+    async with sub.running(), pub.running():
+        await pub.publish("events", UserCreated(1, "a"))
+        await pub.publish("events", UserCreated(2, "b"))
+        await pub.publish("events", {"id": "not a number"})
+        await pub.publish("events", b"\xff\x00", content_type="application/json")
+        await pub.publish("events", UserCreated(3, "c"))
+        await _until(lambda: ok == [1, 3] and len(errors) == 3)
+    assert [kind for _, kind in errors] == ["RuntimeError", "BadRequest", "BadRequest"]
+
+
+async def test_publish_without_subscribers_is_fine(make_service: Factory) -> None:
+    pub = make_service("lonely")
+    async with pub.running():
+        await pub.publish("nobody.listens", {"x": 1})
+
+
+async def test_subscriptions_leave_with_the_service(
+    make_service: Factory, registry: MemoryRegistry
+) -> None:
+    got: list[int] = []
+    sub = make_service("leaving")
+
+    @sub.subscriber("bye")
+    async def handle(event: UserCreated) -> None:
+        got.append(event.id)
+
+    pub = make_service("pub2")
+    async with pub.running():
+        async with sub.running():
+            await pub.publish("bye", UserCreated(1, "a"))
+            await _until(lambda: got == [1])
+        if isinstance(pub.broker, HttpBroker):
+            with pytest.raises(micro.NotFound):
+                await registry.get_service(topic_service("bye"))
+        await pub.publish("bye", UserCreated(2, "b"))  # nobody left: not an error
+    assert got == [1]
+
+
+async def test_subscribe_while_running(make_service: Factory) -> None:
+    got: list[int] = []
+    svc = make_service("late")
+    async with svc.running():
+
+        async def handle(event: UserCreated) -> None:
+            got.append(event.id)
+
+        await svc.subscribe_now("late.topic", handle)
+        await svc.publish("late.topic", UserCreated(5, "e"))
+        await _until(lambda: got == [5])
+        with pytest.raises(RuntimeError, match="subscribe_now"):
+            svc.subscribe("other", handle)
+
+
+async def test_http_publish_to_unreachable_group_fails(registry: MemoryRegistry) -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()
+    dead = ServiceRecord(
+        topic_service("orders"),
+        nodes=(Node("sub1", f"127.0.0.1:{port}", {"queue": "billing", "subscription": "s1"}),),
+    )
+    await registry.register(dead)
+    pub = micro.Service("pub3", address="127.0.0.1:0", registry=registry, broker="http")
+    async with pub.running():
+        with pytest.raises(PublishError, match="queue group billing"):
+            await pub.publish("orders", {"id": 1})
+
+
+async def test_http_group_fails_over_to_a_live_member(registry: MemoryRegistry) -> None:
+    got: list[int] = []
+    live = micro.Service("billing", address="127.0.0.1:0", registry=registry, broker="http")
+
+    @live.subscriber("orders2", queue="billing")
+    async def bill(event: UserCreated) -> None:
+        got.append(event.id)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()
+    dead = ServiceRecord(
+        topic_service("orders2"),
+        nodes=(Node("dead", f"127.0.0.1:{port}", {"queue": "billing", "subscription": "x"}),),
+    )
+    await registry.register(dead)
+    pub = micro.Service("pub4", address="127.0.0.1:0", registry=registry, broker="http")
+    async with live.running(), pub.running():
+        for i in range(10):
+            await pub.publish("orders2", UserCreated(i, "o"))
+        await _until(lambda: len(got) == 10)
+    assert sorted(got) == list(range(10))
+
+
+async def test_memory_slow_subscriber_bounds_the_buffer() -> None:
+    broker = MemoryBroker(buffer=4, publish_timeout=0.2)
+    release = anyio.Event()
+
+    async def slow(message: Message) -> None:
+        await release.wait()
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(broker.subscribe, "t", slow)
+        accepted = 0
+        with pytest.raises(PublishError, match="4 messages behind"):
+            for _ in range(100):
+                await broker.publish(Message("t", b"x"))
+                accepted += 1
+        assert accepted <= 6  # the buffer, plus the one being handled
+        release.set()
+        tg.cancel_scope.cancel()
+
+
+async def test_client_publish(registry: MemoryRegistry) -> None:
+    got: list[int] = []
+    sub = micro.Service("csub", address="127.0.0.1:0", registry=registry, broker="http")
+
+    @sub.subscriber("from.client")
+    async def handle(event: UserCreated) -> None:
+        got.append(event.id)
+
+    async with sub.running(), micro.Client(registry=registry) as client:
+        await client.publish("from.client", UserCreated(9, "c"))
+        await _until(lambda: got == [9])
