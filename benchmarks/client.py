@@ -1,35 +1,52 @@
-"""Echo client process: ``python client.py SYSTEM PORT --concurrency N``.
+"""Echo client process: ``python client.py SYSTEM PORT [--mode unary|stream] ...``.
 
-Runs one closed-loop unary workload against a server and prints one JSON line
-(see ``loadgen.LoadResult``). Every response is checked against its request.
+``--mode unary`` (default) runs one closed-loop unary workload (``--concurrency``
+callers, ``--payload-bytes`` per request); ``--mode stream`` sends and receives on
+one bidirectional ``Echo.Stream`` call with at most ``--window`` messages in flight.
+Prints one JSON line (see ``loadgen.LoadResult``). Every response is checked
+against its request.
 """
 
 import argparse
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 from echo_pb2 import EchoMessage
-from loadgen import LoadResult, emit, run_load
-from protos import PAYLOAD
+from loadgen import LoadResult, StreamMeter, emit, run_load
+from protos import PAYLOAD, payload
 from systems import GRPCIO, SYSTEMS, backend
 
 HOST = "127.0.0.1"
 CONNECT_TIMEOUT = 20.0
 
-Run = Callable[[Callable[[], Awaitable[None]]], Awaitable[LoadResult]]
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of the first leaf exception (task groups wrap them in groups)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
 
 
-def check(resp: EchoMessage) -> None:
-    if resp.payload != PAYLOAD:
-        raise ValueError(f"echo returned a {len(resp.payload)}-byte payload")
+def checker(expected: bytes) -> Callable[[EchoMessage], None]:
+    def check(resp: EchoMessage) -> None:
+        if resp.payload != expected:
+            raise ValueError(
+                f"echo returned a different {len(resp.payload)}-byte payload"
+                f" (sent {len(expected)} bytes)"
+            )
+
+    return check
 
 
-async def client_grpcio(port: int, run: Run) -> LoadResult:
+async def unary_grpcio(port: int, args: argparse.Namespace) -> LoadResult:
     """One ``grpc.aio`` channel: a single HTTP/2 connection for all workers."""
     import echo_pb2_grpc
     import grpc
 
-    request = EchoMessage(payload=PAYLOAD)
+    data = payload(args.payload_bytes)
+    check = checker(data)
+    request = EchoMessage(payload=data)
+    # 1 MiB fits grpcio's default 4 MiB receive limit (and micro's).
     async with grpc.aio.insecure_channel(f"{HOST}:{port}") as channel:
         with anyio.fail_after(CONNECT_TIMEOUT):
             await channel.channel_ready()
@@ -38,14 +55,16 @@ async def client_grpcio(port: int, run: Run) -> LoadResult:
         async def call() -> None:
             check(await stub.Echo(request))
 
-        return await run(call)
+        return await run_unary(call, args)
 
 
-async def client_micro(port: int, run: Run) -> LoadResult:
+async def unary_micro(port: int, args: argparse.Namespace) -> LoadResult:
     """One ``micro.Client``: all calls to one address share one HTTP/2 connection."""
     import micro
 
-    request = EchoMessage(payload=PAYLOAD)
+    data = payload(args.payload_bytes)
+    check = checker(data)
+    request = EchoMessage(payload=data)
     address = f"{HOST}:{port}"
     async with micro.Client() as client:
 
@@ -55,24 +74,98 @@ async def client_micro(port: int, run: Run) -> LoadResult:
 
         with anyio.fail_after(CONNECT_TIMEOUT):
             await call()  # connect (and fail fast) before the clock starts
-        return await run(call)
+        return await run_unary(call, args)
+
+
+async def run_unary(call: Callable[[], Awaitable[None]], args: argparse.Namespace) -> LoadResult:
+    return await run_load(
+        call,
+        system=args.system,
+        workload=args.workload,
+        concurrency=args.concurrency,
+        warmup=args.warmup,
+        duration=args.duration,
+        payload_bytes=args.payload_bytes,
+    )
+
+
+async def stream_grpcio(port: int, args: argparse.Namespace) -> LoadResult:
+    """A ``grpc.aio`` stream-stream call fed by a request async iterator.
+
+    grpc.aio consumes the iterator in its own task (the sender); this task reads
+    the responses (the receiver).
+    """
+    import echo_pb2_grpc
+    import grpc
+
+    check = checker(PAYLOAD)
+    request = EchoMessage(payload=PAYLOAD)
+    async with grpc.aio.insecure_channel(f"{HOST}:{port}") as channel:
+        with anyio.fail_after(CONNECT_TIMEOUT):
+            await channel.channel_ready()
+        stub = echo_pb2_grpc.EchoStub(channel)
+        meter = StreamMeter(args.window, args.warmup, args.duration)
+
+        async def requests() -> AsyncIterator[EchoMessage]:
+            while meter.sending():
+                await meter.before_send()
+                yield request
+
+        error = None
+        try:
+            async for resp in stub.Stream(requests()):
+                check(resp)
+                meter.received_one()
+        except Exception as exc:  # reported in the result, not raised
+            error = describe(exc)
+        return meter.result(system=args.system, payload_bytes=len(PAYLOAD), first_error=error)
+
+
+async def stream_micro(port: int, args: argparse.Namespace) -> LoadResult:
+    """``client.stream`` on ``Echo.Stream``: a sender task and this task receiving."""
+    import micro
+
+    check = checker(PAYLOAD)
+    request = EchoMessage(payload=PAYLOAD)
+    address = f"{HOST}:{port}"
+    async with micro.Client() as client:
+        with anyio.fail_after(CONNECT_TIMEOUT):  # connect (and fail fast) first
+            check(await client.call("echo", "Echo.Echo", request, EchoMessage, address=address))
+        meter = StreamMeter(args.window, args.warmup, args.duration)
+        error = None
+        try:
+            async with (
+                client.stream(
+                    "echo", "Echo.Stream", response_type=EchoMessage, address=address
+                ) as s,
+                anyio.create_task_group() as tg,
+            ):
+
+                async def sender() -> None:
+                    while meter.sending():
+                        await meter.before_send()
+                        await s.send(request)
+                    await s.close_send()
+
+                tg.start_soon(sender)
+                while True:
+                    try:
+                        resp = await s.receive()
+                    except anyio.EndOfStream:
+                        break
+                    check(resp)
+                    meter.received_one()
+        except Exception as exc:  # reported in the result, not raised
+            error = describe(exc)
+        return meter.result(system=args.system, payload_bytes=len(PAYLOAD), first_error=error)
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    async def run(call: Callable[[], Awaitable[None]]) -> LoadResult:
-        return await run_load(
-            call,
-            system=args.system,
-            workload=args.workload,
-            concurrency=args.concurrency,
-            warmup=args.warmup,
-            duration=args.duration,
-        )
-
-    if args.system == GRPCIO:
-        result = await client_grpcio(args.port, run)
+    if args.mode == "stream":
+        run = stream_grpcio if args.system == GRPCIO else stream_micro
     else:
-        result = await client_micro(args.port, run)
+        run = unary_grpcio if args.system == GRPCIO else unary_micro
+    result = await run(args.port, args)
     emit(result.to_json())
 
 
@@ -80,8 +173,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("system", choices=SYSTEMS)
     parser.add_argument("port", type=int)
-    parser.add_argument("--workload", default="unary")
-    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--mode", choices=("unary", "stream"), default="unary")
+    parser.add_argument("--workload", default="unary", help="label for the result")
+    parser.add_argument("--concurrency", type=int, default=1, help="unary callers")
+    parser.add_argument("--payload-bytes", type=int, default=len(PAYLOAD), help="unary only")
+    parser.add_argument("--window", type=int, default=1000, help="stream: messages in flight")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=5.0)
     args = parser.parse_args()

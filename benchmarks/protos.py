@@ -7,7 +7,20 @@ from pathlib import Path
 PROTO = Path(__file__).resolve().parent / "echo.proto"
 
 PAYLOAD = b"x" * 100
-"""The request payload of every unary echo workload (~100 bytes)."""
+"""The payload of the small echo workloads (unary and stream, ~100 bytes)."""
+
+LARGE_PAYLOAD_BYTES = 1024 * 1024
+"""The payload size of the ``large`` workload (1 MiB)."""
+
+
+def payload(size: int) -> bytes:
+    """``PAYLOAD`` for its own size, else ``size`` bytes of a repeating 0..255 pattern.
+
+    A varied pattern lets the echo check catch misordered or misjoined frames.
+    """
+    if size == len(PAYLOAD):
+        return PAYLOAD
+    return (bytes(range(256)) * (size // 256 + 1))[:size]
 
 
 def generate(out_dir: Path) -> Path:

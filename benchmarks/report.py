@@ -17,6 +17,9 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("c64_p50_ms", "p50 ms"),
     ("c64_p99_ms", "p99 ms"),
     ("h2load_req_s", "h2load -c1 -m64 req/s"),
+    ("stream_msg_s", "stream msg/s"),
+    ("large_mib_s", "1 MiB echo MiB/s"),
+    ("large_p50_ms", "p50 ms"),
 )
 
 
@@ -90,7 +93,8 @@ def render(results: Results) -> str:
         ]
         out += [
             "",
-            "Ratios (req/s: above 1 means micro is faster; latency: below 1 means lower):",
+            "Ratios (req/s, msg/s, MiB/s: above 1 means micro is faster;"
+            " latency: below 1 means lower):",
             "",
             _table(["ratio", *(title for _, title in metrics)], ratio_rows),
         ]

@@ -1,6 +1,7 @@
 """Echo RPC benchmark: grpcio vs micro (asyncio and trio), server and client pinned apart.
 
-Usage: ``python benchmarks/run.py [--duration S] [--rounds N] [--quick] [--only a,b]``.
+Usage: ``python benchmarks/run.py [--workloads unary,stream,large] [--duration S]
+[--rounds N] [--quick] [--only a,b]``.
 See README.md in this folder for what is measured and how to read the output.
 """
 
@@ -17,8 +18,17 @@ from loadgen import LoadResult
 from report import Results, render
 from systems import SYSTEMS, is_micro
 
-# (metric prefix, calls in flight on one connection)
-WORKLOADS: tuple[tuple[str, int], ...] = (("seq", 1), ("c64", 64))
+WORKLOADS: tuple[str, ...] = ("unary", "stream", "large")
+"""unary: 1 caller, 64 in flight, h2load; stream: one bidi stream; large: 1 MiB echoes."""
+
+# (metric prefix, calls in flight on one connection) of the unary workload
+UNARY: tuple[tuple[str, int], ...] = (("seq", 1), ("c64", 64))
+
+MIB = 1024 * 1024
+
+
+def csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def log(message: str) -> None:
@@ -34,9 +44,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s")
     parser.add_argument(
         "--only",
-        type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+        type=csv,
         default=list(SYSTEMS),
         help=f"comma-separated systems to run (default: {','.join(SYSTEMS)})",
+    )
+    parser.add_argument(
+        "--workloads",
+        type=csv,
+        default=list(WORKLOADS),
+        help=f"comma-separated workloads to run (default: {','.join(WORKLOADS)})",
+    )
+    parser.add_argument(
+        "--window", type=int, default=1000, help="stream: most messages in flight (1000)"
     )
     parser.add_argument("--no-h2load", action="store_true", help="skip the h2load workload")
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
@@ -45,6 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [s for s in args.only if s not in SYSTEMS]
     if unknown:
         parser.error(f"unknown system(s) {unknown}; choose from {list(SYSTEMS)}")
+    unknown = [w for w in args.workloads if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)}")
+    if args.window < 2:
+        parser.error("--window must be at least 2")
     if args.quick:
         args.rounds, args.duration = 1, 2.0
     return args
@@ -62,18 +86,22 @@ def micro_importable(env: dict[str, str]) -> str | None:
 
 def run_client(
     server: procs.Server,
-    workload: str,
-    concurrency: int,
+    options: list[str],
     args: argparse.Namespace,
     env: dict[str, str],
     core: int | None,
 ) -> LoadResult:
+    """Run one client process (``client.py`` ``options``) and return its result."""
     cmd = [sys.executable, str(procs.HERE / "client.py"), server.system, str(server.port)]
-    cmd += ["--workload", workload, "--concurrency", str(concurrency)]
-    cmd += ["--warmup", str(args.warmup), "--duration", str(args.duration)]
+    cmd += [*options, "--warmup", str(args.warmup), "--duration", str(args.duration)]
     timeout = args.warmup + args.duration + 60
     out = procs.run_child(procs.pinned(cmd, core), timeout=timeout, env=env)
     return LoadResult(**procs.last_json_line(out))
+
+
+def check_result(results: Results, tag: str, res: LoadResult) -> None:
+    if res.errors:
+        results.fail(f"{tag} {res.workload}: {res.errors} errors, first: {res.first_error}")
 
 
 def bench_system(
@@ -91,23 +119,90 @@ def bench_system(
     env = procs.child_env(gen_dir)
     tag = f"round {round_no} {system}"
     with procs.Server(system, gen_dir, server_core) as server:
-        for prefix, concurrency in WORKLOADS:
-            res = run_client(server, prefix, concurrency, args, env, client_core)
-            if res.errors:
-                results.fail(f"{tag} {prefix}: {res.errors} errors, first: {res.first_error}")
-            results.add(system, f"{prefix}_req_s", res.req_s)
-            results.add(system, f"{prefix}_p50_ms", res.p50_ms)
-            results.add(system, f"{prefix}_p99_ms", res.p99_ms)
-            log(
-                f"  {tag}: {concurrency:>2} in flight {res.req_s:9,.0f} req/s"
-                f"  p50 {res.p50_ms:6.2f} ms  p99 {res.p99_ms:6.2f} ms  errors {res.errors}"
-            )
+        for workload in WORKLOADS:
+            if workload not in args.workloads:
+                continue
+            try:
+                RUNNERS[workload](server, tag, args, env, body, results, client_core)
+            except procs.BenchError as exc:  # go on with the next workload if the server lives
+                results.fail(f"{tag} {workload}: {exc}")
+                log(f"  {tag} {workload} FAILED: {exc}")
             if not server.alive():
                 raise procs.BenchError(f"server died:\n{server.stderr_tail()}")
-        if not args.no_h2load:
-            rate = h2load_bench.measure(server.port, body, args.warmup, args.duration, client_core)
-            results.add(system, "h2load_req_s", rate)
-            log(f"  {tag}: h2load -c1 -m64 {rate:9,.0f} req/s")
+
+
+def bench_unary(
+    server: procs.Server,
+    tag: str,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    body: Path,
+    results: Results,
+    core: int | None,
+) -> None:
+    """1 caller and 64 in flight from a client process, then h2load alone."""
+    system = server.system
+    for prefix, concurrency in UNARY:
+        options = ["--workload", prefix, "--concurrency", str(concurrency)]
+        res = run_client(server, options, args, env, core)
+        check_result(results, tag, res)
+        results.add(system, f"{prefix}_req_s", res.req_s)
+        results.add(system, f"{prefix}_p50_ms", res.p50_ms)
+        results.add(system, f"{prefix}_p99_ms", res.p99_ms)
+        log(
+            f"  {tag}: {concurrency:>2} in flight {res.req_s:9,.0f} req/s"
+            f"  p50 {res.p50_ms:6.2f} ms  p99 {res.p99_ms:6.2f} ms  errors {res.errors}"
+        )
+        if not server.alive():
+            return
+    if not args.no_h2load:
+        rate = h2load_bench.measure(server.port, body, args.warmup, args.duration, core)
+        results.add(system, "h2load_req_s", rate)
+        log(f"  {tag}: h2load -c1 -m64 {rate:9,.0f} req/s")
+
+
+def bench_stream(
+    server: procs.Server,
+    tag: str,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    body: Path,
+    results: Results,
+    core: int | None,
+) -> None:
+    """Echoed messages per second on one bidirectional stream."""
+    options = ["--mode", "stream", "--workload", "stream", "--window", str(args.window)]
+    res = run_client(server, options, args, env, core)
+    check_result(results, tag, res)
+    if not res.errors:  # a broken stream's count says nothing about its rate
+        results.add(server.system, "stream_msg_s", res.req_s)
+    log(f"  {tag}: 1 stream, window {args.window} {res.req_s:9,.0f} msg/s  errors {res.errors}")
+
+
+def bench_large(
+    server: procs.Server,
+    tag: str,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    body: Path,
+    results: Results,
+    core: int | None,
+) -> None:
+    """1 MiB unary echoes, one caller: MiB/s of request + response payloads, latency."""
+    options = ["--workload", "large", "--payload-bytes", str(protos.LARGE_PAYLOAD_BYTES)]
+    res = run_client(server, options, args, env, core)
+    check_result(results, tag, res)
+    mib_s = res.req_s * 2 * res.payload_bytes / MIB  # request + response payloads
+    results.add(server.system, "large_mib_s", mib_s)
+    results.add(server.system, "large_p50_ms", res.p50_ms)
+    results.add(server.system, "large_p99_ms", res.p99_ms)
+    log(
+        f"  {tag}: 1 MiB echo {res.req_s:7,.1f} req/s {mib_s:7,.1f} MiB/s"
+        f"  p50 {res.p50_ms:6.2f} ms  p99 {res.p99_ms:6.2f} ms  errors {res.errors}"
+    )
+
+
+RUNNERS = {"unary": bench_unary, "stream": bench_stream, "large": bench_large}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     pin = not args.no_pin and procs.pinning_available()
     if not args.no_pin and not pin:
         log("taskset or cores 0/1 unavailable: running unpinned")
+    if "unary" not in args.workloads:
+        args.no_h2load = True
     if not args.no_h2load and not h2load_bench.available():
         log("h2load not found (Debian package nghttp2-client): skipping the h2load workload")
         args.no_h2load = True
@@ -139,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         results = Results(systems)
         started = time.monotonic()
         log(
-            f"{args.rounds} round(s) x {len(systems)} system(s), {args.warmup:g} s warm-up"
+            f"{args.rounds} round(s) x {len(systems)} system(s), workloads"
+            f" {','.join(w for w in WORKLOADS if w in args.workloads)}, {args.warmup:g} s warm-up"
             f" + {args.duration:g} s measured, {'pinned to cores 0/1' if pin else 'unpinned'}"
         )
         for round_no in range(1, args.rounds + 1):

@@ -57,10 +57,17 @@ async def serve_grpcio(port: int) -> None:
 
 
 class Echo:
-    """micro handler: endpoint ``Echo.Echo``, served at ``/Echo/Echo``."""
+    """micro handler: endpoints ``Echo.Echo`` and ``Echo.Stream``.
+
+    Served at ``/Echo/Echo`` and ``/Echo/Stream``, the paths of ``service Echo``.
+    """
 
     async def echo(self, req: EchoMessage) -> EchoMessage:
         return req
+
+    async def stream(self, reqs: AsyncIterator[EchoMessage]) -> AsyncIterator[EchoMessage]:
+        async for req in reqs:
+            yield req
 
 
 def wait_port(port: int, timeout: float = 20.0) -> None:
