@@ -44,8 +44,6 @@ class RequestHead:
     content_length: int | None = None
     #: the ``grpc-encoding`` of the request's messages
     encoding: str = "identity"
-    #: the ``grpc-encoding`` of the request's messages
-    encoding: str = "identity"
 
 
 def parse_request_head(method: str, path: str, headers: Iterable[tuple[str, str]]) -> RequestHead:
