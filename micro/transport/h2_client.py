@@ -29,6 +29,7 @@ import h2.exceptions
 from h2.errors import ErrorCodes
 
 from ..errors import Cancelled, InternalServerError, MicroError, PayloadTooLarge, Unavailable
+from .flow import OutboundFlow
 from .framing import MessageDecoder
 from .h2conn import new_connection, start
 
@@ -119,7 +120,7 @@ class H2ClientConnection:
         self._max_size = max_message_size
         self._h2 = new_connection(client_side=True)
         self._calls: dict[int, ResponseParts] = {}
-        self._window_waiters: dict[int, anyio.Event] = {}
+        self._flow = OutboundFlow(self._h2, lambda: self._wake.set())
         self._slot_waiters: list[anyio.Event] = []
         self._wake = anyio.Event()
         self._failure: Exception | None = None
@@ -385,27 +386,13 @@ class H2ClientConnection:
             raise connection_lost(f"{self.authority} is going away", unprocessed=True)
 
     async def _send_data(self, sid: int, data: bytes, *, end_stream: bool) -> None:
-        h2conn = self._h2
-        view: bytes | memoryview = data
-        while True:
-            size = min(
-                h2conn.local_flow_control_window(sid), h2conn.max_outbound_frame_size, len(view)
-            )
-            if size == len(view):
-                h2conn.send_data(sid, view, end_stream=end_stream)
-                return
-            if size > 0:
-                if not isinstance(view, memoryview):
-                    view = memoryview(view)
-                h2conn.send_data(sid, view[:size])
-                view = view[size:]
-                continue
-            waiter = self._window_waiters[sid] = anyio.Event()
-            self._wake.set()
-            await waiter.wait()
+        """Send a body within the server's window; stops early if the call ends meanwhile."""
+
+        def answered() -> bool:
             parts = self._calls.get(sid)
-            if parts is not None and parts.done:
-                return  # answered (or failed) before we finished sending
+            return parts is None or parts.done
+
+        await self._flow.send(sid, data, end_stream=end_stream, stop=answered)
 
     # -- events --------------------------------------------------------------
 
@@ -484,9 +471,7 @@ class H2ClientConnection:
     def _on_reset(self, event: h2.events.StreamReset) -> None:
         sid = event.stream_id
         parts = self._calls.get(sid)
-        waiter = self._window_waiters.pop(sid, None)
-        if waiter is not None:
-            waiter.set()
+        self._flow.stream_gone(sid)
         if parts is None or parts.done:
             return
         code = event.error_code
@@ -504,12 +489,7 @@ class H2ClientConnection:
         self._finish(parts)
 
     def _on_window(self, event: h2.events.WindowUpdated) -> None:
-        if event.stream_id == 0:
-            self._wake_window_waiters()
-        else:
-            waiter = self._window_waiters.pop(event.stream_id, None)
-            if waiter is not None:
-                waiter.set()
+        self._flow.window_opened(event.stream_id)
 
     def _on_settings(self, event: h2.events.RemoteSettingsChanged) -> None:
         self._settings_seen = True
@@ -539,14 +519,8 @@ class H2ClientConnection:
         if isinstance(parts, StreamParts):
             parts.notify()
 
-    def _wake_window_waiters(self) -> None:
-        waiters = list(self._window_waiters.values())
-        self._window_waiters.clear()
-        for waiter in waiters:
-            waiter.set()
-
     def _wake_all(self) -> None:
-        self._wake_window_waiters()
+        self._flow.wake_all()
         waiters, self._slot_waiters = self._slot_waiters, []
         for waiter in waiters:
             waiter.set()

@@ -48,6 +48,7 @@ from .calls import (
     plain_error,
     plain_response_headers,
 )
+from .flow import OutboundFlow
 from .framing import MessageDecoder, encode_message
 from .h2conn import new_connection, start
 
@@ -138,7 +139,7 @@ class H2ServerConnection:
             max_header_list_size=opts.max_header_list_size,
         )
         self._streams: dict[int, _Stream] = {}
-        self._window_waiters: dict[int, anyio.Event] = {}
+        self._flow = OutboundFlow(self._h2, self._flush)
         self._wake = anyio.Event()
         self._writer_done = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
@@ -398,20 +399,13 @@ class H2ServerConnection:
             if st.scope is not None:
                 st.scope.cancel()
             st.notify()
-        waiter = self._window_waiters.pop(sid, None)
-        if waiter is not None:
-            waiter.set()
+        self._flow.stream_gone(sid)
 
     def _on_window(self, event: h2.events.WindowUpdated) -> None:
-        if event.stream_id == 0:
-            self._wake_window_waiters()
-        else:
-            waiter = self._window_waiters.pop(event.stream_id, None)
-            if waiter is not None:
-                waiter.set()
+        self._flow.window_opened(event.stream_id)
 
     def _on_settings(self, event: h2.events.RemoteSettingsChanged) -> None:
-        self._wake_window_waiters()
+        self._flow.wake_all()
 
     def _on_terminated(self, event: h2.events.ConnectionTerminated) -> None:
         # The peer is leaving: finish what it already sent, accept nothing new.
@@ -549,36 +543,15 @@ class H2ServerConnection:
 
     async def _send_data(self, sid: int, data: bytes, *, end_stream: bool) -> None:
         """Send a body within the peer's flow-control window, waiting for it to open."""
-        h2conn = self._h2
-        view: bytes | memoryview = data
-        while True:
-            size = min(
-                h2conn.local_flow_control_window(sid), h2conn.max_outbound_frame_size, len(view)
-            )
-            if size == len(view):
-                h2conn.send_data(sid, view, end_stream=end_stream)
-                return
-            if size > 0:
-                if not isinstance(view, memoryview):
-                    view = memoryview(view)
-                h2conn.send_data(sid, view[:size])
-                view = view[size:]
-                continue
-            waiter = self._window_waiters[sid] = anyio.Event()
-            self._flush()
-            await waiter.wait()
-            if self._done:
-                raise anyio.BrokenResourceError("connection closed")
+        if not await self._flow.send(sid, data, end_stream=end_stream, stop=self._is_done):
+            raise anyio.BrokenResourceError("connection closed")
 
-    def _wake_window_waiters(self) -> None:
-        waiters = list(self._window_waiters.values())
-        self._window_waiters.clear()
-        for waiter in waiters:
-            waiter.set()
+    def _is_done(self) -> bool:
+        return self._done
 
     def _fail_window_waiters(self) -> None:
         self._done = True
-        self._wake_window_waiters()
+        self._flow.wake_all()
 
     # -- shutdown ------------------------------------------------------------
 
