@@ -1,0 +1,73 @@
+"""A service's own options from ``MICRO_*`` environment variables and ``--micro-*`` flags.
+
+The same sources as application config, with fixed names: ``MICRO_ADDRESS``
+or ``--micro-address`` is the ``address`` option, ``MICRO_REGISTER_TTL`` or
+``--micro-register-ttl`` is ``register_ttl``. Flags override variables. Values
+are converted with the typed reads (durations take ``30s``, sizes ``4MiB``),
+and a bad one is an error naming the variable or flag it came from. Unknown
+``MICRO_*`` variables are left alone (other parts read ``MICRO_*`` names too);
+an unknown ``--micro-*`` flag is an error, since it can only be a typo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .base import ConfigError, InvalidValue
+from .sources import CliSource, EnvSource
+from .values import to_bool, to_dict, to_duration, to_int, to_size, to_str
+
+__all__ = ["SERVICE_OPTIONS", "service_options"]
+
+ENV_PREFIX = "MICRO_"
+FLAG_PREFIX = "--micro-"
+
+#: option name → (conversion, what it is), the table the README documents
+SERVICE_OPTIONS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "address": (to_str, "host:port to listen on (`:8080` is every interface)"),
+    "advertise": (to_str, "address put in the registry"),
+    "version": (to_str, "registered version"),
+    "metadata": (to_dict, "registered service metadata, `k=v,k2=v2` or JSON"),
+    "registry": (to_str, "registry URL: `mdns`, `etcd://host:port`, `memory`"),
+    "broker": (to_str, "broker URL: `http`, `nats://host:port`, `memory`"),
+    "store": (to_str, "store URL: `memory`, `file:///path`, `etcd://host:port`, ..."),
+    "register": (to_bool, "register at all (`true`/`false`)"),
+    "register_ttl": (to_duration, "registration TTL (`30s`)"),
+    "register_interval": (to_duration, "heartbeat interval (`10s`)"),
+    "grace_period": (to_duration, "how long shutdown waits for calls in flight (`10s`)"),
+    "max_message_size": (to_size, "largest message (`4MiB`)"),
+    "max_concurrent_streams": (to_int, "HTTP/2 streams one client may open at once"),
+}
+
+
+def service_options(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The service options set in the environment and on the command line, typed.
+
+    ``argv`` defaults to ``sys.argv[1:]``, ``environ`` to ``os.environ``. Only
+    options that are set appear. Raises InvalidValue for a bad value and
+    ConfigError for an unknown ``--micro-*`` flag.
+    """
+    env = EnvSource(ENV_PREFIX, environ=environ)
+    found: dict[str, tuple[str, Any]] = {}  # option → (where it came from, raw value)
+    environ_items = env.read()
+    for name in SERVICE_OPTIONS:
+        if name in environ_items:
+            found[name] = (f"{ENV_PREFIX}{name.upper()}", environ_items[name])
+    flags = CliSource(argv, prefix=FLAG_PREFIX, ignore=()).flags()
+    for flag, value in flags:
+        name = flag.replace("-", "_")
+        if name not in SERVICE_OPTIONS:
+            known = ", ".join(FLAG_PREFIX + n.replace("_", "-") for n in SERVICE_OPTIONS)
+            raise ConfigError(f"unknown flag {FLAG_PREFIX}{flag}; the service's flags: {known}")
+        found[name] = (f"{FLAG_PREFIX}{flag}", value)
+    options: dict[str, Any] = {}
+    for name, (origin, value) in found.items():
+        convert = SERVICE_OPTIONS[name][0]
+        try:
+            options[name] = convert(value)
+        except ValueError as exc:
+            raise InvalidValue(f"{origin} {exc}") from None
+    return options
