@@ -15,8 +15,9 @@ the ids. The TXT record holds the record's JSON (the same shape the etcd
 registry stores), zlib-compressed and cut into numbered strings, because one
 TXT string holds at most 255 bytes: ``micro=1``, ``n=<count>``, ``0=<bytes>``,
 ``1=<bytes>``, ... (RFC 6763 allows binary values). The whole TXT record must
-fit one mDNS packet (about 9 kB); larger records fail ``register`` with
-PayloadTooLarge rather than being dropped on the wire.
+fit one mDNS packet (``MAX_TXT_BYTES``, 8 kB; about 120 endpoints with
+typical schemas); larger records fail ``register`` with PayloadTooLarge rather
+than being dropped on the wire.
 
 One ``Zeroconf`` per registry, opened in a worker thread on the first
 ``async with`` and closed on the last; zeroconf runs its own asyncio loop in its
@@ -26,30 +27,41 @@ callbacks run on the browser's thread: they resolve the instance from
 zeroconf's cache, decode the TXT record, and hand ``(instance, record or
 None)`` to our event loop with ``anyio.from_thread.run_sync`` and the token
 captured on entry. The view and the watchers live on the event loop thread
-only. Reads answer from the view; right after opening they wait a moment
-(``INITIAL_WAIT``) for the network's answers to the browser's first query.
+only. Reads answer from the view; right after opening, a lookup that finds
+nothing waits (up to ``INITIAL_WAIT``) for the answers to the browser's first
+query. The browser asks multicast (QM) questions only: several mDNS stacks on
+one host share port 5353, so a unicast answer reaches just one of them.
 
-Nodes registered through this registry are authoritative locally: ``register``
-and ``deregister`` update the view (and notify watchers) at once, and the
-browser's later, possibly stale, reports about them are ignored.
+Registering announces the node with zeroconf's ``cooperating_responders``
+(no probing: the instance name is ours by construction) and returns once the
+first announcement is out; zeroconf repeats it twice within 0.45 s, and a later
+change to the node cancels repeats still pending. Nodes registered through this
+registry are authoritative locally: ``register`` and ``deregister`` update the
+view (and notify watchers) at once, and the browser's later, possibly stale,
+reports about them are ignored. Another host's node cannot be deregistered
+from here (deregistering it is a no-op).
 
 TTL
 ---
-The registry TTL means "gone unless re-registered within ``ttl`` seconds"; it
-maps onto mDNS in two places:
+The registry TTL means "gone unless re-registered within ``ttl`` seconds".
+It maps onto mDNS thus:
 
-* Every record of the node is announced with a DNS TTL of ``ceil(ttl)``, at
-  least ``MIN_RECORD_TTL`` (shorter records cannot be refreshed reliably:
-  peers re-query at 75-95% of a record's life). This bounds how long peers keep
-  a node whose process died without saying goodbye: reads filter out nodes
-  whose PTR record has expired in zeroconf's cache, so they vanish from
-  ``get_service`` within the record TTL; watchers get the DELETE when
-  zeroconf next sweeps its cache (up to 10 s later). The owner answers the
-  peers' refresh queries, so a live node stays, re-registered or not.
+* The node's records (PTR, SRV, TXT, A/AAAA) carry a DNS TTL of ``ceil(ttl)``,
+  at least ``MIN_RECORD_TTL`` (3 s). While the node is registered its owner
+  re-announces them every third of that TTL (one packet; RFC 6762 asks for at
+  least a second between repeats, hence the floor), so peers' copies never
+  expire while the owner lives.
 * The owner enforces the registry TTL itself: a node not re-registered within
-  ``ttl`` is withdrawn (goodbye packets, seen by peers within milliseconds) by a
-  timer on zeroconf's own loop. Re-registering an unchanged record only moves
-  that deadline: no packets. A changed record is re-announced.
+  ``ttl`` is withdrawn with goodbye packets (peers see it gone within
+  milliseconds) by a timer on zeroconf's loop. Re-registering an unchanged
+  record only moves that deadline and sends nothing; a changed record is
+  announced again at once.
+* A node whose owner died without a goodbye is gone from peers within the
+  record TTL of its last announcement. Peers judge a node by its SRV record:
+  zeroconf stretches every received PTR record's TTL to at least 1125 s
+  against refresh storms, so the PTR outlives a dead node. Reads skip a node
+  whose SRV record has expired; a sweep every ``SWEEP_INTERVAL`` removes its
+  PTR record too, which makes the browser report it gone (the DELETE event).
 
 ``ttl=None`` means no local expiry and records with the RFC 6762 host TTL
 (``DEFAULT_RECORD_TTL``, 120 s).
@@ -83,14 +95,19 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectSendStream
-from zeroconf import Error as ZeroconfError
 from zeroconf import (
+    DNSQuestionType,
     IPVersion,
+    RecordUpdate,
     ServiceBrowser,
     ServiceInfo,
+    ServiceNameAlreadyRegistered,
     ServiceStateChange,
     Zeroconf,
+    current_time_millis,
 )
+from zeroconf import Error as ZeroconfError
+from zeroconf._dns import DNSPointer, DNSRecord  # also importable from zeroconf itself
 
 from ..errors import PayloadTooLarge
 from .base import (
@@ -114,13 +131,19 @@ INTERFACES_ENV = "MICRO_MDNS_INTERFACES"
 
 #: DNS TTL of the records of a node registered with ``ttl=None`` (RFC 6762 host TTL)
 DEFAULT_RECORD_TTL = 120
-#: the shortest DNS TTL announced: peers must be able to refresh before expiry
-MIN_RECORD_TTL = 5
-#: seconds reads wait after the registry opens, for answers to the first query
-INITIAL_WAIT = 0.5
-#: the least time between the browser's query rounds (zeroconf's default, 10 s,
-#: is too slow to refresh short-lived records before they expire)
-BROWSER_QUERY_INTERVAL_MS = 1000
+#: the shortest DNS TTL announced: records are re-announced every third of it,
+#: and RFC 6762 asks for at least a second between repeats
+MIN_RECORD_TTL = 3
+#: seconds reads wait after the registry opens, for answers to the browser's first
+#: query: it goes out after 20-120 ms, and a responder delays a multicast answer by
+#: 20-120 ms, or to a second after it last multicast the record (RFC 6762 s. 6, 14)
+INITIAL_WAIT = 2.0
+#: seconds between sweeps of zeroconf's cache for expired records
+SWEEP_INTERVAL = 0.5
+#: a PTR record this recent (ms) may still be waiting for its SRV record
+SRV_GRACE_MS = 2000
+# DNS record types and class (RFC 1035, RFC 2782)
+_TYPE_PTR, _TYPE_SRV, _CLASS_IN = 12, 33, 1
 #: how long the browser thread waits to resolve an instance not fully cached
 RESOLVE_TIMEOUT_MS = 1000
 #: seconds to wait for zeroconf to open its sockets and start its thread
@@ -159,7 +182,10 @@ class _Open:
     changes: anyio.Lock  # serializes register and deregister
     ready_at: float  # time.monotonic() when reads stop waiting for first answers
     view: dict[str, ServiceRecord] = field(default_factory=dict)
-    withdrawn: set[str] = field(default_factory=set)  # ours, deregistered
+    # ours, deregistered or expired, until the browser reports them gone (added
+    # to by zeroconf's thread too)
+    withdrawn: set[str] = field(default_factory=set)
+    changed: anyio.Event = field(default_factory=anyio.Event)  # set on every view change
 
 
 class MdnsRegistry:
@@ -228,30 +254,45 @@ class MdnsRegistry:
         generation = self._generation
         token = anyio.lowlevel.current_token()
         handler = functools.partial(self._on_state_change, generation, token)
-        abandoned = threading.Event()
+        # The opening thread is abandoned if the caller stops waiting (timeout or
+        # cancellation); whatever it opened is then closed, never leaked.
+        guard = threading.Lock()
+        abandoned = False
+        opened: list[tuple[Zeroconf, ServiceBrowser]] = []
 
         def start() -> tuple[Zeroconf, ServiceBrowser]:
             zc = _open_zeroconf(self.interfaces)
             try:
                 browser = ServiceBrowser(
-                    zc, self.service_type, handlers=[handler], delay=BROWSER_QUERY_INTERVAL_MS
+                    zc, self.service_type, handlers=[handler], question_type=DNSQuestionType.QM
                 )
             except BaseException:
                 zc.close()
                 raise
-            if abandoned.is_set():  # the caller gave up waiting: do not leak the threads
-                browser.cancel()
-                zc.close()
-            return zc, browser
+            with guard:
+                if not abandoned:
+                    opened.append((zc, browser))
+                    return zc, browser
+            _close_zeroconf(zc, browser)
+            raise RuntimeError("abandoned")
 
         try:
             with anyio.fail_after(OPEN_TIMEOUT):
                 zc, browser = await anyio.to_thread.run_sync(start, abandon_on_cancel=True)
-        except TimeoutError:
-            abandoned.set()
-            raise RegistryUnavailable(
-                f"mDNS did not start within {OPEN_TIMEOUT:g} s; {_ALTERNATIVE}"
-            ) from None
+        except BaseException as exc:
+            with guard:
+                abandoned = True
+                leftovers = list(opened)
+            with anyio.CancelScope(shield=True):
+                for left in leftovers:
+                    await anyio.to_thread.run_sync(_close_zeroconf, *left)
+            if isinstance(exc, TimeoutError):
+                raise RegistryUnavailable(
+                    f"mDNS did not start within {OPEN_TIMEOUT:g} s; {_ALTERNATIVE}"
+                ) from None
+            raise
+        assert zc.loop is not None
+        zc.loop.call_soon_threadsafe(self._sweep, zc)
         return _Open(
             zeroconf=zc,
             browser=browser,
@@ -269,15 +310,12 @@ class MdnsRegistry:
         return self._open
 
     def _close(self, state: _Open) -> None:
-        """In a worker thread: stop browsing, close zeroconf (it says goodbye for our nodes)."""
-        zc = state.zeroconf
+        """In a worker thread: stop repeating announcements, stop browsing, close."""
         try:
-            state.browser.cancel()
-            self._run_on_zeroconf_loop(zc, self._stop_broadcasts)
+            self._run_on_zeroconf_loop(state.zeroconf, self._stop_broadcasts)
         except (RuntimeError, OSError) as exc:
             log.debug("mDNS registry: closing: %s", exc)
-        finally:
-            zc.close()
+        _close_zeroconf(state.zeroconf, state.browser)
 
     async def _stop_broadcasts(self) -> None:
         while self._broadcasts:
@@ -300,29 +338,42 @@ class MdnsRegistry:
         zc = state.zeroconf
         key = info.name
         deadline = None if ttl is None else time.monotonic() + ttl
+        assert zc.loop is not None
         with self._lock:
+            # From here on the browser's news of this node is ignored: ours is newer.
+            state.withdrawn.discard(key)
             held = self._registered.get(key)
-            if held is not None:
+            new = held is None
+            if held is None:
+                held = self._registered[key] = _Registration(info, record_ttl, deadline)
+            else:
                 held.deadline = deadline  # moved under the lock: expiry sees it
-        if held is None:
-            await self._announce(zc, _REGISTER, info)
-            held = _Registration(info, record_ttl, deadline)
-            with self._lock:
-                self._registered[key] = held
-        elif (
-            held.info.text != info.text
-            or held.record_ttl != record_ttl
-            or held.info.addresses_by_version(IPVersion.All)
-            != info.addresses_by_version(IPVersion.All)
-            or held.info.port != info.port
-        ):
-            await self._announce(zc, _UPDATE, info)
-            held.info, held.record_ttl = info, record_ttl
+            old_info, old_ttl = held.info, held.record_ttl
+            held.info, held.record_ttl = info, record_ttl  # what re-announcements send
+        try:
+            if new:
+                await self._announce(zc, _REGISTER, info)
+            elif (
+                old_info.text != info.text
+                or old_ttl != record_ttl
+                or old_info.port != info.port
+                or old_info.addresses_by_version(IPVersion.All)
+                != info.addresses_by_version(IPVersion.All)
+            ):
+                await self._announce(zc, _UPDATE, info)
+        except BaseException:
+            if new:
+                with self._lock:
+                    if self._registered.get(key) is held:
+                        del self._registered[key]
+            raise
+        if new:
+            zc.loop.call_soon_threadsafe(
+                zc.loop.call_later, record_ttl / 3, self._reannounce, zc, key, held
+            )
         if deadline is not None:
-            assert zc.loop is not None
             zc.loop.call_soon_threadsafe(self._arm_expiry, zc, key, held)
-        state.withdrawn.discard(key)
-        self._apply(state, key, _decode(info, self.service_type))
+        self._apply(state, key, _decode(info))
 
     async def deregister(self, service: ServiceRecord) -> None:
         state = self._state()
@@ -331,13 +382,14 @@ class MdnsRegistry:
                 key = self._instance_name(service, node)
                 with self._lock:
                     held = self._registered.pop(key, None)
+                    if held is not None:
+                        state.withdrawn.add(key)  # ignore the browser's news until it is gone
                 if held is None:
                     # Not announced by us (or already withdrawn at its TTL): another
                     # host's node cannot be withdrawn from here.
                     continue
                 await self._announce(state.zeroconf, _UNREGISTER, held.info)
                 self._apply(state, key, None)
-                state.withdrawn.add(key)  # ignore the browser's news of it until it is gone
 
     # -- expiry, on zeroconf's thread --
 
@@ -356,10 +408,59 @@ class MdnsRegistry:
                 self._arm_expiry(zc, key, held)
                 return
             del self._registered[key]
+            state = self._open
+            if state is not None and state.zeroconf is zc:
+                state.withdrawn.add(key)  # reads skip it now; the DELETE comes with the goodbye
         if zc.done or zc.loop is None:
             return
         log.info("mDNS registry: %s was not re-registered within its TTL; withdrawing it", key)
-        self._start_task(zc, self._broadcast(zc, _UNREGISTER, held.info))
+        self._start_task(zc, self._withdraw(zc, held.info))
+
+    async def _withdraw(self, zc: Zeroconf, info: ServiceInfo) -> None:
+        try:
+            await self._broadcast(zc, _UNREGISTER, info)
+        except Exception:
+            log.warning("mDNS registry: withdrawing %s failed", info.name, exc_info=True)
+
+    def _sweep(self, zc: Zeroconf) -> None:
+        """Every SWEEP_INTERVAL: drop expired records, and end the instances whose SRV
+        record expired, so watchers hear of a node that died silently within
+        SWEEP_INTERVAL of its record TTL.
+
+        zeroconf's browser reports an instance gone only when its PTR record
+        expires, and zeroconf stretches a received PTR's TTL to at least
+        1125 s; so a node is judged by its SRV record, which keeps the TTL its
+        owner gave it. An instance whose SRV record is gone gets its PTR
+        record removed here, as a goodbye would: the browser then reports it.
+        """
+        if zc.done or zc.loop is None:
+            return
+        now = current_time_millis()
+        cache = zc.cache
+        updates = [RecordUpdate(r, r) for r in cache.async_expire(now)]
+        for pointer in cache.async_all_by_details(self.service_type, _TYPE_PTR, _CLASS_IN):
+            assert isinstance(pointer, DNSPointer)
+            if (
+                pointer.alias in self._registered
+                or now - pointer.created < SRV_GRACE_MS
+                or _has_srv(cache.async_all_by_details(pointer.alias, _TYPE_SRV, _CLASS_IN), now)
+            ):
+                continue
+            goodbye = DNSPointer(pointer.name, _TYPE_PTR, _CLASS_IN, 0, pointer.alias, created=now)
+            cache.async_remove_records([pointer])
+            updates.append(RecordUpdate(goodbye, pointer))
+        if updates:
+            zc.record_manager.async_updates(now, updates)
+            zc.record_manager.async_updates_complete(False)
+        zc.loop.call_later(SWEEP_INTERVAL, self._sweep, zc)
+
+    def _reannounce(self, zc: Zeroconf, key: str, held: _Registration) -> None:
+        """Every third of the record TTL while registered: announce the node's records
+        once more, so peers' copies never expire while its owner lives."""
+        if zc.done or zc.loop is None or self._registered.get(key) is not held:
+            return
+        zc.async_send(zc.generate_service_broadcast(held.info, None))
+        zc.loop.call_later(held.record_ttl / 3, self._reannounce, zc, key, held)
 
     # -- announcements, on zeroconf's loop --
 
@@ -380,8 +481,13 @@ class MdnsRegistry:
         previous = self._broadcasts.pop(info.name, None)
         if previous is not None:
             previous.cancel()
+        if kind != _REGISTER:
+            _drop_queued_answers(zc, info.name)
         if kind == _REGISTER:
-            repeats = await zc.async_register_service(info, cooperating_responders=True)
+            try:
+                repeats = await zc.async_register_service(info, cooperating_responders=True)
+            except ServiceNameAlreadyRegistered:  # still held from before: same thing
+                repeats = await zc.async_update_service(info)
         elif kind == _UPDATE:
             repeats = await zc.async_update_service(info)
         else:
@@ -427,8 +533,9 @@ class MdnsRegistry:
     async def get_service(self, name: str) -> list[ServiceRecord]:
         state = self._state()
         records = self._live(state, name)
-        if not records:
-            await _sleep_until(state.ready_at)
+        while not records and (wait := state.ready_at - time.monotonic()) > 0:
+            with anyio.move_on_after(wait):
+                await state.changed.wait()
             records = self._live(state, name)
         if not records:
             raise ServiceNotFound(f"service {name} not found")
@@ -442,14 +549,17 @@ class MdnsRegistry:
     def _live(self, state: _Open, name: str | None) -> list[ServiceRecord]:
         """The view's fresh nodes of ``name`` (or all), one record per (name, version)."""
         cache = state.zeroconf.cache
+        now = current_time_millis()
         grouped: dict[tuple[str, str], ServiceRecord] = {}
         for key, record in list(state.view.items()):
             if name is not None and record.name != name:
                 continue
-            if key not in self._registered and (
-                cache.current_entry_with_name_and_alias(self.service_type, key) is None
+            if key in state.withdrawn:
+                continue  # ours, withdrawn: the browser has not yet reported it gone
+            if key not in self._registered and not _has_srv(
+                cache.get_all_by_details(key, _TYPE_SRV, _CLASS_IN), now
             ):
-                continue  # its PTR record expired: the node is gone, the sweep is late
+                continue  # its SRV record expired: the node is gone, the sweep is late
             seen = grouped.get((record.name, record.version))
             grouped[(record.name, record.version)] = (
                 record if seen is None else replace(seen, nodes=seen.nodes + record.nodes)
@@ -484,14 +594,20 @@ class MdnsRegistry:
         """Runs on the browser's thread: resolve, decode, hand over to the event loop."""
         record: ServiceRecord | None = None
         if state_change is not ServiceStateChange.Removed:
+            info = ServiceInfo(service_type, name)
             try:
-                info = zeroconf.get_service_info(service_type, name, timeout=RESOLVE_TIMEOUT_MS)
-            except (ZeroconfError, RuntimeError, OSError) as exc:
+                # Announcements and answers carry all of a node's records in one
+                # go, so the cache almost always has them. If the instance is
+                # already gone again, do not wait to resolve it: a Removed follows.
+                if not info.load_from_cache(zeroconf) and (
+                    zeroconf.cache.current_entry_with_name_and_alias(service_type, name) is None
+                    or not info.request(zeroconf, RESOLVE_TIMEOUT_MS, DNSQuestionType.QM)
+                ):
+                    return  # not answered in time; its next announcement retries
+            except Exception as exc:  # never let the browser's thread die
                 log.debug("mDNS registry: cannot resolve %s: %s", name, exc)
                 return
-            if info is None:
-                return  # not answered in time; a later announcement retries
-            record = _decode(info, service_type)
+            record = _decode(info)
             if record is None:
                 return  # not a micro node (or a newer format): not ours to show
         try:
@@ -507,21 +623,27 @@ class MdnsRegistry:
         if key in state.withdrawn:
             if record is None:
                 state.withdrawn.discard(key)
+                self._apply(state, key, None)
             return
         self._apply(state, key, record)
 
     def _apply(self, state: _Open, key: str, record: ServiceRecord | None) -> None:
         old = state.view.get(key)
         if record is None:
-            if old is not None:
-                del state.view[key]
-                self._notify(EventType.DELETE, old)
+            if old is None:
+                return
+            del state.view[key]
+            self._notify(EventType.DELETE, old)
         elif old is None:
             state.view[key] = record
             self._notify(EventType.CREATE, record)
         elif old != record:
             state.view[key] = record
             self._notify(EventType.UPDATE, record)
+        else:
+            return
+        state.changed.set()
+        state.changed = anyio.Event()
 
     def _notify(self, kind: EventType, record: ServiceRecord) -> None:
         for name, send in list(self._watchers):
@@ -554,10 +676,12 @@ class MdnsRegistry:
                 "(MICRO_REGISTRY=etcd://host:port)",
                 id=service.name,
             )
+        instance = self._instance_name(service, node)
         return ServiceInfo(
             self.service_type,
-            self._instance_name(service, node),
+            instance,
             port=port,
+            server=instance,  # the SRV target: the A/AAAA records share the instance's name
             properties=txt,
             parsed_addresses=self._advertised_addresses(host),
             host_ttl=record_ttl,
@@ -565,30 +689,32 @@ class MdnsRegistry:
         )
 
     def _advertised_addresses(self, host: str) -> list[str]:
-        """The A/AAAA addresses for a node's host: itself if it is an IP address;
-        the interfaces' addresses if it is unspecified (0.0.0.0, ::); none for a
-        host name (clients resolve it from the TXT record's address)."""
+        """The A/AAAA addresses of a node: its host if that is an IP address, else
+        (unspecified, or a host name) this host's addresses on the interfaces in
+        use. Peers need at least one to resolve the instance; a node's address
+        in its TXT record is what clients dial, with an unspecified host
+        replaced by the address it was announced from."""
         try:
-            ip = ipaddress.ip_address(host)
+            if not ipaddress.ip_address(host).is_unspecified:
+                return [host]
         except ValueError:
-            return []
-        if not ip.is_unspecified:
-            return [host]
+            pass  # a host name
         configured = [
-            i for i in self.interfaces or () if isinstance(i, str) and _is_ip(i) and i != host
+            i
+            for i in self.interfaces or ()
+            if isinstance(i, str) and _is_ip(i) and not ipaddress.ip_address(i).is_unspecified
         ]
         if configured:
             return configured
         import ifaddr
 
-        return sorted(
-            {
-                str(address.ip)
-                for adapter in ifaddr.get_adapters()
-                for address in adapter.ips
-                if address.is_IPv4 and not str(address.ip).startswith("127.")
-            }
-        )
+        found = {
+            str(address.ip)
+            for adapter in ifaddr.get_adapters()
+            for address in adapter.ips
+            if address.is_IPv4 and not str(address.ip).startswith("127.")
+        }
+        return sorted(found) or ["127.0.0.1"]
 
 
 # -- zeroconf, in worker threads --
@@ -615,6 +741,37 @@ def _open_zeroconf(interfaces: list[str | int] | None) -> Zeroconf:
             f"{_ALTERNATIVE}"
         )
     return zc
+
+
+def _close_zeroconf(zc: Zeroconf, browser: ServiceBrowser) -> None:
+    """Stop browsing and close zeroconf, which says goodbye for the nodes it announces."""
+    try:
+        browser.cancel()
+    finally:
+        zc.close()
+
+
+def _drop_queued_answers(zc: Zeroconf, instance: str) -> None:
+    """On zeroconf's loop: forget multicast answers about ``instance`` still queued.
+
+    zeroconf delays multicast answers (RFC 6762: 20-120 ms, or until a second
+    after the record was last multicast) and sends them even if the service
+    changed or left meanwhile, which would bring back a withdrawn node (until
+    its record TTL) or its old data.
+    """
+    key = instance.lower()
+
+    def about(record: DNSRecord) -> bool:
+        return record.key == key or (isinstance(record, DNSPointer) and record.alias.lower() == key)
+
+    for outgoing in (zc.out_queue, zc.out_delay_queue):
+        for group in outgoing.queue:
+            answers = group.answers
+            for record in list(answers):
+                if about(record):
+                    del answers[record]
+                else:
+                    answers[record] = {a for a in answers[record] if not about(a)}
 
 
 class _Cancellable(Protocol):
@@ -678,7 +835,7 @@ def _txt_strings(text: bytes) -> dict[bytes, bytes]:
     return out
 
 
-def _decode(info: ServiceInfo, service_type: str) -> ServiceRecord | None:
+def _decode(info: ServiceInfo) -> ServiceRecord | None:
     """The node record in ``info``'s TXT record; None if it holds none we can read."""
     strings = _txt_strings(info.text or b"")
     if strings.get(b"micro") != TXT_FORMAT:
@@ -731,6 +888,10 @@ def _reachable(node: Node, info: ServiceInfo) -> Node:
 
 
 # -- small helpers --
+
+
+def _has_srv(records: list[DNSRecord], now: float) -> bool:
+    return any(r.type == _TYPE_SRV and not r.is_expired(now) for r in records)
 
 
 def _split_address(address: str) -> tuple[str, int]:
