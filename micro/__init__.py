@@ -8,6 +8,7 @@ reachable through the subpackages (``micro.registry``, ``micro.codec``, ...).
 from . import context
 from .client.client import Client, ClientCallNext, ClientMiddleware, ClientRequest
 from .client.stream import ClientStream
+from .config import Config
 from .errors import (
     BadRequest,
     Cancelled,
@@ -40,6 +41,7 @@ __all__ = [
     "ClientMiddleware",
     "ClientRequest",
     "ClientStream",
+    "Config",
     "Conflict",
     "Forbidden",
     "InternalServerError",

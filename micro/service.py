@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -28,6 +28,8 @@ from .broker.base import Broker, ErrorHandler, Handler
 from .broker.http import INBOX_NAME, BrokerInbox
 from .broker.subscriber import encode, typed_handler
 from .client.client import Client, ClientMiddleware
+from .config import Config
+from .config.options import service_options
 from .health import HEALTH_SERVICE_NAME, HealthService, HealthStatus, ServingStatus
 from .registry import resolve_registry
 from .registry.base import EndpointInfo, Node, Registry, ServiceRecord
@@ -51,21 +53,46 @@ class Service:
         self,
         name: str,
         *,
-        version: str = "latest",
-        address: str = ":0",
+        version: str | None = None,
+        address: str | None = None,
         advertise: str | None = None,
         metadata: Mapping[str, str] | None = None,
         registry: Registry | str | None = None,
         broker: Broker | str | None = None,
-        register: bool = True,
-        register_ttl: float = 30.0,
-        register_interval: float = 10.0,
-        grace_period: float = 10.0,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        max_concurrent_streams: int = 1000,
+        register: bool | None = None,
+        register_ttl: float | None = None,
+        register_interval: float | None = None,
+        grace_period: float | None = None,
+        max_message_size: int | None = None,
+        max_concurrent_streams: int | None = None,
         middleware: list[Middleware] | None = None,
         client_middleware: list[ClientMiddleware] | None = None,
+        config: Config | None = None,
+        argv: Sequence[str] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
+        # Options given here win; then --micro-* flags, then MICRO_* variables,
+        # then the defaults below.
+        opts = service_options(argv, environ)
+
+        def option(value: Any, key: str, default: Any) -> Any:
+            return value if value is not None else opts.get(key, default)
+
+        version = option(version, "version", "latest")
+        address = option(address, "address", ":0")
+        advertise = option(advertise, "advertise", None)
+        metadata = option(metadata, "metadata", {})
+        registry = option(registry, "registry", None)
+        broker = option(broker, "broker", None)
+        register = option(register, "register", True)
+        register_ttl = option(register_ttl, "register_ttl", 30.0)
+        register_interval = option(register_interval, "register_interval", 10.0)
+        grace_period = option(grace_period, "grace_period", 10.0)
+        max_message_size = option(max_message_size, "max_message_size", DEFAULT_MAX_MESSAGE_SIZE)
+        max_concurrent_streams = option(max_concurrent_streams, "max_concurrent_streams", 1000)
+        self.config = config
+        #: the store URL from MICRO_STORE / --micro-store, for the store the service opens
+        self.store_url: str | None = opts.get("store")
         registry = resolve_registry(registry)
         parse_address(address)
         self.name = name
@@ -270,6 +297,9 @@ class Service:
             await stack.enter_async_context(self.broker)
             tg = await stack.enter_async_context(anyio.create_task_group())
             supervisor = self._supervisor = Supervisor(tg)
+            if self.config is not None:
+                # Loaded before the port opens: a broken required source fails the start.
+                await stack.enter_async_context(self.config.running(supervisor))
             self._listener = Listener(self.server, self._address)
             self.address = await supervisor.start("listener", self._listener.serve)
             try:
