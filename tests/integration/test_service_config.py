@@ -60,6 +60,6 @@ async def test_config_watchers_run_in_the_service(tmp_path: Path) -> None:
 async def test_missing_required_config_fails_the_start(tmp_path: Path) -> None:
     config = micro.Config(sources=[file(str(tmp_path / "absent.yaml"))])
     service = micro.Service("noconf", address="127.0.0.1:0", registry="memory", config=config)
-    with pytest.raises(micro.MicroError, match="absent.yaml"):
+    with pytest.raises(micro.MicroError, match=r"absent\.yaml"):
         async with service.running():
             pass
