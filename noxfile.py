@@ -1,6 +1,11 @@
 """Developer sessions: ``nox -s tests lint typecheck bench``."""
 
+import os
+
 import nox
+
+# mDNS from developer sessions stays on this machine.
+os.environ.setdefault("MICRO_MDNS_INTERFACES", "127.0.0.1")
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
 
