@@ -1,0 +1,483 @@
+"""NatsClient: publish, subscribe, request and flush over one kept-alive connection.
+
+Theory of operation. The client owns at most one live
+:class:`~micro.nats._connection.Connection`. A supervisor task runs it and,
+when it fails, reconnects with exponential backoff and jitter, trying each
+server in turn; the new connection's handshake resubscribes every live
+subscription. Publishers never touch the socket: they queue bytes on the
+live connection, or wait up to ``timeout`` seconds for one and then fail
+with :class:`~micro.broker.PublishError`. Nothing queued is carried over to a
+later connection, since its publisher could not learn whether it was sent;
+confirmed publishes fail with :class:`Unconfirmed` instead, and the caller
+decides whether to send again.
+
+A publish returns without waiting for the writer unless asked to confirm;
+publishers pause only when 64 KiB are queued (to let the writer run) and
+wait when 4 MiB are queued (bounded memory).
+
+Slow consumers are held back rather than dropped (see
+:mod:`micro.nats._subscription`): while the reader waits for room, nothing
+else is read from the socket. The server buffers for us up to its
+``max_pending`` (64 MiB by default) and its ``write_deadline`` (10 s); past
+either it disconnects us as a slow consumer and drops what it held (core
+NATS delivers at most once), and the client reconnects. Keep handlers
+quick or buffers generous: a handler that waits for a PONG (a confirmed
+publish) or a reply while its own subscription is full gets neither, and
+fails after the client's ``timeout`` (the request's, for a request).
+
+The client is a reference-counted async context manager. The first entry
+connects (raising NatsUnavailable when no server answers) and starts the
+supervisor in a task group of its own; the last exit waits (briefly) until
+the server has processed what was queued, closes the connection and ends
+every subscription. Like any task group, it is entered and left in the same
+task.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import secrets
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from ..broker.base import PublishError
+from ..errors import PayloadTooLarge, Timeout
+from . import protocol
+from ._connection import (
+    MAX_WRITE_BUFFER,
+    Connection,
+    ServerAddress,
+    open_connection,
+    parse_servers,
+)
+from ._errors import NatsUnavailable, NoResponders, Unconfirmed
+from ._subscription import Subscription
+from .protocol import Msg
+
+__all__ = ["NatsClient", "DEFAULT_URL"]
+
+log = logging.getLogger("micro.nats")
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+#: seconds to wait for a connection, for room to write, and for the server's PONG
+DEFAULT_TIMEOUT = 10.0
+#: seconds to open a TCP connection and complete the handshake with one server
+DEFAULT_CONNECT_TIMEOUT = 2.0
+#: keepalive: a silent server is dead after about interval x (outstanding + 1)
+DEFAULT_PING_INTERVAL = 10.0
+DEFAULT_MAX_OUTSTANDING_PINGS = 2
+#: reconnect backoff doubles from the first to the second value, with jitter
+DEFAULT_RECONNECT_WAIT = (0.05, 2.0)
+#: per-subscription buffer; nats.go's defaults are 512Ki messages and 64 MiB
+DEFAULT_MAX_PENDING_MSGS = 65536
+DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024
+#: a publisher lets the writer run once this much is queued
+WRITE_CHUNK = 64 * 1024
+
+
+class _Reply:
+    __slots__ = ("error", "event", "msg")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.msg: Msg | None = None
+        self.error: NatsUnavailable | None = None
+
+
+class _Inbox(Subscription):
+    """The one wildcard subscription that receives the replies to every request."""
+
+    def __init__(self, client: NatsClient, prefix: str) -> None:
+        super().__init__(client, prefix + "*", None, 1, 1)
+        self._replies = client._replies
+
+    def _put(self, msg: Msg) -> bool:
+        waiter = self._replies.pop(msg.subject.rpartition(".")[2], None)
+        if waiter is not None:
+            waiter.msg = msg
+            waiter.event.set()
+        return True
+
+
+class NatsClient:
+    """A NATS client; ``async with NatsClient("nats://127.0.0.1:4222") as nc:``.
+
+    ``servers`` is a URL, a comma-separated list or a sequence of URLs; each
+    may carry ``user:password@`` or ``token@``. ``timeout`` bounds how long an
+    operation waits for a connection, for room to write, and for the server
+    to answer a PING.
+    """
+
+    def __init__(
+        self,
+        servers: str | Sequence[str] = DEFAULT_URL,
+        *,
+        name: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        ping_interval: float = DEFAULT_PING_INTERVAL,
+        max_outstanding_pings: int = DEFAULT_MAX_OUTSTANDING_PINGS,
+        reconnect_wait: tuple[float, float] = DEFAULT_RECONNECT_WAIT,
+        max_pending_msgs: int = DEFAULT_MAX_PENDING_MSGS,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+    ) -> None:
+        self.servers = parse_servers(servers)
+        self.name = name
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.ping_interval = ping_interval
+        self.max_outstanding_pings = max_outstanding_pings
+        self.reconnect_wait = reconnect_wait
+        self.max_pending_msgs = max_pending_msgs
+        self.max_pending_bytes = max_pending_bytes
+        #: how many times a lost connection was replaced
+        self.reconnects = 0
+        self._conn: Connection | None = None
+        self._connected = anyio.Event()
+        self._subs: dict[int, Subscription] = {}
+        self._sids = itertools.count(1)
+        self._inbox: _Inbox | None = None
+        self._inbox_prefix = ""
+        self._replies: dict[str, _Reply] = {}
+        self._tokens = itertools.count(1)
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._users = 0
+        self._closed = True
+        self._next_server = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and self._conn.failure is None
+
+    @property
+    def server_info(self) -> Mapping[str, Any]:
+        """The connected server's INFO (empty while disconnected)."""
+        conn = self._conn
+        return conn.info.options if conn is not None and conn.failure is None else {}
+
+    # -- lifecycle --
+
+    async def __aenter__(self) -> NatsClient:
+        if self._users == 0:
+            self._closed = False
+            try:
+                conn = await self._connect_round()
+            except BaseException:
+                self._closed = True
+                raise
+            self._conn = conn
+            self._connected.set()
+            tg = anyio.create_task_group()
+            await tg.__aenter__()
+            tg.start_soon(self._run, conn)
+            self._tg = tg
+        self._users += 1
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._users -= 1
+        if self._users > 0:
+            return
+        conn = self._conn
+        if conn is not None and conn.failure is None:
+            # Let the server process what was queued or is being written
+            # (best effort, bounded) before closing.
+            with anyio.move_on_after(self.connect_timeout, shield=True):
+                await conn.ask_pong().event.wait()
+        self._closed = True
+        self._connected.set()  # waiters wake, see the client closed
+        for sub in list(self._subs.values()):
+            sub._close()
+        self._subs.clear()
+        self._inbox = None
+        self._fail_replies(NatsUnavailable("the NATS client was closed"))
+        tg, self._tg = self._tg, None
+        if tg is not None:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(exc_type, exc, tb)
+        self._conn = None
+
+    async def _run(self, conn: Connection) -> None:
+        """Run the connection; when it fails, reconnect, and again."""
+        while True:
+            self._conn = conn
+            self._connected.set()
+            timeout = self.timeout
+            await conn.run(self.ping_interval, self.max_outstanding_pings, timeout)
+            self._conn = None
+            self._connected = anyio.Event()
+            self._fail_replies(NatsUnavailable("connection to NATS lost before the reply"))
+            log.warning("%s; reconnecting", conn.failure.detail if conn.failure else "closed")
+            conn = await self._reconnect()
+            self.reconnects += 1
+            log.info("reconnected to NATS at %s", conn.server.url)
+
+    async def _reconnect(self) -> Connection:
+        wait, longest = self.reconnect_wait
+        while True:
+            try:
+                return await self._connect_round()
+            except NatsUnavailable as exc:
+                log.debug("NATS reconnect failed: %s", exc.detail)
+            await anyio.sleep(wait * random.uniform(0.5, 1.0))
+            wait = min(wait * 2, longest)
+
+    async def _connect_round(self) -> Connection:
+        """Try each server once, starting after the last one used."""
+        errors = []
+        for _ in self.servers:
+            server = self.servers[self._next_server % len(self.servers)]
+            self._next_server += 1
+            try:
+                return await open_connection(
+                    server, self._connect_options(server), self._subs, timeout=self.connect_timeout
+                )
+            except NatsUnavailable as exc:
+                errors.append(exc.detail)
+        raise NatsUnavailable("; ".join(errors))
+
+    def _connect_options(self, server: ServerAddress) -> dict[str, Any]:
+        from .. import __version__  # here: micro may still be importing when this module loads
+
+        options: dict[str, Any] = {
+            "verbose": False,
+            "pedantic": False,
+            "lang": "python-micro",
+            "version": __version__,
+            "protocol": 1,
+            "headers": True,
+            "no_responders": True,
+            "echo": True,
+        }
+        if self.name:
+            options["name"] = self.name
+        if server.user is not None:
+            options["user"] = server.user
+            options["pass"] = server.password or ""
+        if server.token is not None:
+            options["auth_token"] = server.token
+        return options
+
+    async def _connection(self, timeout: float) -> Connection | None:
+        """The live connection, waiting up to ``timeout`` for one; None if none came."""
+        conn = self._conn
+        if conn is not None and conn.failure is None:
+            return conn
+        with anyio.move_on_after(timeout):
+            while not self._closed:
+                await self._connected.wait()
+                conn = self._conn
+                if conn is not None and conn.failure is None:
+                    return conn
+                await anyio.sleep(0.001)  # the supervisor has yet to notice the failure
+        return None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise NatsUnavailable("the NATS client is not open: use `async with NatsClient(...)`")
+
+    # -- publishing --
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        *,
+        headers: Mapping[str, str] | None = None,
+        reply: str | None = None,
+        confirm: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Send ``payload`` to ``subject``, with NATS ``headers`` if given.
+
+        Without ``confirm``, returns once the message is queued on a live
+        connection: at most once, as a connection lost before the write loses
+        it (:meth:`flush` tells). With ``confirm``, returns once the server has
+        processed it (a PING/PONG round trip shared with concurrent callers).
+
+        Raises PublishError when no connection (or no room to write) comes
+        within ``timeout`` seconds (default: the client's), Unconfirmed when
+        the connection fails before the server confirmed, PayloadTooLarge
+        above the server's max_payload, ValueError for a bad subject or header.
+        """
+        block = protocol.encode_headers(headers) if headers else b""
+        if block:
+            data = protocol.hpub(subject, payload, block, reply)
+        else:
+            data = protocol.pub(subject, payload, reply)
+        conn = self._conn
+        if conn is None or conn.failure is not None or len(conn.out) >= MAX_WRITE_BUFFER:
+            conn = await self._writable(self.timeout if timeout is None else timeout)
+        if len(block) + len(payload) > conn.max_payload:
+            raise PayloadTooLarge(
+                f"message of {len(block) + len(payload)} bytes exceeds the server's "
+                f"max_payload of {conn.max_payload}",
+                id="nats",
+            )
+        conn.write(data)
+        if confirm:
+            # No cancel scope per call: the connection fails (and so every
+            # waiter) when a PING goes unanswered for `timeout`.
+            pong = conn.ask_pong()
+            await pong.event.wait()
+            if pong.error is not None:
+                raise Unconfirmed(
+                    f"{pong.error.detail}, before the server confirmed the message", id="nats"
+                )
+        elif len(conn.out) >= WRITE_CHUNK:
+            await anyio.lowlevel.checkpoint()
+
+    async def _writable(self, timeout: float) -> Connection:
+        self._check_open()
+        with anyio.move_on_after(timeout):
+            while True:
+                conn = await self._connection(timeout)
+                if conn is None:
+                    break
+                await conn.wait_room()
+                if conn.failure is None and len(conn.out) < MAX_WRITE_BUFFER:
+                    return conn
+        self._check_open()
+        if self.connected:
+            raise PublishError(f"NATS write buffer still full after {timeout}s", id="nats")
+        raise PublishError(f"not connected to NATS after {timeout}s", id="nats")
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Round trip to the server: it has processed everything queued before this call.
+
+        Raises NatsUnavailable when not connected within ``timeout`` seconds
+        (default: the client's), or when the connection fails first.
+        """
+        self._check_open()
+        limit = self.timeout if timeout is None else timeout
+        with anyio.move_on_after(limit):
+            conn = await self._connection(limit)
+            if conn is not None:
+                pong = conn.ask_pong()
+                await pong.event.wait()
+                if pong.error is not None:
+                    raise pong.error
+                return
+        self._check_open()
+        if self.connected:
+            raise NatsUnavailable(f"NATS did not answer a PING within {limit}s", id="nats")
+        raise NatsUnavailable(f"not connected to NATS after {limit}s", id="nats")
+
+    # -- subscribing --
+
+    def subscribe(
+        self,
+        subject: str,
+        *,
+        queue: str | None = None,
+        max_pending_msgs: int | None = None,
+        max_pending_bytes: int | None = None,
+    ) -> Subscription:
+        """A subscription to ``subject`` (wildcards allowed), in queue group ``queue``.
+
+        Within a queue group each message goes to one member; every
+        subscription outside groups gets every message. Use as
+        ``async with client.subscribe(...) as sub: async for msg in sub:``.
+        Raises ValueError for a bad subject or queue name.
+        """
+        return Subscription(
+            self,
+            subject,
+            queue,
+            max_pending_msgs or self.max_pending_msgs,
+            max_pending_bytes or self.max_pending_bytes,
+        )
+
+    async def _subscribe(self, sub: Subscription) -> None:
+        self._check_open()
+        sub.sid = next(self._sids)
+        self._subs[sub.sid] = sub
+        try:
+            conn = await self._connection(self.timeout)
+            if conn is None:
+                self._check_open()
+                raise NatsUnavailable(f"not connected to NATS after {self.timeout}s", id="nats")
+            self._send_sub(conn, sub)
+            await self.flush()
+        except BaseException:
+            self._unsubscribe(sub)
+            raise
+
+    def _send_sub(self, conn: Connection, sub: Subscription) -> None:
+        if sub.sid not in conn.sids:
+            conn.sids.add(sub.sid)
+            conn.write(protocol.sub(sub.subject, sub.sid, sub.queue))
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        if self._subs.pop(sub.sid, None) is None:
+            return
+        conn = self._conn
+        if conn is not None and conn.failure is None and sub.sid in conn.sids:
+            conn.sids.discard(sub.sid)
+            conn.write(protocol.unsub(sub.sid))
+
+    # -- request/reply --
+
+    async def request(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Msg:
+        """Publish with a unique reply subject and return the first reply.
+
+        Raises Timeout when no reply comes within ``timeout`` seconds,
+        NoResponders when nobody subscribes to ``subject``, PublishError or
+        NatsUnavailable when there is no connection or it is lost.
+        """
+        limit = self.timeout if timeout is None else timeout
+        self._check_open()
+        prefix = self._ensure_inbox()
+        token = str(next(self._tokens))
+        waiter = self._replies[token] = _Reply()
+        try:
+            with anyio.move_on_after(limit):
+                await self.publish(subject, payload, headers=headers, reply=prefix + token)
+                await waiter.event.wait()
+        finally:
+            self._replies.pop(token, None)
+        if waiter.error is not None:
+            raise waiter.error
+        msg = waiter.msg
+        if msg is None:
+            raise Timeout(f"no reply on {subject} within {limit}s", id="nats")
+        if msg.status == 503 and not msg.payload:
+            raise NoResponders(f"no responders on {subject}", id="nats")
+        return msg
+
+    def _ensure_inbox(self) -> str:
+        if self._inbox is None:
+            # Replies come to _INBOX.<random>.<token>; one subscription serves all.
+            self._inbox_prefix = f"_INBOX.{secrets.token_hex(11)}."
+            inbox = self._inbox = _Inbox(self, self._inbox_prefix)
+            inbox.sid = next(self._sids)
+            self._subs[inbox.sid] = inbox
+            conn = self._conn
+            if conn is not None and conn.failure is None:
+                self._send_sub(conn, inbox)
+        return self._inbox_prefix
+
+    def _fail_replies(self, error: NatsUnavailable) -> None:
+        for waiter in self._replies.values():
+            waiter.error = error
+            waiter.event.set()
+        self._replies.clear()
