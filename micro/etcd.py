@@ -277,7 +277,8 @@ class EtcdClient:
         self._users -= 1
         if self._users == 0 and self._http is not None:
             http, self._http = self._http, None
-            await http.aclose()
+            with anyio.CancelScope(shield=True):
+                await http.aclose()
 
     # -- keys --
 

@@ -232,14 +232,17 @@ class MdnsRegistry:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        async with self._lifecycle_lock():
-            self._users -= 1
-            if self._users == 0:
-                state, self._open = self._open, None
-                with self._lock:
-                    self._registered.clear()
-                if state is not None:
-                    await anyio.to_thread.run_sync(self._close, state)
+        # Shielded: a user leaving because it was cancelled must still be counted
+        # out, or the registry would stay open (and bound to this event loop).
+        with anyio.CancelScope(shield=True):
+            async with self._lifecycle_lock():
+                self._users -= 1
+                if self._users == 0:
+                    state, self._open = self._open, None
+                    with self._lock:
+                        self._registered.clear()
+                    if state is not None:
+                        await anyio.to_thread.run_sync(self._close, state)
 
     def _lifecycle_lock(self) -> anyio.Lock:
         try:

@@ -141,3 +141,9 @@ async def _failover(registry_url: str, sig: signal.Signals) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 async def test_failover_with_etcd(etcd_server: ServerProcess, sig: signal.Signals) -> None:
     await _failover(etcd_server.url.replace("http://", "etcd://"), sig)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+async def test_failover_with_mdns(sig: signal.Signals) -> None:
+    assert os.environ.get("MICRO_MDNS_INTERFACES") == "127.0.0.1"  # never beyond this host
+    await _failover("mdns", sig)
