@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
+import anyio
 import httpx
 
 from .errors import GrpcStatus, MicroError, Unavailable, from_grpc, from_http
