@@ -1,0 +1,144 @@
+"""Data storage: the Store protocol, its record, and its backends.
+
+Backends are chosen by URL, in code or with ``MICRO_STORE``:
+
+- ``file`` (the default): a durable SQLite file on this machine, by default
+  ``store.db`` under the user's data directory; ``file:///abs/path.db`` or
+  ``file://relative/path.db`` names another;
+- ``memory``: in-process only, for tests and single-process applications;
+- ``etcd://host:port``: an etcd cluster (``etcd+https://`` for TLS);
+- ``redis://[user:password@]host:port/db``: Redis (``rediss://`` for TLS),
+  which needs ``pip install 'micro-runtime[redis]'``.
+
+Backend modules are imported on first use. :class:`Table` binds one
+database/table of a store and stores typed values with micro's codecs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from .base import (
+    DEFAULT_DATABASE,
+    DEFAULT_TABLE,
+    InvalidKey,
+    Record,
+    RecordNotFound,
+    Store,
+    StoreOptions,
+    StoreUnavailable,
+    ValueTooLarge,
+)
+from .memory import MemoryStore, default_store
+from .table import Table
+
+if TYPE_CHECKING:
+    from .etcd import EtcdStore
+    from .file import FileStore
+    from .redis import RedisStore
+
+#: the store used when none is given and ``MICRO_STORE`` is unset
+DEFAULT_STORE = "file"
+
+#: backend class -> (module, the extra that installs its dependency)
+_BACKENDS: dict[str, tuple[str, str | None]] = {
+    "FileStore": (".file", None),
+    "EtcdStore": (".etcd", None),
+    "RedisStore": (".redis", "redis"),
+}
+
+_shared: dict[str, Store] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a backend on first use; a missing dependency gives a stub naming the extra."""
+    if name not in _BACKENDS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, extra = _BACKENDS[name]
+    from importlib import import_module
+
+    try:
+        backend = getattr(import_module(module, __name__), name)
+    except ImportError as exc:
+        if extra is None:
+            raise
+        backend = _missing(name, extra, exc)
+    globals()[name] = backend
+    return backend
+
+
+def _missing(name: str, extra: str, error: ImportError) -> type:
+    message = (
+        f"{name} needs {error.name or 'a missing package'}: pip install 'micro-runtime[{extra}]'"
+    )
+
+    class Missing:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise ImportError(message) from error
+
+    Missing.__name__ = Missing.__qualname__ = name
+    return Missing
+
+
+def from_url(url: str, *, options: StoreOptions | None = None) -> Store:
+    """A new, unopened store for ``url`` (``file``, ``memory``, ``etcd://…``, ``redis://…``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, _, rest = url.partition(":")
+    scheme = scheme.lower()
+    if scheme == "memory":
+        return MemoryStore(options=options)
+    if scheme == "file":
+        store: Store = __getattr__("FileStore")(rest or None, options=options)
+        return store
+    if scheme in ("etcd", "etcd+http", "etcd+https"):
+        host = rest.strip("/") or "127.0.0.1:2379"
+        endpoint = f"{'https' if scheme == 'etcd+https' else 'http'}://{host}"
+        store = __getattr__("EtcdStore")(endpoint, options=options)
+        return store
+    if scheme in ("redis", "rediss"):
+        store = __getattr__("RedisStore")(url, options=options)
+        return store
+    raise ValueError(
+        f"unknown store {url!r}: use file, file:///path, memory, etcd://host:port "
+        "or redis://host:port/db"
+    )
+
+
+def resolve_store(value: Store | str | None) -> Store:
+    """The store for a Service option: an object, a URL, or ``MICRO_STORE`` / the default.
+
+    Each URL gives one shared store per process, so every part sees the same data.
+    """
+    if value is not None and not isinstance(value, str):
+        return value
+    url = value or os.environ.get("MICRO_STORE") or DEFAULT_STORE
+    if url == "memory":
+        return default_store()
+    store = _shared.get(url)
+    if store is None:
+        store = _shared[url] = from_url(url)
+    return store
+
+
+__all__ = [
+    "DEFAULT_DATABASE",
+    "DEFAULT_STORE",
+    "DEFAULT_TABLE",
+    "EtcdStore",
+    "FileStore",
+    "InvalidKey",
+    "MemoryStore",
+    "Record",
+    "RecordNotFound",
+    "RedisStore",
+    "Store",
+    "StoreOptions",
+    "StoreUnavailable",
+    "Table",
+    "ValueTooLarge",
+    "default_store",
+    "from_url",
+    "resolve_store",
+]
