@@ -36,6 +36,7 @@ from .registry.base import EndpointInfo, Node, Registry, ServiceRecord
 from .server.endpoint import Endpoint
 from .server.schema import json_schema
 from .server.server import DEFAULT_MAX_MESSAGE_SIZE, Middleware, Server, ServerOptions
+from .store import Store, resolve_store
 from .supervisor import Supervisor
 from .transport.listener import Listener, parse_address
 
@@ -59,6 +60,7 @@ class Service:
         metadata: Mapping[str, str] | None = None,
         registry: Registry | str | None = None,
         broker: Broker | str | None = None,
+        store: Store | str | None = None,
         register: bool | None = None,
         register_ttl: float | None = None,
         register_interval: float | None = None,
@@ -91,8 +93,8 @@ class Service:
         max_message_size = option(max_message_size, "max_message_size", DEFAULT_MAX_MESSAGE_SIZE)
         max_concurrent_streams = option(max_concurrent_streams, "max_concurrent_streams", 1000)
         self.config = config
-        #: the store URL from MICRO_STORE / --micro-store, for the store the service opens
-        self.store_url: str | None = opts.get("store")
+        #: the service's key-value store (opened lazily by the backend on first use)
+        self.store: Store = resolve_store(option(store, "store", None))
         registry = resolve_registry(registry)
         parse_address(address)
         self.name = name
@@ -295,6 +297,7 @@ class Service:
                 await stack.enter_async_context(self.registry)
             await stack.enter_async_context(self.client)
             await stack.enter_async_context(self.broker)
+            await stack.enter_async_context(self.store)
             tg = await stack.enter_async_context(anyio.create_task_group())
             supervisor = self._supervisor = Supervisor(tg)
             if self.config is not None:
