@@ -27,12 +27,19 @@ class UserCreated:
 Factory = Callable[[str], micro.Service]
 
 
-@pytest.fixture(params=["memory", "http"])
+@pytest.fixture(params=["memory", "http", "nats"])
 def make_service(request: pytest.FixtureRequest, registry: MemoryRegistry) -> Factory:
-    shared = MemoryBroker()
+    """Services on one broker: the same tests run on every backend."""
+    broker: micro.broker.Broker | str
+    if request.param == "memory":
+        broker = MemoryBroker()
+    elif request.param == "nats":
+        server = request.getfixturevalue("nats_server")
+        broker = server.url
+    else:
+        broker = "http"
 
     def make(name: str) -> micro.Service:
-        broker: micro.broker.Broker | str = shared if request.param == "memory" else "http"
         return micro.Service(name, address="127.0.0.1:0", registry=registry, broker=broker)
 
     return make
