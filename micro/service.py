@@ -402,7 +402,11 @@ class Service:
             version=self.version,
             metadata=self.metadata,
             endpoints=endpoints,
-            nodes=(Node(id=self.id, address=advertise, metadata={"protocol": "grpc"}),),
+            # The service's metadata travels on its node too: instances of one
+            # version may differ (zone, capacity) and clients filter by node.
+            nodes=(
+                Node(id=self.id, address=advertise, metadata={**self.metadata, "protocol": "grpc"}),
+            ),
         )
 
 

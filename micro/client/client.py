@@ -70,6 +70,8 @@ class ClientRequest:
     address: str | None = None
     #: only nodes of this version
     version: str | None = None
+    #: only nodes whose (node or service) metadata has all these pairs
+    node_metadata: Mapping[str, str] | None = None
     #: affinity key for hashing selectors (defaults to their metadata key's value)
     key: str | None = None
     #: safe to run twice: retried on any node failure, not only unprocessed ones
@@ -188,6 +190,7 @@ class Client:
         address: str | None = ...,
         content_type: str | None = ...,
         version: str | None = ...,
+        node_metadata: Mapping[str, str] | None = ...,
         key: str | None = ...,
         idempotent: bool | None = ...,
         retries: int | None = ...,
@@ -206,6 +209,7 @@ class Client:
         address: str | None = ...,
         content_type: str | None = ...,
         version: str | None = ...,
+        node_metadata: Mapping[str, str] | None = ...,
         key: str | None = ...,
         idempotent: bool | None = ...,
         retries: int | None = ...,
@@ -223,6 +227,7 @@ class Client:
         address: str | None = None,
         content_type: str | None = None,
         version: str | None = None,
+        node_metadata: Mapping[str, str] | None = None,
         key: str | None = None,
         idempotent: bool | None = None,
         retries: int | None = None,
@@ -255,6 +260,7 @@ class Client:
             timeout=timeout if timeout is not None else self.timeout,
             address=address,
             version=version,
+            node_metadata=node_metadata,
             key=key,
             idempotent=idempotent,
             retries=retries,
@@ -309,11 +315,13 @@ class Client:
         tried: set[str] = set()
         failures = 0
         while True:
-            nodes = _candidates(records, req.version)
+            nodes = _candidates(records, req.version, req.node_metadata)
             if not nodes:
+                wanted = [f"version {req.version}"] if req.version else []
+                wanted += [f"{k}={v}" for k, v in (req.node_metadata or {}).items()]
                 raise Unavailable(
                     f"service {req.service} has no nodes"
-                    + (f" of version {req.version}" if req.version else ""),
+                    + (f" with {', '.join(wanted)}" if wanted else ""),
                     id=req.service,
                 )
             fresh = [n for n in nodes if n.address not in tried] or nodes
@@ -428,12 +436,20 @@ class Client:
 _RETRY_WAIT = tenacity.wait_exponential_jitter(multiplier=0.01, max=0.5, jitter=0.01)
 
 
-def _candidates(records: list[ServiceRecord], version: str | None) -> list[Node]:
+def _candidates(
+    records: list[ServiceRecord], version: str | None, metadata: Mapping[str, str] | None
+) -> list[Node]:
+    def matches(record: ServiceRecord, node: Node) -> bool:
+        return all(
+            node.metadata.get(k, record.metadata.get(k)) == v for k, v in (metadata or {}).items()
+        )
+
     return [
         node
         for record in records
         if version is None or record.version == version
         for node in record.nodes
+        if matches(record, node)
     ]
 
 

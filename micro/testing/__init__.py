@@ -1,17 +1,23 @@
 """Helpers for users' tests: conformance suites that every backend runs.
 
-``await check_registry(factory)`` checks a Registry implementation, and
-``await check_store(factory)`` a Store, against the behaviour micro relies on.
+``await check_registry(factory)`` checks a Registry implementation,
+``await check_store(factory)`` a Store and ``await check_sync(factory)`` a
+Sync, against the behaviour micro relies on.
 """
 
 from .registry import REGISTRY_CHECKS, RegistryFactory, check_registry
 from .store import STORE_CHECKS, StoreFactory, check_store
+from .sync import SYNC_CHECKS, SyncCheck, SyncFactory, check_sync
 
 __all__ = [
     "REGISTRY_CHECKS",
     "RegistryFactory",
     "STORE_CHECKS",
     "StoreFactory",
+    "SYNC_CHECKS",
+    "SyncCheck",
+    "SyncFactory",
     "check_registry",
     "check_store",
+    "check_sync",
 ]

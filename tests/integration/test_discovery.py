@@ -84,8 +84,23 @@ async def test_version_filter(registry: MemoryRegistry) -> None:
         assert {await client.call("ver", "Named.Who", {}, version="2") for _ in range(10)} == {
             "new"
         }
-        with pytest.raises(micro.Unavailable, match="no nodes of version 3"):
+        with pytest.raises(micro.Unavailable, match="no nodes with version 3"):
             await client.call("ver", "Named.Who", {}, version="3")
+
+
+async def test_metadata_filter(registry: MemoryRegistry) -> None:
+    eu = micro.Service("geo", address="127.0.0.1:0", registry=registry, metadata={"zone": "eu"})
+    eu.handle(Named("eu"))
+    us = micro.Service("geo", address="127.0.0.1:0", registry=registry, metadata={"zone": "us"})
+    us.handle(Named("us"))
+    async with eu.running(), us.running(), micro.Client(registry=registry) as client:
+        got = {
+            await client.call("geo", "Named.Who", {}, node_metadata={"zone": "us"})
+            for _ in range(10)
+        }
+        assert got == {"us"}
+        with pytest.raises(micro.Unavailable, match="zone=mars"):
+            await client.call("geo", "Named.Who", {}, node_metadata={"zone": "mars"})
 
 
 async def test_unknown_service_is_not_found(client: micro.Client) -> None:
