@@ -1,0 +1,181 @@
+"""The memory Sync (conformance suite and its own behaviour), the hold table, backend URLs."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import pytest
+
+from micro.sync import (
+    LeaderInfo,
+    LeadershipLost,
+    LockBusy,
+    LockLost,
+    MemorySync,
+    MemorySyncState,
+    Sync,
+    SyncUnavailable,
+    default_state,
+    from_url,
+    resolve_sync,
+)
+from micro.sync.etcd import EtcdSync
+from micro.sync.lease import Hold, HoldState
+from micro.testing import SYNC_CHECKS, SyncCheck
+
+pytestmark = pytest.mark.anyio
+
+#: memory leases can be short: nothing but this process's clock decides them
+TTL = 0.5
+
+
+@pytest.mark.parametrize("check", list(SYNC_CHECKS.values()), ids=list(SYNC_CHECKS))
+async def test_memory_sync_conforms(check: SyncCheck) -> None:
+    state = MemorySyncState()
+    await check(lambda: MemorySync(state=state), ttl=TTL)
+
+
+async def test_a_dead_holder_keeps_the_lock_for_its_ttl_and_not_longer() -> None:
+    # An entry nobody renews is what a holder that died leaves behind.
+    state = MemorySyncState()
+    state.add(("lock", "jobs"), "dead-node", 1.0)
+    died = time.monotonic()
+    async with MemorySync(state=state) as sync:
+        async with sync.try_lock("jobs") as lock:
+            assert lock is None
+        with anyio.fail_after(3):
+            async with sync.lock("jobs", ttl=5) as lock:
+                waited = time.monotonic() - died
+        assert 0.9 <= waited < 2.0, waited
+        assert lock.token > 1  # later than the dead holder's
+
+
+async def test_a_stalled_leader_loses_and_the_next_takes_over() -> None:
+    state = MemorySyncState()
+    elected, lost = anyio.Event(), anyio.Event()
+
+    async def stalled(sync: Sync) -> None:
+        try:
+            async with sync.leader("scheduler", ttl=TTL, id="slow"):
+                elected.set()
+                time.sleep(TTL * 2)  # noqa: ASYNC251 - the stall under test
+                await anyio.sleep_forever()
+        except LeadershipLost as exc:
+            assert "expired" in exc.reason, exc.reason
+            lost.set()
+
+    async with (
+        MemorySync(state=state) as a,
+        MemorySync(state=state) as b,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(stalled, a)
+        await elected.wait()
+        with anyio.fail_after(5):
+            async with b.leader("scheduler", ttl=TTL, id="next") as leadership:
+                assert await b.current_leader("scheduler") == LeaderInfo(
+                    "scheduler", "next", leadership.token
+                )
+                await lost.wait()
+
+
+async def test_memory_syncs_share_the_process_state_by_default() -> None:
+    assert MemorySync().state is default_state()
+    async with (
+        MemorySync() as a,
+        MemorySync() as b,
+        a.lock("shared-by-default", ttl=5),
+        b.try_lock("shared-by-default") as lock,
+    ):
+        assert lock is None
+
+
+async def test_a_closed_sync_says_so() -> None:
+    sync = MemorySync(state=MemorySyncState())
+    with pytest.raises(SyncUnavailable, match="not open"):
+        async with sync.lock("x"):
+            pass
+
+
+async def test_one_sync_serves_one_task_group() -> None:
+    sync = MemorySync(state=MemorySyncState())
+    async with (
+        anyio.create_task_group() as one,
+        anyio.create_task_group() as two,
+        sync.running(one),
+    ):
+        async with sync:  # another user of the same group: fine
+            pass
+        with pytest.raises(RuntimeError, match="another task group"):
+            async with sync.running(two):
+                pass
+
+
+async def test_bad_arguments() -> None:
+    async with MemorySync(state=MemorySyncState()) as sync:
+        with pytest.raises(ValueError, match="ttl"):
+            sync.lock("x", ttl=0)
+        with pytest.raises(ValueError, match="wait"):
+            sync.lock("x", wait=-1)
+
+
+async def test_a_context_is_entered_once() -> None:
+    async with MemorySync(state=MemorySyncState()) as sync:
+        context = sync.lock("once", ttl=5)
+        async with context:
+            pass
+        with pytest.raises(RuntimeError, match="only once"):
+            async with context:
+                pass
+
+
+async def test_lock_busy_is_a_conflict_with_the_name() -> None:
+    state = MemorySyncState()
+    async with MemorySync(state=state) as a, MemorySync(state=state) as b, a.lock("orders/42"):
+        with pytest.raises(LockBusy) as info:
+            async with b.lock("orders/42", wait=0):
+                pass
+    assert info.value.code == 409 and "'orders/42'" in info.value.detail
+
+
+def test_hold_table() -> None:
+    hold = Hold("lock", "n", "me", 1.0)
+
+    def after(event: str, reason: str = "") -> HoldState:
+        hold.fire(event, reason)
+        return hold.state
+
+    assert after("resigned") is HoldState.WAITING  # only a held hold can resign
+    assert after("acquired") is HoldState.HELD
+    assert after("lost", "gone") is HoldState.LOST
+    assert after("released") is HoldState.LOST  # still to be raised on leaving the block
+    assert after("acquired") is HoldState.LOST
+    error = hold.lost_error()
+    assert type(error) is LockLost and error.reason == "gone" and "lock 'n' lost" in error.detail
+
+    leader = Hold("leader", "e", "me", 1.0)
+    leader.fire("acquired")
+    assert leader.fire("resigned") and not leader.fire("lost")
+    assert leader.state is HoldState.RESIGNED
+    assert isinstance(Hold("leader", "e", "me", 1.0).lost_error(), LeadershipLost)
+    assert issubclass(LeadershipLost, LockLost)  # a leadership is a lock on the election
+
+
+def test_backends_by_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(from_url("memory"), MemorySync)
+    etcd = from_url("etcd://10.0.0.1:2379", id="node-1")
+    assert isinstance(etcd, EtcdSync) and etcd.client.endpoint == "http://10.0.0.1:2379"
+    assert etcd.id == "node-1"
+    assert isinstance(from_url("etcd"), EtcdSync)
+    with pytest.raises(ValueError, match="unknown sync"):
+        from_url("zookeeper://x")
+
+    monkeypatch.delenv("MICRO_SYNC", raising=False)
+    assert isinstance(resolve_sync(None), MemorySync)
+    monkeypatch.setenv("MICRO_SYNC", "etcd://127.0.0.1:1")
+    assert isinstance(resolve_sync(None, id="svc-1"), EtcdSync)
+    assert resolve_sync(None) is not resolve_sync(None)  # one per service
+    mine = MemorySync()
+    assert resolve_sync(mine) is mine
+    assert isinstance(mine, Sync)
