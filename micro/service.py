@@ -38,6 +38,8 @@ from .server.schema import json_schema
 from .server.server import DEFAULT_MAX_MESSAGE_SIZE, Middleware, Server, ServerOptions
 from .store import Store, resolve_store
 from .supervisor import Supervisor
+from .sync import resolve_sync
+from .sync.base import Sync
 from .transport.listener import Listener, parse_address
 
 __all__ = ["Service"]
@@ -61,6 +63,7 @@ class Service:
         registry: Registry | str | None = None,
         broker: Broker | str | None = None,
         store: Store | str | None = None,
+        sync: Sync | str | None = None,
         register: bool | None = None,
         register_ttl: float | None = None,
         register_interval: float | None = None,
@@ -102,6 +105,8 @@ class Service:
         self.metadata = dict(metadata or {})
         self.registry = registry
         self.id = f"{name}-{uuid.uuid4()}"
+        #: distributed locks and leader election; lease keepers run in the service's group
+        self.sync: Sync = resolve_sync(sync, id=self.id)
         self._address = address
         self._advertise = advertise
         self._register = register
@@ -299,6 +304,7 @@ class Service:
             await stack.enter_async_context(self.broker)
             await stack.enter_async_context(self.store)
             tg = await stack.enter_async_context(anyio.create_task_group())
+            await stack.enter_async_context(self.sync.running(tg))
             supervisor = self._supervisor = Supervisor(tg)
             if self.config is not None:
                 # Loaded before the port opens: a broken required source fails the start.
