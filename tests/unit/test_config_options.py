@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from micro.config import SERVICE_OPTIONS, ConfigError, InvalidValue, service_options
@@ -85,6 +87,9 @@ def test_an_unknown_flag_is_an_error_listing_the_known_ones() -> None:
 
 
 def test_reads_the_process_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("MICRO_"):
+            monkeypatch.delenv(name)
     monkeypatch.setattr("sys.argv", ["svc", "--micro-grace-period=3s"])
     monkeypatch.setenv("MICRO_VERSION", "9")
     assert service_options() == {"grace_period": 3.0, "version": "9"}
