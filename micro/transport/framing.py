@@ -84,7 +84,8 @@ class MessageDecoder:
             end = PREFIX_SIZE + self._need
             if len(buf) < end:
                 return out
-            payload = bytes(buf[PREFIX_SIZE:end])
+            with memoryview(buf) as view:  # one copy out of the buffer, not two
+                payload = bytes(view[PREFIX_SIZE:end])
             out.append(self._inflate(payload) if self._compressed else payload)
             del buf[:end]
             self._need = 0

@@ -199,9 +199,12 @@ class H2ClientConnection:
     async def _feed(self, data: bytes) -> bool:
         """Hand received bytes to h2 slice by slice (see FEED_SLICE); False on a protocol error."""
         view = memoryview(data)
-        for pos in range(0, len(view), FEED_SLICE):
+        pos = 0
+        while pos < len(view):
+            step = max(FEED_SLICE, self._h2.pending_frame_bytes())
+            end = pos + step
             try:
-                events = self._h2.receive_data(view[pos : pos + FEED_SLICE])
+                events = self._h2.receive_data(view[pos:end])
             except h2.exceptions.ProtocolError as exc:
                 self._fail(
                     connection_lost(
@@ -209,6 +212,7 @@ class H2ClientConnection:
                     )
                 )
                 return False
+            pos = end
             if not events:
                 continue
             handlers = self._handlers
@@ -217,7 +221,7 @@ class H2ClientConnection:
                 if handler is not None:
                     handler(event)
             self._wake.set()
-            if pos + FEED_SLICE < len(view):
+            if pos < len(view):
                 await anyio.lowlevel.checkpoint()
         return True
 

@@ -242,15 +242,19 @@ class H2ServerConnection:
 
     async def _feed(self, data: bytes) -> None:
         view = memoryview(data)
-        for pos in range(0, len(view), FEED_SLICE):
+        pos = 0
+        while pos < len(view):
+            step = max(FEED_SLICE, self._h2.pending_frame_bytes())
+            end = pos + step
             if self._done:
                 return
             try:
-                events = self._h2.receive_data(view[pos : pos + FEED_SLICE])
+                events = self._h2.receive_data(view[pos:end])
             except h2.exceptions.ProtocolError as exc:
                 log.debug("HTTP/2 protocol error from peer: %s", exc)
                 self._close()
                 return
+            pos = end
             if not events:
                 continue
             handlers = self._handlers
@@ -261,7 +265,7 @@ class H2ServerConnection:
                 if handler is not None:
                     handler(event)
             self._flush()
-            if pos + FEED_SLICE < len(view):
+            if pos < len(view):
                 await anyio.lowlevel.checkpoint()
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:

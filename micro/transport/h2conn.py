@@ -86,6 +86,18 @@ class _Connection(h2.connection.H2Connection):
         self._data_to_send = bytearray()
         return data
 
+    def pending_frame_bytes(self) -> int:
+        """Bytes still missing from a frame h2 has begun to buffer (0 at a frame boundary).
+
+        Feeding a large frame in small slices would make h2 parse its header
+        (and build a frame object) again for every slice; a driver feeds the
+        rest of such a frame in one piece instead.
+        """
+        buffered = self.incoming_buffer._data
+        if len(buffered) < 9:
+            return 0
+        return max(0, 9 + int.from_bytes(buffered[:3], "big") - len(buffered))
+
     def outbound_size(self) -> int:
         """Bytes queued and not yet taken by ``data_to_send``."""
         return len(self._data_to_send)
