@@ -36,7 +36,7 @@ from ..selector.base import RandomSelector, Selector
 from ..selector.base import from_name as selector_from_name
 from ..selector.health import NodeHealth
 from ..server.server import DEFAULT_MAX_MESSAGE_SIZE
-from ..transport.framing import ACCEPT_ENCODING, MessageDecoder, encode_message
+from ..transport.framing import ACCEPT_ENCODING, MessageDecoder, message_parts
 from ..transport.h2_client import H2ClientConnection, ResponseParts, StreamParts
 from ..transport.headers import metadata_to_headers, path_from_endpoint
 from ..transport.timeouts import format_grpc_timeout
@@ -282,14 +282,13 @@ class Client:
             payload = codec.encode(req.body)
         except (TypeError, ValueError) as exc:
             raise BadRequest(f"cannot encode the request as {codec.name}: {exc}") from None
-        if grpc:
-            payload = encode_message(payload)
+        body = message_parts(payload) if grpc else (payload,)
         deadline = _deadline(req.timeout)
 
         async def attempt(node: Node) -> Any:
             conn = await pool.get(node.address)
             headers = _request_headers(req, node.address, grpc, codec, deadline)
-            parts = await conn.request(headers, payload)
+            parts = await conn.request(headers, body)
             return _decode_response(parts, grpc, codec, req, self.max_message_size)
 
         with anyio.CancelScope(deadline=_or_inf(deadline)):

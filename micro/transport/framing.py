@@ -20,7 +20,7 @@ import zlib
 
 from ..errors import NotImplementedByServer, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ["encode_message", "MessageDecoder", "PREFIX_SIZE", "ACCEPT_ENCODING"]
+__all__ = ["encode_message", "message_parts", "MessageDecoder", "PREFIX_SIZE", "ACCEPT_ENCODING"]
 
 #: the message encodings micro can read, as advertised in ``grpc-accept-encoding``
 ACCEPT_ENCODING = "identity,gzip,deflate"
@@ -30,9 +30,22 @@ PREFIX_SIZE = 5
 _PREFIX = struct.Struct(">BI")
 
 
+#: Above this size a message goes out as prefix and payload separately rather
+#: than copied behind its prefix (a copy of a large payload costs more than
+#: the extra DATA frame header).
+SPLIT_ABOVE = 64 * 1024
+
+
 def encode_message(payload: bytes) -> bytes:
     """Frame one uncompressed message."""
     return _PREFIX.pack(0, len(payload)) + payload
+
+
+def message_parts(payload: bytes) -> tuple[bytes, ...]:
+    """One uncompressed message as the byte strings to send, in order."""
+    if len(payload) > SPLIT_ABOVE:
+        return _PREFIX.pack(0, len(payload)), payload
+    return (_PREFIX.pack(0, len(payload)) + payload,)
 
 
 class MessageDecoder:

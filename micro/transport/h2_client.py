@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import anyio
@@ -263,7 +263,7 @@ class H2ClientConnection:
 
     # -- calls ---------------------------------------------------------------
 
-    async def request(self, headers: list[tuple[str, str]], body: bytes) -> ResponseParts:
+    async def request(self, headers: list[tuple[str, str]], body: Sequence[bytes]) -> ResponseParts:
         """Send one request and wait for the whole response.
 
         Raises Unavailable (``unprocessed`` tells whether it is safe to retry),
@@ -283,8 +283,8 @@ class H2ClientConnection:
         try:
             h2conn.send_headers(sid, headers, end_stream=not body)
             parts.sent = True
-            if body:
-                await self._send_data(sid, body, end_stream=True)
+            for i, chunk in enumerate(body):
+                await self._send_data(sid, chunk, end_stream=i == len(body) - 1)
             self._wake.set()
             await parts.event.wait()
         except BaseException:

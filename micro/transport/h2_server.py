@@ -49,7 +49,7 @@ from .calls import (
     plain_response_headers,
 )
 from .flow import OutboundFlow
-from .framing import MessageDecoder, encode_message
+from .framing import MessageDecoder, message_parts
 from .h2conn import new_connection, start
 
 if TYPE_CHECKING:
@@ -531,7 +531,8 @@ class H2ServerConnection:
                     h2conn.send_headers(sid, grpc_error_headers(ct, error), end_stream=True)
                 else:
                     h2conn.send_headers(sid, grpc_response_headers(ct))
-                    await self._send_data(sid, encode_message(result), end_stream=False)
+                    for part in message_parts(result):
+                        await self._send_data(sid, part, end_stream=False)
                     h2conn.send_headers(sid, grpc_trailers(None), end_stream=True)
             else:
                 if error is not None:
@@ -615,7 +616,8 @@ class _StreamIO:
             if not st.headers_sent:
                 h2conn.send_headers(st.id, grpc_response_headers(st.head.content_type))
                 st.headers_sent = True
-            await conn._send_data(st.id, encode_message(data), end_stream=False)
+            for part in message_parts(data):
+                await conn._send_data(st.id, part, end_stream=False)
         except h2.exceptions.H2Error:
             raise Cancelled("the caller cancelled the call") from None
         conn._flush()
