@@ -90,8 +90,9 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def decode_request(data: bytes) -> str:
+def decode_request(data: bytes | memoryview) -> str:
     """The ``service`` field of a HealthCheckRequest (unknown fields skipped)."""
+    data = bytes(data)
     pos = 0
     service = ""
     while pos < len(data):

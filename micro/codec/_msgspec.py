@@ -9,6 +9,8 @@ from ._typed import decoder_for, enc_hook, wrap_errors
 
 __all__ = ["MsgspecCodec"]
 
+Buffer = bytes | memoryview
+
 
 class MsgspecCodec:
     """A codec built from one msgspec module (``msgspec.json`` or ``msgspec.msgpack``).
@@ -25,20 +27,20 @@ class MsgspecCodec:
 
     def __init__(self) -> None:
         self._encoder = self.module.Encoder(enc_hook=enc_hook)
-        self._decoders: dict[Any, Callable[[bytes], Any]] = {}
+        self._decoders: dict[Any, Callable[[Buffer], Any]] = {}
 
     def encode(self, value: Any) -> bytes:
         data: bytes = self._encoder.encode(value)
         return data
 
-    def decode(self, data: bytes, into: Any = Any) -> Any:
+    def decode(self, data: bytes | memoryview, into: Any = Any) -> Any:
         try:
             fn = self._decoders[into]
         except (KeyError, TypeError):
             fn = self._decoder(into)
         return fn(data)
 
-    def _decoder(self, into: Any) -> Callable[[bytes], Any]:
+    def _decoder(self, into: Any) -> Callable[[Buffer], Any]:
         module = self.module
         fn = wrap_errors(decoder_for(into, lambda t: module.Decoder(t).decode), self.label)
         try:

@@ -28,7 +28,7 @@ class ProtoCodec:
         data: bytes = serialize()
         return data
 
-    def decode(self, data: bytes, into: Any = Any) -> Any:
+    def decode(self, data: bytes | memoryview, into: Any = Any) -> Any:
         if into is bytes:
             return bytes(data)  # the handler parses the message itself
         if not is_protobuf(into):
@@ -37,6 +37,6 @@ class ProtoCodec:
                 "use application/json or application/msgpack"
             )
         try:
-            return into.FromString(bytes(data))
+            return into.FromString(data)
         except Exception as exc:  # google.protobuf.message.DecodeError and friends
             raise BadRequest(f"malformed protobuf: {exc}") from None

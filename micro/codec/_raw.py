@@ -18,7 +18,7 @@ class BytesCodec:
             return value.encode()
         raise TypeError(f"the bytes codec encodes bytes, not {type(value).__name__}")
 
-    def decode(self, data: bytes, into: Any = Any) -> Any:
+    def decode(self, data: bytes | memoryview, into: Any = Any) -> Any:
         if into in (Any, bytes, object):
             return bytes(data)
         if into is str:

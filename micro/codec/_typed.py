@@ -18,6 +18,8 @@ from ..errors import BadRequest
 
 __all__ = ["enc_hook", "decoder_for", "is_pydantic", "is_protobuf"]
 
+Buffer = bytes | memoryview
+
 
 def is_pydantic(tp: Any) -> bool:
     return isinstance(tp, type) and hasattr(tp, "model_validate") and hasattr(tp, "model_fields")
@@ -38,12 +40,14 @@ def enc_hook(value: Any) -> Any:
     raise TypeError(f"cannot encode a value of type {type(value).__name__}")
 
 
-def decoder_for(into: Any, make: Callable[[Any], Callable[[bytes], Any]]) -> Callable[[bytes], Any]:
+def decoder_for(
+    into: Any, make: Callable[[Any], Callable[[Buffer], Any]]
+) -> Callable[[Buffer], Any]:
     """A function decoding bytes into ``into``, built from a codec's raw decoder factory."""
     if is_pydantic(into):
         raw = make(Any)
 
-        def decode_pydantic(data: bytes) -> Any:
+        def decode_pydantic(data: Buffer) -> Any:
             from pydantic import ValidationError
 
             try:
@@ -55,7 +59,7 @@ def decoder_for(into: Any, make: Callable[[Any], Callable[[bytes], Any]]) -> Cal
     if is_protobuf(into):
         raw = make(Any)
 
-        def decode_protobuf(data: bytes) -> Any:
+        def decode_protobuf(data: Buffer) -> Any:
             from google.protobuf import json_format
 
             plain = raw(data)  # malformed input is reported by the codec itself
@@ -76,10 +80,10 @@ def _pydantic_detail(exc: Any) -> str:
     return "; ".join(parts) or str(exc)
 
 
-def wrap_errors(fn: Callable[[bytes], Any], what: str) -> Callable[[bytes], Any]:
+def wrap_errors(fn: Callable[[Buffer], Any], what: str) -> Callable[[Buffer], Any]:
     """Map msgspec's errors to BadRequest with the decoder's message."""
 
-    def decode(data: bytes) -> Any:
+    def decode(data: Buffer) -> Any:
         try:
             return fn(data)
         except msgspec.ValidationError as exc:

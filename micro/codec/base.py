@@ -28,7 +28,7 @@ class Codec(Protocol):
         """Encode ``value``; raises ``TypeError`` for values the codec cannot encode."""
         ...
 
-    def decode(self, data: bytes, into: Any = Any) -> Any:
+    def decode(self, data: bytes | memoryview, into: Any = Any) -> Any:
         """Decode ``data`` as ``into``; raises :class:`~micro.errors.BadRequest`."""
         ...
 

@@ -25,16 +25,16 @@ __all__ = ["bind"]
 T = TypeVar("T")
 
 _encode = msgspec.json.Encoder(enc_hook=_typed.enc_hook).encode
-_decoders: dict[Any, Callable[[bytes], Any]] = {}
+_decoders: dict[Any, Callable[[_typed.Buffer], Any]] = {}
 _MSGSPEC_PATH = re.compile(r"`\$((?:\.[^`\[]+|\[\d+\])*)`")
 _PYDANTIC_PATH = re.compile(r" - at `([^`]*)`")
 
 
-def _lax(into: Any) -> Callable[[bytes], Any]:
+def _lax(into: Any) -> Callable[[_typed.Buffer], Any]:
     return msgspec.json.Decoder(into, strict=False).decode
 
 
-def _decoder(into: Any) -> Callable[[bytes], Any]:
+def _decoder(into: Any) -> Callable[[_typed.Buffer], Any]:
     try:
         return _decoders[into]
     except (KeyError, TypeError):

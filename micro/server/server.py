@@ -115,7 +115,7 @@ class Server:
             self._chains[ep.name] = chain
         return chain
 
-    async def call_unary(self, head: RequestHead, ep: Endpoint, body: bytes) -> bytes:
+    async def call_unary(self, head: RequestHead, ep: Endpoint, body: bytes | memoryview) -> bytes:
         """Decode, run and encode one unary call; raises MicroError."""
         codec: Codec = head.codec
         req = codec.decode(body, ep.request_type)

@@ -31,7 +31,7 @@ Resp = TypeVar("Resp")
 class MessageIO(Protocol):
     """What a transport offers a streaming call: whole messages in and out."""
 
-    async def receive_message(self) -> bytes | None:
+    async def receive_message(self) -> bytes | memoryview | None:
         """The next request message, or None once the peer has finished sending."""
         ...
 

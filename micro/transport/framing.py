@@ -20,6 +20,9 @@ import zlib
 
 from ..errors import NotImplementedByServer, PayloadTooLarge, UnsupportedMediaType
 
+#: a received message: bytes or a zero-copy view of them
+Payload = bytes | memoryview
+
 __all__ = ["encode_message", "message_parts", "MessageDecoder", "PREFIX_SIZE", "ACCEPT_ENCODING"]
 
 #: the message encodings micro can read, as advertised in ``grpc-accept-encoding``
@@ -71,17 +74,22 @@ class MessageDecoder:
         """Bytes held that are not yet a whole message."""
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> list[Payload]:
+        """Whole messages completed by ``data``.
+
+        Messages are memoryviews where that saves copying a large payload
+        (codecs read them as they are; ``bytes(m)`` makes a copy of one).
+        """
         buf = self._buffer
         # Fast path: one whole message arriving in one piece, nothing buffered.
         if not buf and len(data) >= PREFIX_SIZE:
             flag, length = _PREFIX.unpack_from(data)
             if len(data) == PREFIX_SIZE + length:
                 self._check(flag, length)
-                payload = data[PREFIX_SIZE:]
+                payload = memoryview(data)[PREFIX_SIZE:]
                 return [self._inflate(payload) if flag else payload]
         buf += data
-        out: list[bytes] = []
+        out: list[Payload] = []
         while True:
             if not self._need:
                 if len(buf) < PREFIX_SIZE:
@@ -97,10 +105,11 @@ class MessageDecoder:
             end = PREFIX_SIZE + self._need
             if len(buf) < end:
                 return out
-            with memoryview(buf) as view:  # one copy out of the buffer, not two
-                payload = bytes(view[PREFIX_SIZE:end])
+            # The message keeps the buffer it was assembled in; the buffer goes
+            # on with a copy of what follows it (usually little or nothing).
+            payload = memoryview(buf)[PREFIX_SIZE:end]
             out.append(self._inflate(payload) if self._compressed else payload)
-            del buf[:end]
+            buf = self._buffer = bytearray(buf[end:])
             self._need = 0
 
     def _check(self, flag: int, length: int) -> None:
@@ -117,7 +126,7 @@ class MessageDecoder:
                 f"message of {length} bytes is over the limit of {self._max_size} bytes"
             )
 
-    def _inflate(self, payload: bytes) -> bytes:
+    def _inflate(self, payload: Payload) -> bytes:
         inflater = zlib.decompressobj(_WBITS[self._encoding])
         try:
             data = inflater.decompress(payload, self._max_size + 1)

@@ -30,7 +30,7 @@ from h2.errors import ErrorCodes
 
 from ..errors import Cancelled, InternalServerError, MicroError, PayloadTooLarge, Unavailable
 from .flow import OutboundFlow
-from .framing import MessageDecoder
+from .framing import MessageDecoder, Payload
 from .h2conn import new_connection, start
 
 __all__ = ["H2ClientConnection", "ResponseParts", "StreamParts", "connection_lost"]
@@ -98,7 +98,7 @@ class StreamParts(ResponseParts):
     def __init__(self, max_size: int) -> None:
         super().__init__()
         self.decoder = MessageDecoder(max_size)
-        self.inbox: deque[bytes] = deque()
+        self.inbox: deque[Payload] = deque()
         self.unacked = 0
         self.wake: anyio.Event | None = None
         self.send_closed = False
@@ -352,7 +352,7 @@ class H2ClientConnection:
             return
         self._wake.set()
 
-    async def receive_message(self, sid: int, parts: StreamParts) -> bytes | None:
+    async def receive_message(self, sid: int, parts: StreamParts) -> Payload | None:
         """The next message, or None once the stream has ended (check ``parts`` then)."""
         while not parts.inbox:
             if parts.done:

@@ -49,7 +49,7 @@ from .calls import (
     plain_response_headers,
 )
 from .flow import OutboundFlow
-from .framing import MessageDecoder, message_parts
+from .framing import MessageDecoder, Payload, message_parts
 from .h2conn import new_connection, start
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class _Stream:
         self.id = stream_id
         self.head = head
         self.endpoint = endpoint
-        self.chunks: list[bytes] = []
+        self.chunks: list[Payload] = []
         self.size = 0
         self.decoder = MessageDecoder(max_size, head.encoding) if head.grpc else None
         self.scope: anyio.CancelScope | None = None
@@ -113,7 +113,7 @@ class _Stream:
         # Streaming calls: messages wait in the inbox until the handler takes
         # them; their bytes are acknowledged to flow control only then.
         self.streaming = endpoint.kind is not Kind.UNARY
-        self.inbox: deque[bytes] = deque()
+        self.inbox: deque[Payload] = deque()
         self.unacked = 0
         self.wake: anyio.Event | None = None
         self.headers_sent = False
@@ -591,7 +591,7 @@ class _StreamIO:
         self._conn = conn
         self._st = st
 
-    async def receive_message(self) -> bytes | None:
+    async def receive_message(self) -> Payload | None:
         st = self._st
         while not st.inbox:
             if st.ended or st.reset:
