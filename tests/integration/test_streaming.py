@@ -275,3 +275,30 @@ async def test_streaming_endpoint_over_plain_http_is_415(registry: MemoryRegistr
         r = await http.post(f"http://{service.address}/Numbers/Count", json={"value": 1})
     assert r.status_code == 415
     assert "gRPC" in r.json()["detail"]
+
+
+async def test_a_long_stream_outlives_many_windows_and_idle_gaps(
+    numbers: Numbers, client: micro.Client
+) -> None:
+    """40 MiB each way on one stream, sent ahead of the replies: many times the stream
+    (1 MiB) and connection (16 MiB) windows, so any leak in flow-control accounting would
+    stall it; with idle gaps, since nothing in micro times a quiet stream out."""
+    chunk = Blob(bytes(range(256)) * 256)  # 64 KiB
+    received = 0
+    async with client.stream(
+        "numbers", "Numbers.EchoBlobs", response_type=Blob, content_type="application/grpc+msgpack"
+    ) as s:
+
+        async def send_all() -> None:
+            for i in range(640):
+                await s.send(chunk)
+                if i in (200, 400):
+                    await anyio.sleep(1)
+            await s.close_send()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send_all)
+            async for blob in s:
+                assert blob == chunk
+                received += len(blob.data)
+    assert received == 40 * 1024 * 1024
