@@ -22,11 +22,22 @@ import anyio
 import anyio.abc
 import tenacity
 
-__all__ = ["Supervisor", "PartFailed"]
+__all__ = ["Supervisor", "PartFailed", "backoff_delay"]
 
 log = logging.getLogger("micro.supervisor")
 
 Part = Callable[..., Awaitable[Any]]
+
+
+def backoff_delay(wait: tenacity.wait.wait_base, attempt: int) -> float:
+    """The delay a tenacity wait strategy gives before retry number ``attempt`` (from 1).
+
+    For loops that are not tenacity's own (a part's restarts, a call's retries,
+    a watch's reconnects) but want its backoff policies.
+    """
+    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = attempt
+    return float(wait(state))
 
 
 class PartFailed(Exception):
@@ -108,6 +119,4 @@ class Supervisor:
                 await anyio.sleep(delay)
 
     def _backoff(self, attempt: int) -> float:
-        state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = attempt
-        return float(self._wait(state))
+        return backoff_delay(self._wait, attempt)

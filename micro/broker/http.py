@@ -167,18 +167,17 @@ class HttpBroker:
                 dict(message.headers),
             )
             try:
-                with anyio.fail_after(self.deliver_timeout):
-                    await self.client.call(
-                        topic_service(message.topic),
-                        DELIVER_ENDPOINT,
-                        delivery,
-                        address=node.address,
-                        content_type=DELIVER_CONTENT_TYPE,
-                        timeout=self.deliver_timeout,
-                    )
+                await self.client.call(
+                    topic_service(message.topic),
+                    DELIVER_ENDPOINT,
+                    delivery,
+                    address=node.address,
+                    content_type=DELIVER_CONTENT_TYPE,
+                    timeout=self.deliver_timeout,
+                )
                 self.client.health.succeeded(node)
                 return
-            except (MicroError, TimeoutError) as exc:
+            except MicroError as exc:
                 last = exc
                 self.client.health.failed(node)
                 log.info("delivery of %s to %s failed: %s", message.id, node.address, exc)

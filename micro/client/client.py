@@ -36,6 +36,7 @@ from ..selector.base import RandomSelector, Selector
 from ..selector.base import from_name as selector_from_name
 from ..selector.health import NodeHealth
 from ..server.server import DEFAULT_MAX_MESSAGE_SIZE
+from ..supervisor import backoff_delay
 from ..transport.framing import ACCEPT_ENCODING, MessageDecoder, message_parts
 from ..transport.h2_client import H2ClientConnection, ResponseParts, StreamParts
 from ..transport.headers import metadata_to_headers, path_from_endpoint
@@ -336,18 +337,13 @@ class Client:
                     raise
                 failures += 1
                 log.info("call to %s on %s failed (%s); retrying", req.service, node.address, exc)
-                await anyio.sleep(self._retry_wait(failures))
+                await anyio.sleep(backoff_delay(_RETRY_WAIT, failures))
                 records = await self._lookup(req.service)
                 continue
             finally:
                 self.selector.finished(node)
             self.health.succeeded(node)
             return result
-
-    def _retry_wait(self, failures: int) -> float:
-        state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = failures
-        return float(_RETRY_WAIT(state))
 
     async def _lookup(self, service: str) -> list[ServiceRecord]:
         cache = await self._open_registry()

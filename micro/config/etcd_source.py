@@ -30,6 +30,7 @@ import tenacity
 
 from ..errors import MicroError
 from ..etcd import DEFAULT_ENDPOINT, EtcdClient, KeyEvent, RevisionCompacted
+from ..supervisor import backoff_delay
 from .base import Changed, SourceInvalid, SourceUnavailable
 from .merge import merge, nest
 
@@ -163,9 +164,7 @@ class EtcdSource:
         return True
 
     def _backoff(self, attempt: int) -> float:
-        state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = attempt
-        return float(self._wait(state))
+        return backoff_delay(self._wait, attempt)
 
     # -- keys and values --
 

@@ -69,13 +69,6 @@ class RegistryCache:
             raise ServiceNotFound(f"service {name} not found")
         return entry.records
 
-    def cached(self, name: str) -> list[ServiceRecord] | None:
-        entry = self._entries.get(name)
-        return entry.records if entry is not None else None
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
     async def _refresh(self, name: str) -> _Entry:
         try:
             records = await self.registry.get_service(name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections.abc
 import inspect
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -158,6 +158,3 @@ def endpoints_of(handler: object, name: str | None = None) -> list[Endpoint]:
     if not found:
         raise TypeError(f"{type(handler).__name__} has no public async methods to serve")
     return found
-
-
-Handler = Callable[[Any], Awaitable[Any]]

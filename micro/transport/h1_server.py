@@ -204,7 +204,3 @@ class H1ServerConnection:
         self._draining = True
         if self._idle and self._scope is not None:
             self._scope.cancel()
-
-    @property
-    def busy(self) -> bool:
-        return not self._idle

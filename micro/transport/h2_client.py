@@ -144,10 +144,6 @@ class H2ClientConnection:
         """Whether new calls may start on this connection."""
         return self._failure is None and not self._going_away
 
-    @property
-    def idle(self) -> bool:
-        return not self._calls
-
     # -- the connection's tasks ---------------------------------------------
 
     async def run(

@@ -573,10 +573,6 @@ class H2ServerConnection:
         if self._draining and not self._streams:
             self._close()
 
-    @property
-    def busy(self) -> bool:
-        return bool(self._streams)
-
 
 #: Queued outbound bytes past which a streaming sender lets the writer run.
 _YIELD_AFTER = 64 * 1024
