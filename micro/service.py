@@ -263,12 +263,14 @@ class Service:
 
     async def serve(self) -> None:
         """Run until SIGINT/SIGTERM or :meth:`stop`, then shut down gracefully."""
-        async with self.running():
-            assert self._stop is not None
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._stop_on_signal)
-                await self._stop.wait()
-                tg.cancel_scope.cancel()
+        stop = self._stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            # Signals are caught before the port opens: one that arrives while the
+            # service starts stops it gracefully once it has started.
+            await tg.start(self._stop_on_signal)
+            async with self.running():
+                await stop.wait()
+            tg.cancel_scope.cancel()
 
     def stop(self) -> None:
         """Ask :meth:`serve` to shut down gracefully (safe to call from a handler)."""
@@ -293,7 +295,6 @@ class Service:
 
     @contextlib.asynccontextmanager
     async def _running(self) -> AsyncIterator[Service]:
-        self._stop = anyio.Event()
         async with contextlib.AsyncExitStack() as stack:
             for hook in self._hooks["before_start"]:
                 await hook()
@@ -371,10 +372,13 @@ class Service:
                 return
             await self.registry.register(self._record, ttl=self.register_ttl)
 
-    async def _stop_on_signal(self) -> None:
+    async def _stop_on_signal(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         try:
             receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
             with receiver as signals:
+                task_status.started()
                 async for signum in signals:
                     log.info(
                         "service %s: %s, shutting down", self.name, signal.Signals(signum).name
@@ -383,6 +387,7 @@ class Service:
                     return
         except (RuntimeError, ValueError, NotImplementedError):
             # Not the main thread, or no signal support: stop() still works.
+            task_status.started()
             await anyio.sleep_forever()
 
     # -- registry record -----------------------------------------------------
