@@ -13,14 +13,19 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import anyio
 
-__all__ = ["metadata", "deadline", "remaining", "with_metadata", "with_deadline"]
+if TYPE_CHECKING:
+    from .auth.accounts import Account
+
+__all__ = ["metadata", "deadline", "remaining", "account", "with_metadata", "with_deadline"]
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _metadata: ContextVar[Mapping[str, str]] = ContextVar("micro_metadata", default=_EMPTY)
 _deadline: ContextVar[float | None] = ContextVar("micro_deadline", default=None)
+_account: ContextVar[Account | None] = ContextVar("micro_account", default=None)
 
 
 def metadata() -> Mapping[str, str]:
@@ -37,6 +42,11 @@ def remaining() -> float | None:
     """Seconds left before the current deadline, or ``None`` without one."""
     d = _deadline.get()
     return None if d is None else d - anyio.current_time()
+
+
+def account() -> Account | None:
+    """The account that made the call being handled (with auth on), else ``None``."""
+    return _account.get()
 
 
 @contextlib.contextmanager
@@ -67,3 +77,9 @@ def _set(md: Mapping[str, str], dl: float | None) -> None:
     """Set both for the current task (used by the server before running a handler)."""
     _metadata.set(md)
     _deadline.set(dl)
+
+
+def _set_account(md: Mapping[str, str], who: Account | None) -> None:
+    """Set the caller's account and its metadata (used by the auth middleware)."""
+    _metadata.set(md)
+    _account.set(who)

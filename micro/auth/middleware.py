@@ -1,0 +1,153 @@
+"""The wiring: a server middleware that checks every call, a client one that signs them.
+
+:class:`ServerAuth` runs outermost in a service's chain, so it sees every
+entry point the same way: plain HTTP/1.1 and HTTP/2 calls, gRPC calls of all
+four kinds, and the HTTP broker's delivery endpoint. It reads the bearer token
+from the ``authorization`` metadata, verifies it into an account, asks the
+rules, and either raises Unauthorized / Forbidden or runs the call with the
+account in context (:func:`micro.context.account`). The token is then taken
+out of the call's metadata, so handlers never see it and it does not travel
+on to the services the handler calls: each hop authenticates as itself.
+
+:class:`ClientAuth` gives a client the bearer token of one identity and
+renews it before it expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .. import context
+from ..errors import Forbidden, Unauthorized
+from .accounts import Account
+from .auth import Auth, Credentials
+from .rules import Decision, Resource
+from .tokens import InvalidToken, Token
+
+if TYPE_CHECKING:
+    from ..client.client import ClientCallNext, ClientRequest
+    from ..server.server import CallNext, Request
+
+__all__ = ["ServerAuth", "ClientAuth", "bearer_token", "RESOURCE_TYPE"]
+
+log = logging.getLogger("micro.auth")
+
+#: the resource type of a service's endpoints in rules
+RESOURCE_TYPE = "service"
+#: a token is renewed once this share of its lifetime is left
+RENEW_AT = 0.25
+
+
+def bearer_token(value: str) -> str:
+    """The token of an ``authorization: Bearer <token>`` value; InvalidToken otherwise."""
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("authorization must be 'Bearer <token>'")
+    return token.strip()
+
+
+class ServerAuth:
+    """Server middleware: 401 without a valid token where one is needed, 403 without a grant."""
+
+    def __init__(self, auth: Auth) -> None:
+        self.auth = auth
+
+    async def __call__(self, request: Request, call_next: CallNext) -> Any:
+        auth = self.auth
+        md = request.metadata
+        if auth.excluded(request.endpoint):
+            context._set_account(md, None)
+            return await call_next(request)
+        account: Account | None = None
+        header = md.get("authorization")
+        if header is not None:
+            # A bad token is refused even where no token is needed: it is never
+            # silently read as "anonymous".
+            account = auth.inspect(bearer_token(header))
+        resource = Resource(RESOURCE_TYPE, request.service, request.endpoint)
+        decision = auth.decide(account, resource)
+        if decision is Decision.UNAUTHENTICATED:
+            raise Unauthorized(f"{request.endpoint} needs a token", id=request.service)
+        if decision is Decision.FORBIDDEN:
+            assert account is not None
+            raise Forbidden(
+                f"account {account.id} may not call {request.service} {request.endpoint}",
+                id=request.service,
+            )
+        if header is not None:
+            md = {k: v for k, v in md.items() if k != "authorization"}
+            request.metadata = md
+        context._set_account(md, account)
+        return await call_next(request)
+
+
+class ClientAuth:
+    """The bearer token of one identity for outgoing calls, renewed before it expires.
+
+    The identity is a service ``account`` whose tokens ``auth`` mints
+    directly (a service's own identity), or ``credentials`` exchanged with
+    ``auth`` for a token pair that is then refreshed. Use it as a client
+    middleware (``client.use(client_auth)``) or as call credentials
+    (``client.credentials = client_auth.metadata``), which cover streams too.
+    """
+
+    def __init__(
+        self,
+        auth: Auth,
+        *,
+        account: Account | None = None,
+        credentials: Credentials | None = None,
+    ) -> None:
+        if (account is None) == (credentials is None):
+            raise ValueError("ClientAuth needs exactly one of account= or credentials=")
+        self.auth = auth
+        self.account = account
+        self.credentials = credentials
+        self._token: Token | None = None
+        self._lock = anyio.Lock()
+
+    def __repr__(self) -> str:
+        who = self.account.id if self.account is not None else self.credentials
+        return f"ClientAuth({who!r})"
+
+    async def token(self) -> Token:
+        """The current token pair, renewed first when little of its lifetime is left."""
+        current = self._token
+        if current is not None and not _due(current):
+            return current
+        async with self._lock:
+            current = self._token
+            if current is None or _due(current):
+                self._token = current = await self._renew(current)
+        return current
+
+    async def _renew(self, current: Token | None) -> Token:
+        auth = self.auth
+        if self.account is not None:
+            return auth.issue(self.account)
+        assert self.credentials is not None
+        if current is not None and time.time() < current.expiry:
+            try:
+                return await auth.refresh(current.refresh_token)
+            except Unauthorized:
+                log.info("refreshing the token of %s failed; logging in again", self.credentials.id)
+        return await auth.token(self.credentials.id, self.credentials.secret)
+
+    async def metadata(self) -> dict[str, str]:
+        """``{"authorization": "Bearer <access token>"}``."""
+        token = await self.token()
+        return {"authorization": f"Bearer {token.access_token}"}
+
+    async def __call__(self, request: ClientRequest, call_next: ClientCallNext) -> Any:
+        if "authorization" not in request.metadata:
+            request.metadata.update(await self.metadata())
+        return await call_next(request)
+
+
+def _due(token: Token) -> bool:
+    lifetime = token.expiry - token.created
+    return time.time() >= token.expiry - lifetime * RENEW_AT
