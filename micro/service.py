@@ -23,6 +23,11 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from .auth.accounts import Account
+from .auth.auth import Auth
+from .auth.keys import KeySet
+from .auth.middleware import ClientAuth, ServerAuth
+from .auth.tls import TLSConfig
 from .broker import resolve_broker
 from .broker.base import Broker, ErrorHandler, Handler
 from .broker.http import INBOX_NAME, BrokerInbox
@@ -73,6 +78,8 @@ class Service:
         middleware: list[Middleware] | None = None,
         client_middleware: list[ClientMiddleware] | None = None,
         config: Config | None = None,
+        auth: Auth | None = None,
+        tls: TLSConfig | None = None,
         argv: Sequence[str] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -95,6 +102,19 @@ class Service:
         grace_period = option(grace_period, "grace_period", 10.0)
         max_message_size = option(max_message_size, "max_message_size", DEFAULT_MAX_MESSAGE_SIZE)
         max_concurrent_streams = option(max_concurrent_streams, "max_concurrent_streams", 1000)
+        if auth is None and "auth_keys" in opts:
+            auth = Auth(KeySet.load(opts["auth_keys"]))
+        if tls is None and ("tls_cert" in opts or "tls_ca" in opts):
+            tls = TLSConfig(
+                cert=opts.get("tls_cert"),
+                key=opts.get("tls_key"),
+                ca=opts.get("tls_ca"),
+                client_auth=opts.get("tls_client_auth", False),
+            )
+        #: authentication and authorization (None: off)
+        self.auth = auth
+        #: TLS for the listener and the client (None: h2c and plain HTTP)
+        self.tls = tls
         self.config = config
         #: the service's key-value store (opened lazily by the backend on first use)
         self.store: Store = resolve_store(option(store, "store", None))
@@ -119,13 +139,25 @@ class Service:
                 max_message_size=max_message_size, max_concurrent_streams=max_concurrent_streams
             ),
         )
+        if auth is not None:
+            # Outermost: every entry point is checked before any other middleware runs.
+            auth.use_store(self.store)
+            self.server.use(ServerAuth(auth))
         for mw in middleware or []:
             self.server.use(mw)
         self.health = HealthStatus()
         self.server.handle(HealthService(self.health), name=HEALTH_SERVICE_NAME)
         self.client = Client(
-            registry=registry, max_message_size=max_message_size, middleware=client_middleware
+            registry=registry,
+            max_message_size=max_message_size,
+            middleware=client_middleware,
+            tls=tls,
         )
+        #: this service's own account, the identity its calls carry (with auth on)
+        self.identity: Account | None = None
+        if auth is not None and auth.keys.signing is not None:
+            self.identity = auth.service_account(name, node=self.id)
+            self.client.credentials = ClientAuth(auth, account=self.identity).metadata
         self._inbox = BrokerInbox()
         self.server.handle(self._inbox, name=INBOX_NAME)
         self.broker = resolve_broker(
@@ -310,7 +342,13 @@ class Service:
             if self.config is not None:
                 # Loaded before the port opens: a broken required source fails the start.
                 await stack.enter_async_context(self.config.running(supervisor))
-            self._listener = Listener(self.server, self._address)
+            if self.auth is not None:
+                await self.auth.load()
+                supervisor.start_soon("auth rules", self._reload_rules)
+            ssl_context = None
+            if self.tls is not None and self.tls.cert is not None:
+                ssl_context = self.tls.server_context()
+            self._listener = Listener(self.server, self._address, ssl_context=ssl_context)
             self.address = await supervisor.start("listener", self._listener.serve)
             try:
                 if self._register:
@@ -363,6 +401,13 @@ class Service:
     async def _run_hooks(self, kind: str) -> None:
         for hook in self._hooks[kind]:
             await hook()
+
+    async def _reload_rules(self) -> None:
+        """Pick up rules granted or revoked by other processes sharing the store."""
+        assert self.auth is not None
+        while True:
+            await anyio.sleep(self.auth.refresh_interval)
+            await self.auth.load()
 
     async def _heartbeat(self) -> None:
         assert self._record is not None

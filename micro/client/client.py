@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -25,6 +26,7 @@ import anyio.abc
 import tenacity
 
 from .. import context
+from ..auth.tls import TLSConfig
 from ..broker.base import Broker
 from ..codec import Codec, parse_content_type
 from ..codec._typed import is_protobuf
@@ -97,8 +99,20 @@ class Client:
         retries: int = 2,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         middleware: list[ClientMiddleware] | None = None,
+        tls: TLSConfig | ssl.SSLContext | None = None,
     ) -> None:
         parse_content_type(content_type)  # fail early on a typo
+        if isinstance(tls, TLSConfig):
+            self._server_name = tls.server_name
+            tls = tls.client_context()
+        else:
+            self._server_name = None
+        #: dial nodes over TLS with this context (None: h2c)
+        self.ssl_context = tls
+        self._scheme = "http" if tls is None else "https"
+        #: per-call credentials: metadata (``authorization``) added to every call
+        #: and stream that does not set it itself
+        self.credentials: Callable[[], Awaitable[Mapping[str, str]]] | None = None
         self.registry = resolve_registry(registry)
         self.selector = (
             selector_from_name(selector)
@@ -130,7 +144,12 @@ class Client:
         # On exit: stop registry watchers and connections, then close the pool.
         stack.callback(self._close_pool)
         stack.callback(tg.cancel_scope.cancel)
-        self._pool = ConnectionPool(tg, max_message_size=self.max_message_size)
+        self._pool = ConnectionPool(
+            tg,
+            max_message_size=self.max_message_size,
+            ssl_context=self.ssl_context,
+            server_name=self._server_name,
+        )
         self._cache = RegistryCache(self.registry, tg)
         self._registry_lock = anyio.Lock()
         self._stack = stack
@@ -279,6 +298,8 @@ class Client:
         if pool is None:
             raise RuntimeError("the client is not open: use `async with Client(...) as client:`")
         grpc, codec = parse_content_type(req.content_type)
+        if self.credentials is not None and "authorization" not in req.metadata:
+            req.metadata.update(await self.credentials())
         try:
             payload = codec.encode(req.body)
         except (TypeError, ValueError) as exc:
@@ -288,7 +309,7 @@ class Client:
 
         async def attempt(node: Node) -> Any:
             conn = await pool.get(node.address)
-            headers = _request_headers(req, node.address, grpc, codec, deadline)
+            headers = _request_headers(req, node.address, grpc, codec, deadline, self._scheme)
             parts = await conn.request(headers, body)
             return _decode_response(parts, grpc, codec, req, self.max_message_size)
 
@@ -401,6 +422,8 @@ class Client:
         md = dict(context.metadata())
         if metadata:
             md.update({k.lower(): v for k, v in metadata.items()})
+        if self.credentials is not None and "authorization" not in md:
+            md.update(await self.credentials())
         req = ClientRequest(
             service, endpoint, None, response_type, md, content_type, timeout, address
         )
@@ -408,7 +431,7 @@ class Client:
 
         async def open_on(node: Node) -> tuple[H2ClientConnection, int, StreamParts]:
             conn = await pool.get(node.address)
-            headers = _request_headers(req, node.address, True, codec, deadline)
+            headers = _request_headers(req, node.address, True, codec, deadline, self._scheme)
             sid, parts = await conn.open_stream(headers)
             return conn, sid, parts
 
@@ -461,11 +484,16 @@ def _or_inf(deadline: float | None) -> float:
 
 
 def _request_headers(
-    req: ClientRequest, address: str, grpc: bool, codec: Codec, deadline: float | None
+    req: ClientRequest,
+    address: str,
+    grpc: bool,
+    codec: Codec,
+    deadline: float | None,
+    scheme: str = "http",
 ) -> list[tuple[str, str]]:
     headers = [
         (":method", "POST"),
-        (":scheme", "http"),
+        (":scheme", scheme),
         (":path", path_from_endpoint(req.endpoint)),
         (":authority", address),
         ("content-type", req.content_type),

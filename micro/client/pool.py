@@ -3,9 +3,13 @@
 Each connection's reader and writer run in the pool's task group (the
 client's, and so the service's). A connection that fails or receives GOAWAY
 stops taking new calls; the next call to that address dials a new one.
+With an SSL context, connections are TLS (ALPN ``h2``) and the server's
+certificate must name the host dialled, or the context's ``server_name``.
 """
 
 from __future__ import annotations
+
+import ssl
 
 import anyio
 import anyio.abc
@@ -20,8 +24,17 @@ CONNECT_TIMEOUT = 5.0
 
 
 class ConnectionPool:
-    def __init__(self, tg: anyio.abc.TaskGroup, *, max_message_size: int) -> None:
+    def __init__(
+        self,
+        tg: anyio.abc.TaskGroup,
+        *,
+        max_message_size: int,
+        ssl_context: ssl.SSLContext | None = None,
+        server_name: str | None = None,
+    ) -> None:
         self._tg = tg
+        self._ssl = ssl_context
+        self._server_name = server_name
         self._max_size = max_message_size
         self._connections: dict[str, H2ClientConnection] = {}
         self._locks: dict[str, anyio.Lock] = {}
@@ -43,10 +56,20 @@ class ConnectionPool:
         host, port = parse_address(address)
         if host == "0.0.0.0":
             host = "127.0.0.1"
+        net: anyio.abc.ByteStream
         try:
             with anyio.fail_after(CONNECT_TIMEOUT):
-                net = await anyio.connect_tcp(host, port)
-        except (OSError, TimeoutError) as exc:
+                if self._ssl is None:
+                    net = await anyio.connect_tcp(host, port)
+                else:
+                    net = await anyio.connect_tcp(
+                        host,
+                        port,
+                        ssl_context=self._ssl,
+                        tls_hostname=self._server_name or host,
+                        tls_standard_compatible=False,
+                    )
+        except (OSError, TimeoutError, anyio.BrokenResourceError) as exc:
             raise connection_lost(f"cannot connect to {address}: {exc}", unprocessed=True) from None
         conn = H2ClientConnection(net, address, max_message_size=self._max_size)
         try:

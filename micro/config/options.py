@@ -38,6 +38,11 @@ SERVICE_OPTIONS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "grace_period": (to_duration, "how long shutdown waits for calls in flight (`10s`)"),
     "max_message_size": (to_size, "largest message (`4MiB`)"),
     "max_concurrent_streams": (to_int, "HTTP/2 streams one client may open at once"),
+    "auth_keys": (to_str, "turn auth on with the key set in this directory or PEM file"),
+    "tls_cert": (to_str, "certificate (PEM) to serve TLS with and present as a client"),
+    "tls_key": (to_str, "private key (PEM) of `tls_cert`"),
+    "tls_ca": (to_str, "CA bundle (PEM) peers are verified with"),
+    "tls_client_auth": (to_bool, "mutual TLS: require client certificates signed by `tls_ca`"),
 }
 
 

@@ -5,16 +5,25 @@ prior knowledge); anything else is handed to the HTTP/1.1 driver, which
 answers garbage with 400 and closes. Each connection runs as a task in the
 listener's task group. :meth:`Listener.drain` stops accepting, closes the
 listening socket, and asks every open connection to finish its calls.
+
+With an SSL context, each connection first completes a TLS handshake (ALPN
+``h2`` or ``http/1.1``) within the same first-bytes timeout; a peer that
+speaks plain text or fails the handshake (no client certificate under mutual
+TLS, one from another CA) is dropped, a plain HTTP/1.1 request with a 400
+saying so, and the listener goes on serving.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-from typing import TYPE_CHECKING
+import ssl
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
+from anyio.streams.tls import TLSStream
 
 from .h1_server import H1ServerConnection
 from .h2_server import H2ServerConnection
@@ -43,9 +52,23 @@ def parse_address(address: str) -> tuple[str, int]:
         raise ValueError(f"invalid port in address {address!r}") from None
 
 
+#: the first byte of a TLS handshake record
+_TLS_HANDSHAKE = 0x16
+_PLAIN_TO_TLS_BODY = (
+    b'{"id": "", "code": 400, "detail": "this port speaks TLS", "status": "Bad Request"}'
+)
+_PLAIN_TO_TLS = (
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s" % (len(_PLAIN_TO_TLS_BODY), _PLAIN_TO_TLS_BODY)
+)
+
+
 class Listener:
-    def __init__(self, server: Server, address: str) -> None:
+    def __init__(
+        self, server: Server, address: str, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._server = server
+        self._ssl = ssl_context
         self._host, self._port = parse_address(address)
         self._connections: set[H1ServerConnection | H2ServerConnection] = set()
         self._accept_scope: anyio.CancelScope | None = None
@@ -101,13 +124,19 @@ class Listener:
                 continue
             tg.start_soon(self._serve_connection, net)
 
-    async def _serve_connection(self, net: anyio.abc.SocketStream) -> None:
+    async def _serve_connection(self, tcp: anyio.abc.SocketStream) -> None:
+        net: anyio.abc.ByteStream = tcp
         try:
             prefix = b""
             with anyio.move_on_after(PREFACE_TIMEOUT) as scope:
                 self._sniffing.add(scope)
                 if self._draining:
                     scope.cancel()
+                if self._ssl is not None:
+                    secured = await self._handshake(tcp, self._ssl)
+                    if secured is None:
+                        return
+                    net = secured
                 while len(prefix) < len(PREFACE) and PREFACE.startswith(prefix):
                     try:
                         chunk = await net.receive(65536)
@@ -143,6 +172,27 @@ class Listener:
         finally:
             self._connections.discard(conn)
 
+    async def _handshake(
+        self, tcp: anyio.abc.SocketStream, context: ssl.SSLContext
+    ) -> TLSStream | None:
+        """TLS on ``tcp``, or ``None`` (and ``tcp`` closed) when the peer cannot do it."""
+        try:
+            first = await tcp.receive(1)
+            if first[0] != _TLS_HANDSHAKE:
+                log.info("plain-text connection from %s to a TLS port refused", _peer(tcp))
+                if first.isalpha():  # an HTTP/1.x method: tell the client why
+                    await tcp.send(_PLAIN_TO_TLS)
+                await tcp.aclose()
+                return None
+            replayed = _Replay(tcp, first)
+            return await TLSStream.wrap(
+                replayed, server_side=True, ssl_context=context, standard_compatible=False
+            )
+        except (anyio.EndOfStream, anyio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+            log.info("TLS handshake with %s failed: %s", _peer(tcp), exc)
+            await tcp.aclose()
+            return None
+
     def stop_accepting(self) -> None:
         if self._accept_scope is not None:
             self._accept_scope.cancel()
@@ -167,7 +217,34 @@ class Listener:
             self._tg.cancel_scope.cancel()
 
 
-def _peer(net: anyio.abc.SocketStream) -> str:
+class _Replay(anyio.abc.ByteStream):
+    """A byte stream that first gives back bytes already read from it."""
+
+    def __init__(self, inner: anyio.abc.SocketStream, head: bytes) -> None:
+        self._inner = inner
+        self._head = head
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if self._head:
+            head, self._head = self._head, b""
+            return head
+        return await self._inner.receive(max_bytes)
+
+    async def send(self, item: bytes) -> None:
+        await self._inner.send(item)
+
+    async def send_eof(self) -> None:
+        await self._inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self._inner.extra_attributes
+
+
+def _peer(net: anyio.abc.ByteStream) -> str:
     try:
         return str(net.extra(anyio.abc.SocketAttribute.remote_address))
     except Exception:
