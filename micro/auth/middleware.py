@@ -42,6 +42,24 @@ RESOURCE_TYPE = "service"
 RENEW_AT = 0.25
 
 
+class _NoHeaderValues(logging.Filter):
+    """Drop hpack's DEBUG records that carry header values (bearer tokens among them).
+
+    hpack logs every header block it decodes, and every decoded header, at
+    DEBUG; h2 already sends ``authorization`` never-indexed, which hpack
+    redacts when encoding, but nothing redacts it when decoding.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG or not record.args:
+            return True
+        args = record.args if isinstance(record.args, tuple) else (record.args,)
+        return not any(isinstance(a, bytes | bytearray | memoryview | tuple) for a in args)
+
+
+logging.getLogger("hpack.hpack").addFilter(_NoHeaderValues())
+
+
 def bearer_token(value: str) -> str:
     """The token of an ``authorization: Bearer <token>`` value; InvalidToken otherwise."""
     scheme, _, token = value.strip().partition(" ")
