@@ -378,7 +378,7 @@ async def test_broker_delivery_requires_auth(registry: MemoryRegistry) -> None:
             await received.wait()
         assert got == [{"n": 1}]
         # One without cannot.
-        with pytest.raises(PublishError, match="401|token"):
+        with pytest.raises(PublishError, match=r"needs a token"):
             await outsider.publish("events", {"n": 2})
         # Nor can anyone calling the delivery endpoint directly without a token.
         async with micro.Client(registry=registry) as client:
