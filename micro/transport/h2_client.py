@@ -158,6 +158,8 @@ class H2ClientConnection:
         start(self._h2)
         self._wake.set()
         started = False
+        # Raised outside the task group, so the caller gets it unwrapped.
+        early: Unavailable | None = None
         try:
             async with anyio.create_task_group() as tg:
                 self._scope = tg.cancel_scope
@@ -167,11 +169,12 @@ class H2ClientConnection:
                         data = await self._net.receive(READ_SIZE)
                     except _NET_ERRORS as exc:
                         if not started:
-                            raise connection_lost(
+                            early = connection_lost(
                                 f"{self.authority} closed the connection before HTTP/2 "
                                 f"settings: {exc!r}",
                                 unprocessed=True,
-                            ) from None
+                            )
+                            break
                         self._fail(
                             connection_lost(
                                 f"connection to {self.authority} lost: {exc!r}", unprocessed=False
@@ -187,6 +190,8 @@ class H2ClientConnection:
                     if self._going_away and not self._calls:
                         break
                 tg.cancel_scope.cancel()
+            if early is not None:
+                raise early
         finally:
             self._fail(connection_lost(f"connection to {self.authority} closed", unprocessed=False))
             with anyio.CancelScope(shield=True):
