@@ -180,9 +180,7 @@ class Listener:
             first = await tcp.receive(1)
             if first[0] != _TLS_HANDSHAKE:
                 log.info("plain-text connection from %s to a TLS port refused", _peer(tcp))
-                if first.isalpha():  # an HTTP/1.x method: tell the client why
-                    await tcp.send(_PLAIN_TO_TLS)
-                await tcp.aclose()
+                await _refuse_plain_text(tcp, first)
                 return None
             replayed = _Replay(tcp, first)
             return await TLSStream.wrap(
@@ -215,6 +213,35 @@ class Listener:
         self.stop_accepting()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+
+
+#: SETTINGS, then GOAWAY with INADEQUATE_SECURITY and a reason, for h2c clients
+_GOAWAY_DEBUG = b"this port speaks TLS"
+_H2_PLAIN_TO_TLS = (
+    b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    + (8 + len(_GOAWAY_DEBUG)).to_bytes(3, "big")
+    + b"\x07\x00\x00\x00\x00\x00"
+    + b"\x00\x00\x00\x00\x00\x00\x00\x0c"
+    + _GOAWAY_DEBUG
+)
+
+
+async def _refuse_plain_text(tcp: anyio.abc.SocketStream, first: bytes) -> None:
+    """Tell a plain-text HTTP/1.1 or h2c client that this port speaks TLS, and close."""
+    try:
+        if first.isalpha():
+            data = first + await tcp.receive(len(PREFACE))
+            await tcp.send(_H2_PLAIN_TO_TLS if data.startswith(PREFACE[:4]) else _PLAIN_TO_TLS)
+            # Read what the peer still sends before closing, so the kernel does
+            # not reset the connection under the answer.
+            await tcp.send_eof()
+            with anyio.move_on_after(1):
+                while await tcp.receive():
+                    pass
+    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+        pass
+    finally:
+        await tcp.aclose()
 
 
 class _Replay(anyio.abc.ByteStream):

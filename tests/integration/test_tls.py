@@ -143,10 +143,11 @@ async def test_plain_text_to_a_tls_port_fails_cleanly(
         response = await http.post(f"http://{tls_service.address}/Greeter/Hello", json={})
     assert response.status_code == 400
     assert response.json()["detail"] == "this port speaks TLS"
-    # h2c is dropped: the caller gets Unavailable, not a hang.
+    # h2c gets GOAWAY with INADEQUATE_SECURITY: the caller gets Unavailable naming it.
     async with micro.Client(registry=registry, retries=0) as client:
-        with anyio.fail_after(10), pytest.raises(micro.Unavailable):
+        with anyio.fail_after(10), pytest.raises(micro.Unavailable) as info:
             await hello(client)
+    assert "INADEQUATE_SECURITY" in str(info.value)
     # ...and the service keeps serving TLS.
     async with micro.Client(registry=registry, tls=certs.trust_only) as client:
         assert (await hello(client))["hello"] == "tls"
