@@ -1,11 +1,22 @@
 """micro: a Python standard library for microservices, on AnyIO (asyncio and Trio).
 
 The public face: :class:`Service` to serve handlers, :class:`Client` to call
-them, the error types, and the :func:`endpoint` decorator. Everything else is
+them, the error types, the :func:`endpoint` decorator, and the main names of
+authentication and TLS (:class:`Auth`, :class:`KeySet`, :class:`Rule`, ...). Everything else is
 reachable through the subpackages (``micro.registry``, ``micro.codec``, ...).
 """
 
 from . import context
+from .auth import (
+    Access,
+    Account,
+    Auth,
+    CertificateAuthority,
+    KeySet,
+    Resource,
+    Rule,
+    TLSConfig,
+)
 from .client.client import Client, ClientCallNext, ClientMiddleware, ClientRequest
 from .client.stream import ClientStream
 from .config import Config
@@ -33,9 +44,13 @@ from .supervisor import PartFailed
 __version__ = "0.1.0"
 
 __all__ = [
+    "Access",
+    "Account",
+    "Auth",
     "BadRequest",
     "CallNext",
     "Cancelled",
+    "CertificateAuthority",
     "Client",
     "ClientCallNext",
     "ClientMiddleware",
@@ -45,14 +60,18 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "InternalServerError",
+    "KeySet",
     "MicroError",
     "Middleware",
     "NotFound",
     "PartFailed",
     "PayloadTooLarge",
     "Request",
+    "Resource",
+    "Rule",
     "Service",
     "Stream",
+    "TLSConfig",
     "Timeout",
     "TooManyRequests",
     "Unauthorized",

@@ -183,7 +183,7 @@ class Listener:
                 await _refuse_plain_text(tcp, first)
                 return None
             replayed = _Replay(tcp, first)
-            return await TLSStream.wrap(
+            return await _ServerTLSStream.wrap(
                 replayed, server_side=True, ssl_context=context, standard_compatible=False
             )
         except (anyio.EndOfStream, anyio.BrokenResourceError, ssl.SSLError, OSError) as exc:
@@ -242,6 +242,18 @@ async def _refuse_plain_text(tcp: anyio.abc.SocketStream, first: bytes) -> None:
         pass
     finally:
         await tcp.aclose()
+
+
+class _ServerTLSStream(TLSStream):
+    """A TLS stream whose ``send_eof`` always says it cannot half-close.
+
+    AnyIO's raises NotImplementedError (no half-close over TLS) while the
+    session is up but TypeError once it is gone; the HTTP/2 driver expects
+    the former.
+    """
+
+    async def send_eof(self) -> None:
+        raise NotImplementedError("TLS streams cannot half-close")
 
 
 class _Replay(anyio.abc.ByteStream):
