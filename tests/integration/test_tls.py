@@ -6,6 +6,7 @@ a second CA plays the stranger whose certificates must not be trusted.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -285,3 +286,23 @@ def test_tls_from_environment(certs: Certs) -> None:
     assert service.tls is not None and service.tls.client_auth
     for name in ("cert", "key", "ca"):
         assert str(getattr(service.tls, name)) == str(getattr(certs.mutual, name))
+
+
+async def test_closing_tls_connections_logs_no_error(
+    registry: MemoryRegistry, certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    # The service stops while the client's connections are open, then the other way round.
+    async with (
+        micro.Client(registry=registry, tls=certs.caller) as client,
+        make_service(registry, certs.mutual).running(),
+    ):
+        assert (await hello(client))["hello"] == "tls"
+    # The client leaves first and the service stops at once, while that connection winds down.
+    async with (
+        make_service(registry, certs.mutual).running(),
+        micro.Client(registry=registry, tls=certs.caller) as client,
+    ):
+        assert (await hello(client))["hello"] == "tls"
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
