@@ -43,6 +43,10 @@ SERVICE_OPTIONS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "tls_key": (to_str, "private key (PEM) of `tls_cert`"),
     "tls_ca": (to_str, "CA bundle (PEM) peers are verified with"),
     "tls_client_auth": (to_bool, "mutual TLS: require client certificates signed by `tls_ca`"),
+    "metrics": (to_bool, "Prometheus metrics at `/metrics` (`true`/`false`)"),
+    "tracing": (to_bool, "OpenTelemetry spans, once a tracer provider is set (`true`/`false`)"),
+    "request_log": (to_str, "level of the one-line log of each call (`debug`, `info`, `off`)"),
+    "health_interval": (to_duration, "how often readiness checks run between probes (`10s`)"),
 }
 
 
