@@ -174,7 +174,9 @@ class Service:
         if auth is not None:
             # Outermost: every entry point is checked before any other middleware runs.
             auth.use_store(self.store)
-            self.server.use(ServerAuth(auth))
+            server_auth = ServerAuth(auth, name)
+            self.server.use(server_auth)
+            self.server.route_guard = server_auth.check_route
         for mw in middleware or []:
             self.server.use(mw)
         #: metrics, spans, request logs and counts of this service's calls and messages

@@ -39,8 +39,9 @@ log = logging.getLogger("micro.auth")
 #: Without rules of its own, any authenticated account may call anything and
 #: nobody else anything: zero trust by default, usable out of the box.
 DEFAULT_RULES: tuple[Rule, ...] = (Rule("default", "*", Resource("*", "*", "*")),)
-#: endpoints not checked unless asked: health probes come from load balancers
-HEALTH_ENDPOINTS: tuple[str, ...] = ("grpc.health.v1.Health.*",)
+#: endpoints (and GET paths) not checked unless asked: health probes come from
+#: load balancers and orchestrators, which carry no tokens
+HEALTH_ENDPOINTS: tuple[str, ...] = ("grpc.health.v1.Health.*", "/health", "/health/*")
 #: 10 minutes: short enough that a revoked account stops soon, long enough to
 #: keep token traffic negligible
 DEFAULT_ACCESS_TTL = 600.0

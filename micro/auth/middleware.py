@@ -2,7 +2,8 @@
 
 :class:`ServerAuth` runs outermost in a service's chain, so it sees every
 entry point the same way: plain HTTP/1.1 and HTTP/2 calls, gRPC calls of all
-four kinds, and the HTTP broker's delivery endpoint. It reads the bearer token
+four kinds, the HTTP broker's delivery endpoint, and (as the server's route
+guard) the plain GET routes such as ``/metrics``. It reads the bearer token
 from the ``authorization`` metadata, verifies it into an account, asks the
 rules, and either raises Unauthorized / Forbidden or runs the call with the
 account in context (:func:`micro.context.account`). The token is then taken
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -69,10 +71,15 @@ def bearer_token(value: str) -> str:
 
 
 class ServerAuth:
-    """Server middleware: 401 without a valid token where one is needed, 403 without a grant."""
+    """Server middleware: 401 without a valid token where one is needed, 403 without a grant.
 
-    def __init__(self, auth: Auth) -> None:
+    :meth:`check_route` applies the same check to a service's plain GET routes
+    (``/metrics``, ``/debug/stats``), the path standing for the endpoint.
+    """
+
+    def __init__(self, auth: Auth, service: str = "") -> None:
         self.auth = auth
+        self.service = service
 
     async def __call__(self, request: Request, call_next: CallNext) -> Any:
         auth = self.auth
@@ -80,27 +87,33 @@ class ServerAuth:
         if auth.excluded(request.endpoint):
             context._set_account(md, None)
             return await call_next(request)
-        account: Account | None = None
         header = md.get("authorization")
-        if header is not None:
-            # A bad token is refused even where no token is needed: it is never
-            # silently read as "anonymous".
-            account = auth.inspect(bearer_token(header))
-        resource = Resource(RESOURCE_TYPE, request.service, request.endpoint)
-        decision = auth.decide(account, resource)
-        if decision is Decision.UNAUTHENTICATED:
-            raise Unauthorized(f"{request.endpoint} needs a token", id=request.service)
-        if decision is Decision.FORBIDDEN:
-            assert account is not None
-            raise Forbidden(
-                f"account {account.id} may not call {request.service} {request.endpoint}",
-                id=request.service,
-            )
+        account = self._check(header, request.service, request.endpoint)
         if header is not None:
             md = {k: v for k, v in md.items() if k != "authorization"}
             request.metadata = md
         context._set_account(md, account)
         return await call_next(request)
+
+    def check_route(self, path: str, headers: Mapping[str, str]) -> None:
+        """Check a GET route's caller; raises Unauthorized or Forbidden."""
+        if not self.auth.excluded(path):
+            self._check(headers.get("authorization"), self.service, path)
+
+    def _check(self, header: str | None, service: str, endpoint: str) -> Account | None:
+        auth = self.auth
+        account: Account | None = None
+        if header is not None:
+            # A bad token is refused even where no token is needed: it is never
+            # silently read as "anonymous".
+            account = auth.inspect(bearer_token(header))
+        decision = auth.decide(account, Resource(RESOURCE_TYPE, service, endpoint))
+        if decision is Decision.UNAUTHENTICATED:
+            raise Unauthorized(f"{endpoint} needs a token", id=service)
+        if decision is Decision.FORBIDDEN:
+            assert account is not None
+            raise Forbidden(f"account {account.id} may not call {service} {endpoint}", id=service)
+        return account
 
 
 class ClientAuth:

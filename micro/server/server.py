@@ -39,6 +39,7 @@ __all__ = [
     "CallNext",
     "WebResponse",
     "WebRoute",
+    "RouteGuard",
 ]
 
 log = logging.getLogger("micro.server")
@@ -83,6 +84,9 @@ class WebResponse:
 
 #: A GET route on the service's listener: ``async def route() -> WebResponse``.
 WebRoute = Callable[[], Awaitable[WebResponse]]
+#: Checks a GET route's path and request headers before the route runs (auth);
+#: raises MicroError to answer with instead.
+RouteGuard = Callable[[str, Mapping[str, str]], None]
 
 
 class CallObserver(Protocol):
@@ -109,6 +113,7 @@ class Server:
         self.draining = False
         #: plain GET routes served on the listener beside the calls: path -> route
         self.routes: dict[str, WebRoute] = {}
+        self.route_guard: RouteGuard | None = None
         self.observer: CallObserver | None = None
 
     # -- configuration -------------------------------------------------------

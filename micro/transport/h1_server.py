@@ -10,6 +10,7 @@ and the connection is closed since the rest of it will not be read either.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, cast
 
@@ -101,9 +102,10 @@ class H1ServerConnection:
         """Answer one request; False when the connection must close afterwards."""
         server = self._server
         if request.method == b"GET" and server.routes:
-            route = server.routes.get(request.target.partition(b"?")[0].decode("latin-1"))
+            path = request.target.partition(b"?")[0].decode("latin-1")
+            route = server.routes.get(path)
             if route is not None:
-                return await self._serve_route(route)
+                return await self._serve_route(route, path, request.headers)
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers]
         content_type = next((v for k, v in headers if k == "content-type"), "")
         try:
@@ -155,11 +157,20 @@ class H1ServerConnection:
             server.call_finished()
         return True
 
-    async def _serve_route(self, route: WebRoute) -> bool:
+    async def _serve_route(
+        self, route: WebRoute, path: str, headers: Iterable[tuple[bytes, bytes]]
+    ) -> bool:
         try:
             await self._read_body(self._server.options.max_message_size)
         except (MicroError, _Closed):
             return False
+        guard = self._server.route_guard
+        if guard is not None:
+            try:
+                guard(path, {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers})
+            except MicroError as err:
+                await self._send_error(err)
+                return True
         try:
             response = await route()
         except Exception as exc:

@@ -288,7 +288,7 @@ class H2ServerConnection:
             route = self._server.routes.get(path.partition("?")[0])
             if route is not None:
                 assert self._tg is not None
-                self._tg.start_soon(self._run_route, sid, route)
+                self._tg.start_soon(self._run_route, sid, route, path, headers)
                 return
         try:
             head = parse_request_head(method, path, headers)
@@ -525,9 +525,18 @@ class H2ServerConnection:
             server.call_finished()
             self._close_if_idle()
 
-    async def _run_route(self, sid: int, route: WebRoute) -> None:
+    async def _run_route(
+        self, sid: int, route: WebRoute, path: str, request_headers: list[tuple[str, str]]
+    ) -> None:
         try:
+            guard = self._server.route_guard
+            if guard is not None:
+                guard(path, dict(request_headers))
             response = await route()
+        except MicroError as err:
+            if not err.id:
+                err.id = self._server.name
+            headers, body = plain_error(err)
         except Exception as exc:
             headers, body = plain_error(self._server.internal_error("GET route", exc))
         else:

@@ -257,6 +257,27 @@ async def test_bad_calls_do_not_disturb_good_ones_on_the_same_connection(
     assert results == ["alice"] * 10
 
 
+@pytest.mark.parametrize("http2", [False, True])
+async def test_get_routes_are_checked_but_health(greeter: micro.Service, http2: bool) -> None:
+    async with httpx.AsyncClient(http1=not http2, http2=http2, timeout=10) as http:
+
+        async def get(path: str, headers: dict[str, str]) -> httpx.Response:
+            response = await http.get(f"http://{greeter.address}{path}", headers=headers)
+            assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+            return response
+
+        for path in ("/health", "/health/ready"):
+            assert (await get(path, {})).status_code == 200
+        for path in ("/metrics", "/debug/stats"):
+            response = await get(path, {})
+            assert response.status_code == 401
+            assert response.json()["detail"] == f"{path} needs a token"
+            assert (await get(path, bearer(EVE))).status_code == 403
+            forged = {"authorization": "Bearer " + bad_tokens()["tampered payload"]}
+            assert (await get(path, forged)).status_code == 401
+            assert (await get(path, bearer(ALICE))).status_code == 200
+
+
 # -- streaming -------------------------------------------------------------------
 
 
