@@ -172,10 +172,10 @@ class Service:
             ),
         )
         if auth is not None:
-            # Outermost: every entry point is checked before any other middleware runs.
             auth.use_store(self.store)
             server_auth = ServerAuth(auth, name)
-            self.server.use(server_auth)
+            # Checked before a request is decoded and before any middleware runs.
+            self.server.call_guard = server_auth.check_call
             self.server.route_guard = server_auth.check_route
         for mw in middleware or []:
             self.server.use(mw)

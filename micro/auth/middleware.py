@@ -1,14 +1,15 @@
-"""The wiring: a server middleware that checks every call, a client one that signs them.
+"""The wiring: a server check on every call, and a client that signs its calls.
 
-:class:`ServerAuth` runs outermost in a service's chain, so it sees every
-entry point the same way: plain HTTP/1.1 and HTTP/2 calls, gRPC calls of all
-four kinds, the HTTP broker's delivery endpoint, and (as the server's route
-guard) the plain GET routes such as ``/metrics``. It reads the bearer token
-from the ``authorization`` metadata, verifies it into an account, asks the
-rules, and either raises Unauthorized / Forbidden or runs the call with the
-account in context (:func:`micro.context.account`). The token is then taken
-out of the call's metadata, so handlers never see it and it does not travel
-on to the services the handler calls: each hop authenticates as itself.
+:class:`ServerAuth` is a service's call guard, run before a request is
+decoded and before any middleware, so it sees every entry point the same
+way: plain HTTP/1.1 and HTTP/2 calls, gRPC calls of all four kinds, the HTTP
+broker's delivery endpoint, and (as the server's route guard) the plain GET
+routes such as ``/metrics``. It reads the bearer token from the
+``authorization`` metadata, verifies it into an account, asks the rules, and
+either raises Unauthorized / Forbidden or lets the call run with the account
+in context (:func:`micro.context.account`). The token is taken out of the
+call's metadata, so handlers never see it and it does not travel on to the
+services the handler calls: each hop authenticates as itself.
 
 :class:`ClientAuth` gives a client the bearer token of one identity and
 renews it before it expires.
@@ -73,6 +74,9 @@ def bearer_token(value: str) -> str:
 class ServerAuth:
     """Server middleware: 401 without a valid token where one is needed, 403 without a grant.
 
+    A service installs it as its server's call guard (:meth:`check_call`), so
+    calls are checked before their request is decoded and before any other
+    middleware runs; as a middleware it checks after decoding.
     :meth:`check_route` applies the same check to a service's plain GET routes
     (``/metrics``, ``/debug/stats``), the path standing for the endpoint.
     """
@@ -94,6 +98,18 @@ class ServerAuth:
             request.metadata = md
         context._set_account(md, account)
         return await call_next(request)
+
+    def check_call(self, endpoint: str, metadata: dict[str, str]) -> None:
+        """Check a call before its request is decoded (a server's call guard).
+
+        Raises Unauthorized or Forbidden; otherwise sets the caller's account
+        in context and takes the token out of ``metadata``.
+        """
+        if self.auth.excluded(endpoint):
+            context._set_account(metadata, None)
+            return
+        account = self._check(metadata.pop("authorization", None), self.service, endpoint)
+        context._set_account(metadata, account)
 
     def check_route(self, path: str, headers: Mapping[str, str]) -> None:
         """Check a GET route's caller; raises Unauthorized or Forbidden."""

@@ -40,6 +40,7 @@ __all__ = [
     "WebResponse",
     "WebRoute",
     "RouteGuard",
+    "CallGuard",
 ]
 
 log = logging.getLogger("micro.server")
@@ -87,6 +88,9 @@ WebRoute = Callable[[], Awaitable[WebResponse]]
 #: Checks a GET route's path and request headers before the route runs (auth);
 #: raises MicroError to answer with instead.
 RouteGuard = Callable[[str, Mapping[str, str]], None]
+#: Checks a call (endpoint name, metadata) before its request is decoded (auth);
+#: raises MicroError to answer with instead, and may take entries out of the metadata.
+CallGuard = Callable[[str, dict[str, str]], None]
 
 
 class CallObserver(Protocol):
@@ -114,6 +118,7 @@ class Server:
         #: plain GET routes served on the listener beside the calls: path -> route
         self.routes: dict[str, WebRoute] = {}
         self.route_guard: RouteGuard | None = None
+        self.call_guard: CallGuard | None = None
         self.observer: CallObserver | None = None
 
     # -- configuration -------------------------------------------------------
@@ -182,6 +187,8 @@ class Server:
         call.end(None)
 
     async def _call_unary(self, head: RequestHead, ep: Endpoint, body: bytes | memoryview) -> bytes:
+        if self.call_guard is not None:
+            self.call_guard(ep.name, head.metadata)
         codec: Codec = head.codec
         req = codec.decode(body, ep.request_type)
         context._set(head.metadata, _deadline(head.timeout))
@@ -204,6 +211,8 @@ class Server:
         return data
 
     async def _call_stream(self, head: RequestHead, ep: Endpoint, io: MessageIO) -> None:
+        if self.call_guard is not None:
+            self.call_guard(ep.name, head.metadata)
         codec: Codec = head.codec
         context._set(head.metadata, _deadline(head.timeout))
         kind = ep.kind

@@ -219,6 +219,41 @@ async def test_bad_tokens_are_401_never_accepted(
         assert info.value.grpc_status == 16
 
 
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]"])
+async def test_requests_are_checked_before_they_are_decoded(
+    greeter: micro.Service, body: bytes
+) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        url = f"http://{greeter.address}/Greeter/Hello"
+        headers = {"content-type": "application/json"}
+        response = await http.post(url, content=body, headers=headers)
+        assert response.status_code == 401
+        response = await http.post(url, content=body, headers={**headers, **bearer(ALICE)})
+        assert response.status_code == 400
+
+
+async def test_server_auth_also_works_as_plain_middleware(
+    registry: MemoryRegistry, client: micro.Client
+) -> None:
+    from micro.auth import ServerAuth
+
+    auth = Auth(KEYS, rules=RULES)
+    service = micro.Service(
+        "greeter",
+        address="127.0.0.1:0",
+        registry=registry,
+        middleware=[ServerAuth(auth, "greeter")],
+    )
+    service.handle(Greeter())
+    async with service.running():
+        with pytest.raises(micro.Unauthorized):
+            await call(client, service, "grpc", {})
+        with pytest.raises(micro.Forbidden):
+            await call(client, service, "grpc", bearer(EVE))
+        result = await call(client, service, "grpc", {**bearer(ALICE), "x-trace": "1"})
+    assert result == {"account": "alice", "type": "user", "metadata": {"x-trace": "1"}}
+
+
 async def test_public_endpoints_need_no_token(greeter: micro.Service) -> None:
     response = await http1(greeter, "Greeter.Public", {})
     assert response.status_code == 200
