@@ -14,6 +14,7 @@ from __future__ import annotations
 from .accounts import Account, Accounts, AccountType, check_secret, hash_secret, new_secret
 from .auth import DEFAULT_RULES, HEALTH_ENDPOINTS, Auth, Credentials
 from .certs import CertificateAuthority, IssuedCertificate
+from .handler import AUTH_HANDLER_NAME, AUTH_SERVICE_RULES, AuthHandler
 from .keys import KeySet, key_id
 from .middleware import ClientAuth, ServerAuth, bearer_token
 from .rules import Access, Decision, Resource, Rule, decide, matches, sort_rules
@@ -25,7 +26,10 @@ __all__ = [
     "Account",
     "AccountType",
     "Accounts",
+    "AUTH_HANDLER_NAME",
+    "AUTH_SERVICE_RULES",
     "Auth",
+    "AuthHandler",
     "CertificateAuthority",
     "ClientAuth",
     "Credentials",
