@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-from anyio.streams.tls import TLSStream
+from anyio.streams.tls import TLSAttribute, TLSStream
 
 from .h1_server import H1ServerConnection
 from .h2_server import H2ServerConnection
@@ -245,15 +245,17 @@ async def _refuse_plain_text(tcp: anyio.abc.SocketStream, first: bytes) -> None:
 
 
 class _ServerTLSStream(TLSStream):
-    """A TLS stream whose ``send_eof`` always says it cannot half-close.
+    """A TLS stream whose ``send_eof`` reports a session already gone as closed.
 
-    AnyIO's raises NotImplementedError (no half-close over TLS) while the
-    session is up but TypeError once it is gone; the HTTP/2 driver expects
-    the former.
+    AnyIO's cannot half-close a TLS session and says so, but once the session
+    is gone it fails with TypeError instead; the HTTP/2 driver expects a
+    closed-resource error then.
     """
 
     async def send_eof(self) -> None:
-        raise NotImplementedError("TLS streams cannot half-close")
+        if self.extra(TLSAttribute.tls_version, None) is None:
+            raise anyio.ClosedResourceError
+        await super().send_eof()
 
 
 class _Replay(anyio.abc.ByteStream):
