@@ -85,7 +85,8 @@ class NodeHealth:
 
 async def check_health(client: Client, name: str) -> list[NodeHealth]:
     """Ask every node of ``name`` for its health, concurrently; raises ServiceNotFound."""
-    records = await client.registry.get_service(name)
+    async with client.registry:
+        records = await client.registry.get_service(name)
     nodes = [(r.version, n) for r in records for n in r.nodes]
     results: list[NodeHealth | None] = [None] * len(nodes)
 
