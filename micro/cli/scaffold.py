@@ -183,7 +183,8 @@ echo '{"count": 3}' | micro stream $name $handler.Stream
 curl works too:
 
 ```sh
-curl -XPOST -d '{"name": "alice"}' http://localhost:8080/$handler/Call
+curl -XPOST -H 'Content-Type: application/json' -d '{"name": "alice"}' \\
+     http://localhost:8080/$handler/Call
 ```
 
 Test it (on asyncio, and on Trio when it is installed):
