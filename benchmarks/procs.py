@@ -65,10 +65,13 @@ def last_json_line(text: str) -> dict[str, Any]:
 class Server:
     """One server process; ``start`` waits for its JSON ready line."""
 
-    def __init__(self, system: str, gen_dir: Path, core: int | None) -> None:
+    def __init__(
+        self, system: str, gen_dir: Path, core: int | None, options: tuple[str, ...] = ()
+    ) -> None:
         self.system = system
         self.port = free_port()
-        self._cmd = pinned([sys.executable, str(HERE / "server.py"), system, str(self.port)], core)
+        cmd = [sys.executable, str(HERE / "server.py"), system, str(self.port), *options]
+        self._cmd = pinned(cmd, core)
         self._env = child_env(gen_dir)
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server)
         self._proc: subprocess.Popen[bytes] | None = None

@@ -83,11 +83,52 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
             time.sleep(0.02)
 
 
-async def serve_micro(system: str, port: int) -> None:
+def telemetry_options(level: str) -> dict[str, object]:
+    """Service options for ``--telemetry``: ``bare`` (all off), ``default``, ``full``.
+
+    ``full`` is what a production deployment runs: metrics, an OpenTelemetry SDK
+    with a batch span processor (its exporter drops the spans, so the figure is
+    micro's and the SDK's cost, not a collector's), and a JSON access-log line
+    per call written to /dev/null.
+    """
+    if level == "bare":
+        return {"metrics": False, "tracing": False, "request_log": "off"}
+    if level == "default":
+        return {}
+    import logging
+    import os
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    from micro.observability import ContextFilter, JsonFormatter
+
+    class Discard(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Discard()))
+    handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(JsonFormatter())
+    access = logging.getLogger("micro.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    return {"metrics": True, "tracing": provider, "request_log": "info"}
+
+
+async def serve_micro(system: str, port: int, telemetry: str = "default") -> None:
     """micro's server; ``serve()`` itself stops on SIGTERM/SIGINT."""
     import micro
 
-    service = micro.Service("echo", address=f"{HOST}:{port}", register=False)
+    service = micro.Service(
+        "echo", address=f"{HOST}:{port}", register=False, **telemetry_options(telemetry)
+    )
     service.handle(Echo())
     async with anyio.create_task_group() as tg:
         tg.start_soon(service.serve)
@@ -99,11 +140,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("system", choices=SYSTEMS)
     parser.add_argument("port", type=int)
+    parser.add_argument("--telemetry", choices=("bare", "default", "full"), default="default")
     args = parser.parse_args()
     if args.system == GRPCIO:
         asyncio.run(serve_grpcio(args.port))
     else:
-        anyio.run(serve_micro, args.system, args.port, backend=backend(args.system))
+        anyio.run(serve_micro, args.system, args.port, args.telemetry, backend=backend(args.system))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ grace period, cancel what is left, after-stop hooks.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -30,12 +31,30 @@ from .broker.subscriber import encode, typed_handler
 from .client.client import Client, ClientMiddleware
 from .config import Config
 from .config.options import service_options
-from .health import HEALTH_SERVICE_NAME, HealthService, HealthStatus, ServingStatus
+from .health import (
+    HEALTH_SERVICE_NAME,
+    Check,
+    HealthChecks,
+    HealthService,
+    HealthStatus,
+    Readiness,
+    ServingStatus,
+)
+from .observability import DEBUG_NAME, DebugService, Telemetry, TelemetryOptions
+from .observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .observability.metrics import exposition
+from .observability.stats import runtime_stats
 from .registry import resolve_registry
 from .registry.base import EndpointInfo, Node, Registry, ServiceRecord
 from .server.endpoint import Endpoint
 from .server.schema import json_schema
-from .server.server import DEFAULT_MAX_MESSAGE_SIZE, Middleware, Server, ServerOptions
+from .server.server import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    Middleware,
+    Server,
+    ServerOptions,
+    WebResponse,
+)
 from .store import Store, resolve_store
 from .supervisor import Supervisor
 from .sync import resolve_sync
@@ -76,6 +95,10 @@ class Service:
         middleware: list[Middleware] | None = None,
         client_middleware: list[ClientMiddleware] | None = None,
         config: Config | None = None,
+        metrics: bool | None = None,
+        tracing: bool | Any = None,
+        request_log: str | int | None = None,
+        health_interval: float | None = None,
         argv: Sequence[str] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -98,6 +121,15 @@ class Service:
         grace_period = option(grace_period, "grace_period", 10.0)
         max_message_size = option(max_message_size, "max_message_size", DEFAULT_MAX_MESSAGE_SIZE)
         max_concurrent_streams = option(max_concurrent_streams, "max_concurrent_streams", 1000)
+        tracing = option(tracing, "tracing", True)
+        provider = None if isinstance(tracing, bool) else tracing
+        telemetry_options = TelemetryOptions(
+            metrics=option(metrics, "metrics", True),
+            tracing=provider is not None or tracing,
+            tracer_provider=provider,
+            request_log_level=_log_level(option(request_log, "request_log", "debug")),
+        )
+        self.health_interval: float = option(health_interval, "health_interval", 10.0)
         self.config = config
         #: the service's key-value store (opened lazily by the backend on first use)
         self.store: Store = resolve_store(option(store, "store", None))
@@ -124,10 +156,22 @@ class Service:
         )
         for mw in middleware or []:
             self.server.use(mw)
+        #: metrics, spans, request logs and counts of this service's calls and messages
+        self.telemetry = Telemetry(name, self.id, telemetry_options)
+        self.server.observer = self.telemetry
         self.health = HealthStatus()
-        self.server.handle(HealthService(self.health), name=HEALTH_SERVICE_NAME)
+        #: named readiness checks; add your own with :meth:`health_check`
+        self.checks = HealthChecks()
+        self.server.handle(
+            HealthService(self.health, refresh=self.readiness), name=HEALTH_SERVICE_NAME
+        )
+        self.server.handle(DebugService(self.stats), name=DEBUG_NAME)
+        self._add_routes(telemetry_options.metrics)
         self.client = Client(
-            registry=registry, max_message_size=max_message_size, middleware=client_middleware
+            registry=registry,
+            max_message_size=max_message_size,
+            middleware=client_middleware,
+            telemetry=self.telemetry,
         )
         self._inbox = BrokerInbox()
         self.server.handle(self._inbox, name=INBOX_NAME)
@@ -150,6 +194,10 @@ class Service:
         self._listener: Listener | None = None
         self._stop: anyio.Event | None = None
         self._record: ServiceRecord | None = None
+        #: stopped, starting, serving or draining
+        self._phase = "stopped"
+        #: why the last heartbeat failed, until one succeeds
+        self._registry_error = ""
         self.address = ""
 
     # -- configuration -------------------------------------------------------
@@ -225,7 +273,7 @@ class Service:
         """
         if self._supervisor is not None:
             raise RuntimeError("the service is running: use `await service.subscribe_now(...)`")
-        self._subscriptions.append(_Subscription(topic, typed_handler(handler), queue, on_error))
+        self._subscriptions.append(self._subscription(topic, handler, queue, on_error))
 
     async def subscribe_now(
         self,
@@ -238,9 +286,19 @@ class Service:
         """Subscribe while the service runs; returns once the subscription is in place."""
         if self._supervisor is None:
             raise RuntimeError("the service is not running")
-        subscription = _Subscription(topic, typed_handler(handler), queue, on_error)
+        subscription = self._subscription(topic, handler, queue, on_error)
         self._subscriptions.append(subscription)
         await self._start_subscription(subscription)
+
+    def _subscription(
+        self,
+        topic: str,
+        handler: SubscriberFn,
+        queue: str | None,
+        on_error: ErrorHandler | None,
+    ) -> _Subscription:
+        observed = self.telemetry.subscriber(topic, queue, typed_handler(handler))
+        return _Subscription(topic, observed, queue, on_error)
 
     async def _start_subscription(self, subscription: _Subscription) -> None:
         assert self._supervisor is not None
@@ -257,7 +315,8 @@ class Service:
         content_type: str | None = None,
     ) -> None:
         """Publish ``value`` to ``topic``, encoded by content type (JSON by default)."""
-        await self.broker.publish(encode(topic, value, content_type=content_type, headers=headers))
+        message = encode(topic, value, content_type=content_type, headers=headers)
+        await self.telemetry.publish(message, self.broker.publish)
 
     def _advertised_address(self) -> str:
         host, port = parse_address(self.address)
@@ -310,6 +369,9 @@ class Service:
     @contextlib.asynccontextmanager
     async def _running(self) -> AsyncIterator[Service]:
         async with contextlib.AsyncExitStack() as stack:
+            self._phase = "starting"
+            self._registry_error = ""
+            stack.callback(setattr, self, "_phase", "stopped")
             for hook in self._hooks["before_start"]:
                 await hook()
             stack.push_async_callback(self._run_hooks, "after_stop")
@@ -333,8 +395,11 @@ class Service:
                     supervisor.start_soon("registry heartbeat", self._heartbeat)
                 for subscription in self._subscriptions:
                     await self._start_subscription(subscription)
+                self._phase = "serving"
+                self._add_default_checks()
                 self.health.set("", ServingStatus.SERVING)
                 self.health.set(self.name, ServingStatus.SERVING)
+                supervisor.start_soon("health checks", self._check_health)
                 log.info("service %s serving on %s", self.name, self.address)
                 for hook in self._hooks["after_start"]:
                     await hook()
@@ -346,6 +411,7 @@ class Service:
                 self._supervisor = None
 
     async def _shutdown(self) -> None:
+        self._phase = "draining"
         self.health.set("", ServingStatus.NOT_SERVING)
         self.health.set(self.name, ServingStatus.NOT_SERVING)
         for hook in self._hooks["before_stop"]:
@@ -374,6 +440,109 @@ class Service:
             listener.close()
         log.info("service %s stopped", self.name)
 
+    # -- health, metrics, stats ----------------------------------------------
+
+    def health_check(self, name: str, *, timeout: float = 2.0) -> Callable[[Check], Check]:
+        """Add a readiness check: an async function that raises or returns False when failing::
+
+        @service.health_check("database", timeout=1.0)
+        async def database() -> None:
+            await db.execute("select 1")
+        """
+
+        def register(check: Check) -> Check:
+            self.checks.add(name, check, timeout=timeout)
+            return check
+
+        return register
+
+    async def readiness(self) -> Readiness:
+        """Run the checks now; ready when serving, registered and every check passes.
+
+        The gRPC health service's statuses are set to the answer, so HTTP and
+        gRPC probes agree.
+        """
+        if self._phase != "serving":
+            result = Readiness(False, self._phase, ())
+        else:
+            checks = await self.checks.run()
+            failing = [c.name for c in checks if not c.ok]
+            reason = f"failing: {', '.join(failing)}" if failing else ""
+            result = Readiness(not failing, reason, checks)
+            if self._phase != "serving":  # began draining while the checks ran
+                result = Readiness(False, self._phase, checks)
+        status = ServingStatus.SERVING if result.ready else ServingStatus.NOT_SERVING
+        self.health.set("", status)
+        self.health.set(self.name, status)
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        """Debug stats: uptime, calls, errors, in flight, messages, memory, tasks."""
+        telemetry = self.telemetry
+        return {
+            "service": self.name,
+            "version": self.version,
+            "node": self.id,
+            "address": self.address,
+            **runtime_stats(telemetry.started),
+            "requests": telemetry.requests,
+            "errors": telemetry.errors,
+            "inflight": self.server.inflight,
+            "published": telemetry.published,
+            "delivered": telemetry.delivered,
+        }
+
+    def _add_default_checks(self) -> None:
+        checks = self.checks
+        names = checks.names
+        if self._record is not None and "registry" not in names:
+            # The heartbeat talks to the registry anyway: its last outcome is the check.
+            async def registry() -> None:
+                if self._registry_error:
+                    raise ConnectionError(self._registry_error)
+
+            checks.add("registry", registry)
+        broker_check = getattr(self.broker, "check", None)
+        if broker_check is not None and "broker" not in names:
+            checks.add("broker", broker_check)
+        if "store" not in names:
+
+            async def store() -> None:
+                await self.store.list(prefix="micro/health", limit=1)
+
+            checks.add("store", store)
+
+    async def _check_health(self) -> None:
+        """Keep the gRPC statuses (and their watchers) current between probes."""
+        while True:
+            await self.readiness()
+            await anyio.sleep(self.health_interval)
+
+    def _add_routes(self, metrics: bool) -> None:
+        routes = self.server.routes
+
+        async def live() -> WebResponse:
+            body = {"status": "ok", "service": self.name, "node": self.id}
+            return WebResponse(200, "application/json", json.dumps(body).encode())
+
+        async def ready() -> WebResponse:
+            result = await self.readiness()
+            body = json.dumps(result.to_dict()).encode()
+            return WebResponse(200 if result.ready else 503, "application/json", body)
+
+        async def stats() -> WebResponse:
+            return WebResponse(200, "application/json", json.dumps(self.stats()).encode())
+
+        routes["/health"] = live
+        routes["/health/ready"] = ready
+        routes["/debug/stats"] = stats
+        if metrics:
+
+            async def scrape() -> WebResponse:
+                return WebResponse(200, METRICS_CONTENT_TYPE, exposition())
+
+            routes["/metrics"] = scrape
+
     async def _run_hooks(self, kind: str) -> None:
         for hook in self._hooks[kind]:
             await hook()
@@ -384,7 +553,12 @@ class Service:
             await anyio.sleep(self.register_interval)
             if self._record is None:
                 return
-            await self.registry.register(self._record, ttl=self.register_ttl)
+            try:
+                await self.registry.register(self._record, ttl=self.register_ttl)
+            except Exception as exc:
+                self._registry_error = f"re-registering failed: {type(exc).__name__}: {exc}"
+                raise
+            self._registry_error = ""
 
     async def _stop_on_signal(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -420,7 +594,9 @@ class Service:
                 },
             )
             for ep in self.server.router.endpoints()
-            if not ep.name.startswith((HEALTH_SERVICE_NAME + ".", INBOX_NAME + "."))
+            if not ep.name.startswith(
+                (HEALTH_SERVICE_NAME + ".", INBOX_NAME + ".", DEBUG_NAME + ".")
+            )
         )
         return ServiceRecord(
             name=self.name,
@@ -477,6 +653,18 @@ class _Subscription:
     async def wait_stopped(self) -> None:
         if self._stopped is not None:
             await self._stopped.wait()
+
+
+def _log_level(value: str | int | None) -> int | None:
+    """A logging level from a name (``debug``, ``INFO``, ``off``) or number."""
+    if value is None or isinstance(value, int):
+        return value
+    if value.lower() in ("off", "none", "false", ""):
+        return None
+    level = logging.getLevelName(value.upper())
+    if not isinstance(level, int):
+        raise ValueError(f"unknown log level {value!r}")
+    return level
 
 
 def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:

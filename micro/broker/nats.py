@@ -71,6 +71,10 @@ class NatsBroker:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.client.__aexit__(None, None, None)
 
+    async def check(self) -> None:
+        """A readiness check: the server answers a PING (raises NatsUnavailable if not)."""
+        await self.client.flush(self.publish_timeout)
+
     async def publish(self, message: Message) -> None:
         if message.headers:
             headers = {**message.headers, ID_HEADER: message.id}

@@ -29,6 +29,7 @@ from ..broker.base import Broker
 from ..codec import Codec, parse_content_type
 from ..codec._typed import is_protobuf
 from ..errors import BadRequest, MicroError, Timeout, Unavailable, from_grpc
+from ..observability.telemetry import Telemetry
 from ..registry import resolve_registry
 from ..registry.base import Node, Registry, ServiceRecord
 from ..registry.cache import RegistryCache
@@ -97,8 +98,11 @@ class Client:
         retries: int = 2,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         middleware: list[ClientMiddleware] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         parse_content_type(content_type)  # fail early on a typo
+        #: metrics and spans of the calls made (a service shares its own)
+        self.telemetry = telemetry if telemetry is not None else Telemetry("")
         self.registry = resolve_registry(registry)
         self.selector = (
             selector_from_name(selector)
@@ -132,6 +136,7 @@ class Client:
         stack.callback(tg.cancel_scope.cancel)
         self._pool = ConnectionPool(tg, max_message_size=self.max_message_size)
         self._cache = RegistryCache(self.registry, tg)
+        self.telemetry.watch_cache(self._cache)
         self._registry_lock = anyio.Lock()
         self._stack = stack
         return self
@@ -251,6 +256,7 @@ class Client:
         md = dict(context.metadata())
         if metadata:
             md.update({k.lower(): v for k, v in metadata.items()})
+        observed = self.telemetry.client_call(service, endpoint, md)
         req = ClientRequest(
             service=service,
             endpoint=endpoint,
@@ -272,7 +278,13 @@ class Client:
             for mw in reversed(self._middleware):
                 chain = _bind(mw, chain)
             self._chain = chain
-        return await chain(req)
+        try:
+            result = await chain(req)
+        except BaseException as exc:
+            observed.end(exc)
+            raise
+        observed.end(None)
+        return result
 
     async def _invoke(self, req: ClientRequest) -> Any:
         pool = self._pool
@@ -364,7 +376,8 @@ class Client:
             self.broker = resolve_broker(None, client=self)
         from ..broker.subscriber import encode
 
-        await self.broker.publish(encode(topic, value, content_type=content_type, headers=headers))
+        message = encode(topic, value, content_type=content_type, headers=headers)
+        await self.telemetry.publish(message, self.broker.publish)
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -387,8 +400,7 @@ class Client:
         past it the stream is reset and :class:`~micro.errors.Timeout` raised.
         Leaving the block early resets the stream and cancels the handler.
         """
-        pool = self._pool
-        if pool is None:
+        if self._pool is None:
             raise RuntimeError("the client is not open: use `async with Client(...) as client:`")
         if content_type is None:
             protobuf = is_protobuf(response_type) or (
@@ -401,6 +413,32 @@ class Client:
         md = dict(context.metadata())
         if metadata:
             md.update({k.lower(): v for k, v in metadata.items()})
+        observed = self.telemetry.client_call(service, endpoint, md)
+        try:
+            async with self._stream(
+                service, endpoint, request, response_type, md, timeout, address, content_type, codec
+            ) as s:
+                yield s
+        except BaseException as exc:
+            observed.end(exc)
+            raise
+        observed.end(None)
+
+    @contextlib.asynccontextmanager
+    async def _stream(
+        self,
+        service: str,
+        endpoint: str,
+        request: Any,
+        response_type: Any,
+        md: dict[str, str],
+        timeout: float | None,
+        address: str | None,
+        content_type: str,
+        codec: Codec,
+    ) -> AsyncIterator[ClientStream[Any]]:
+        pool = self._pool
+        assert pool is not None
         req = ClientRequest(
             service, endpoint, None, response_type, md, content_type, timeout, address
         )

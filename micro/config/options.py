@@ -38,6 +38,10 @@ SERVICE_OPTIONS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "grace_period": (to_duration, "how long shutdown waits for calls in flight (`10s`)"),
     "max_message_size": (to_size, "largest message (`4MiB`)"),
     "max_concurrent_streams": (to_int, "HTTP/2 streams one client may open at once"),
+    "metrics": (to_bool, "Prometheus metrics at `/metrics` (`true`/`false`)"),
+    "tracing": (to_bool, "OpenTelemetry spans, once a tracer provider is set (`true`/`false`)"),
+    "request_log": (to_str, "level of the one-line log of each call (`debug`, `info`, `off`)"),
+    "health_interval": (to_duration, "how often readiness checks run between probes (`10s`)"),
 }
 
 

@@ -6,7 +6,8 @@ the ``Content-Type`` codec, errors as HTTP status plus the micro error JSON.
 Calls run in the ASGI server's tasks through the service's router and
 middleware; nothing else of the service (listener, registration) is needed.
 Streaming endpoints need gRPC's framing and are answered with 415, as on the
-service's own HTTP port.
+service's own HTTP port. The GET pages of the port (``/health``,
+``/health/ready``, ``/metrics``, ``/debug/stats``) are served too.
 """
 
 from __future__ import annotations
@@ -44,6 +45,16 @@ class ServiceApp:
         if scope["type"] != "http":
             return
         server = self.server
+        if scope["method"] in ("GET", "HEAD") and scope.get("path") in server.routes:
+            # The listener's GET pages (health, readiness, metrics, stats) are here too.
+            route = server.routes[scope["path"]]
+            try:
+                page = await route()
+            except Exception as exc:
+                await send_error(send, server.internal_error("GET route", exc))
+                return
+            await send_response(send, page.status, page.body, page.content_type)
+            return
         headers = request_headers(scope)
         try:
             content_type = next((v for k, v in headers if k == "content-type"), "")

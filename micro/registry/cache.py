@@ -54,6 +54,15 @@ class RegistryCache:
         self._locks: dict[str, anyio.Lock] = {}
         self._watched: set[str] = set()
 
+    def size(self) -> tuple[int, int]:
+        """How many services, and nodes of them, the cache holds."""
+        services = nodes = 0
+        for entry in self._entries.values():
+            if entry.records:
+                services += 1
+                nodes += sum(len(record.nodes) for record in entry.records)
+        return services, nodes
+
     async def get_service(self, name: str) -> list[ServiceRecord]:
         """The service's records (raises ServiceNotFound), from memory when fresh."""
         entry = self._entries.get(name)

@@ -18,7 +18,7 @@ import inspect
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import msgspec
@@ -31,7 +31,15 @@ from .endpoint import Endpoint, Kind
 from .router import Router
 from .stream import MessageIO, Stream
 
-__all__ = ["Server", "ServerOptions", "Request", "Middleware", "CallNext"]
+__all__ = [
+    "Server",
+    "ServerOptions",
+    "Request",
+    "Middleware",
+    "CallNext",
+    "WebResponse",
+    "WebRoute",
+]
 
 log = logging.getLogger("micro.server")
 
@@ -64,6 +72,29 @@ CallNext = Callable[[Request], Awaitable[Any]]
 Middleware = Callable[[Request, CallNext], Awaitable[Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class WebResponse:
+    """The answer of a plain GET route (health, metrics, debug pages)."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+#: A GET route on the service's listener: ``async def route() -> WebResponse``.
+WebRoute = Callable[[], Awaitable[WebResponse]]
+
+
+class CallObserver(Protocol):
+    """Sees every call the server runs (metrics, traces, request logs)."""
+
+    def server_call(self, endpoint: Endpoint, metadata: Mapping[str, str]) -> ObservedCall: ...
+
+
+class ObservedCall(Protocol):
+    def end(self, error: BaseException | None) -> None: ...
+
+
 class Server:
     """Routes calls to endpoints through the middleware chain."""
 
@@ -76,6 +107,9 @@ class Server:
         self.inflight = 0
         self._idle: anyio.Event | None = None
         self.draining = False
+        #: plain GET routes served on the listener beside the calls: path -> route
+        self.routes: dict[str, WebRoute] = {}
+        self.observer: CallObserver | None = None
 
     # -- configuration -------------------------------------------------------
 
@@ -117,6 +151,32 @@ class Server:
 
     async def call_unary(self, head: RequestHead, ep: Endpoint, body: bytes | memoryview) -> bytes:
         """Decode, run and encode one unary call; raises MicroError."""
+        observer = self.observer
+        if observer is None:
+            return await self._call_unary(head, ep, body)
+        call = observer.server_call(ep, head.metadata)
+        try:
+            result = await self._call_unary(head, ep, body)
+        except BaseException as exc:
+            call.end(exc)
+            raise
+        call.end(None)
+        return result
+
+    async def call_stream(self, head: RequestHead, ep: Endpoint, io: MessageIO) -> None:
+        """Run one streaming call over ``io``; raises MicroError."""
+        observer = self.observer
+        if observer is None:
+            return await self._call_stream(head, ep, io)
+        call = observer.server_call(ep, head.metadata)
+        try:
+            await self._call_stream(head, ep, io)
+        except BaseException as exc:
+            call.end(exc)
+            raise
+        call.end(None)
+
+    async def _call_unary(self, head: RequestHead, ep: Endpoint, body: bytes | memoryview) -> bytes:
         codec: Codec = head.codec
         req = codec.decode(body, ep.request_type)
         context._set(head.metadata, _deadline(head.timeout))
@@ -138,8 +198,7 @@ class Server:
             data = msgspec.json.format(data, indent=0)
         return data
 
-    async def call_stream(self, head: RequestHead, ep: Endpoint, io: MessageIO) -> None:
-        """Run one streaming call over ``io``; raises MicroError."""
+    async def _call_stream(self, head: RequestHead, ep: Endpoint, io: MessageIO) -> None:
         codec: Codec = head.codec
         context._set(head.metadata, _deadline(head.timeout))
         kind = ep.kind

@@ -26,7 +26,7 @@ from .calls import (
 )
 
 if TYPE_CHECKING:
-    from ..server.server import Server
+    from ..server.server import Server, WebRoute
 
 __all__ = ["H1ServerConnection"]
 
@@ -100,6 +100,10 @@ class H1ServerConnection:
     async def _serve_one(self, request: h11.Request) -> bool:
         """Answer one request; False when the connection must close afterwards."""
         server = self._server
+        if request.method == b"GET" and server.routes:
+            route = server.routes.get(request.target.partition(b"?")[0].decode("latin-1"))
+            if route is not None:
+                return await self._serve_route(route)
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers]
         content_type = next((v for k, v in headers if k == "content-type"), "")
         try:
@@ -149,6 +153,19 @@ class H1ServerConnection:
                 await self._send(200, head.content_type, result)
         finally:
             server.call_finished()
+        return True
+
+    async def _serve_route(self, route: WebRoute) -> bool:
+        try:
+            await self._read_body(self._server.options.max_message_size)
+        except (MicroError, _Closed):
+            return False
+        try:
+            response = await route()
+        except Exception as exc:
+            await self._send_error(self._server.internal_error("GET route", exc))
+            return True
+        await self._send(response.status, response.content_type, response.body)
         return True
 
     async def _read_body(self, limit: int) -> bytes:

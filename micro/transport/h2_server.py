@@ -53,7 +53,7 @@ from .framing import MessageDecoder, Payload, message_parts
 from .h2conn import new_connection, start
 
 if TYPE_CHECKING:
-    from ..server.server import Server
+    from ..server.server import Server, WebRoute
 
 __all__ = ["H2ServerConnection"]
 
@@ -284,6 +284,12 @@ class H2ServerConnection:
                 method = value
             elif name == ":path":
                 path = value
+        if method == "GET" and self._server.routes:
+            route = self._server.routes.get(path.partition("?")[0])
+            if route is not None:
+                assert self._tg is not None
+                self._tg.start_soon(self._run_route, sid, route)
+                return
         try:
             head = parse_request_head(method, path, headers)
             ep = self._server.lookup(head.endpoint)
@@ -518,6 +524,28 @@ class H2ServerConnection:
             self._streams.pop(st.id, None)
             server.call_finished()
             self._close_if_idle()
+
+    async def _run_route(self, sid: int, route: WebRoute) -> None:
+        try:
+            response = await route()
+        except Exception as exc:
+            headers, body = plain_error(self._server.internal_error("GET route", exc))
+        else:
+            body = response.body
+            headers = [
+                (":status", str(response.status)),
+                ("content-type", response.content_type),
+                ("content-length", str(len(body))),
+            ]
+        if self._done:
+            return
+        try:
+            self._h2.send_headers(sid, headers, end_stream=not body)
+            if body:
+                await self._send_data(sid, body, end_stream=True)
+        except (h2.exceptions.H2Error, anyio.BrokenResourceError):
+            pass  # the caller went away
+        self._flush()
 
     async def _respond(self, st: _Stream, result: bytes, error: MicroError | None) -> None:
         if self._done:

@@ -26,11 +26,13 @@ import anyio.to_thread
 import httpx
 import pytest
 
+import micro
 from micro.broker import Broker, Message, PublishError
 from micro.broker.nats import NatsBroker
 from micro.errors import BadRequest, PayloadTooLarge, Timeout
 from micro.nats import NatsClient, NatsUnavailable, NoResponders
 from micro.nats._connection import MAX_WRITE_BUFFER
+from micro.registry import MemoryRegistry
 from tests.servers import ServerProcess, free_port
 from tests.servers_nats import start_nats
 
@@ -543,3 +545,22 @@ def test_queue_group_across_processes_with_a_member_killed(
     assert sorted(everything) == sorted(f"m{i}" for i in range(2 * half))  # each exactly once
     b_after = {f"m{i}" for i in range(half, 2 * half)}
     assert b_after <= set(member_b.lines)  # after the kill, all went to B
+
+
+async def test_service_on_nats_is_unready_while_the_server_is_down(
+    fresh_nats_server: ServerProcess,
+) -> None:
+    broker = NatsBroker(fresh_nats_server.url, publish_timeout=0.3)
+    service = micro.Service(
+        "nats-ready", address="127.0.0.1:0", registry=MemoryRegistry(), broker=broker
+    )
+    async with service.running():
+        assert (await service.readiness()).ready
+        await anyio.to_thread.run_sync(fresh_nats_server.stop)
+        result = await service.readiness()
+        assert not result.ready
+        assert result.reason == "failing: broker"
+        await anyio.to_thread.run_sync(fresh_nats_server.start)
+        with anyio.fail_after(10):
+            while not (await service.readiness()).ready:
+                await anyio.sleep(0.05)

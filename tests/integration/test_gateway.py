@@ -238,6 +238,8 @@ async def test_service_asgi(greeter_service: tuple[micro.Service, Greeter]) -> N
         assert (await http.post("/Greeter/Nope", json={})).status_code == 404
         assert (await http.post("/Greeter/Hello", content=b"{bad")).status_code == 400
         assert (await http.post("/Greeter/Fail", json={"name": "x"})).status_code == 500
+        live = await http.get("/health")
+        assert (live.status_code, live.json()["service"]) == (200, "greeter")
         streaming = await http.post("/Numbers/Count", json={"value": 1})
         assert streaming.status_code == 415
         assert streaming.json()["detail"].startswith("Numbers.Count is a streaming endpoint")

@@ -13,12 +13,12 @@ micro needs no generated code or protobuf runtime to answer probes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import IntEnum
 
 import anyio
 
-from .errors import BadRequest, NotFound
+from ..errors import BadRequest, NotFound
 
 __all__ = [
     "HEALTH_SERVICE_NAME",
@@ -153,11 +153,17 @@ def decode_response(data: bytes | memoryview) -> ServingStatus:
 class HealthService:
     """The handler for ``grpc.health.v1.Health`` (served with ``application/grpc``)."""
 
-    def __init__(self, status: HealthStatus) -> None:
+    def __init__(
+        self, status: HealthStatus, refresh: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
         self._status = status
+        #: brings the statuses up to date (runs the readiness checks) before a Check
+        self.refresh = refresh
 
     async def check(self, req: bytes) -> bytes:
         service = decode_request(req)
+        if self.refresh is not None:
+            await self.refresh()
         status = self._status.get(service)
         if status is None:
             raise NotFound(f"unknown service {service!r}")
