@@ -68,14 +68,18 @@ state = Backends()
 @app.callback()
 def main_options(
     registry: str | None = typer.Option(
-        None, "--registry", help="registry URL: mdns, etcd://host:port, memory [MICRO_REGISTRY]"
+        None,
+        "--registry",
+        "--micro-registry",
+        help="registry URL: mdns, etcd://host:port, memory [MICRO_REGISTRY]",
     ),
     broker: str | None = typer.Option(
-        None, "--broker", help="broker URL: http, nats://host:port [MICRO_BROKER]"
+        None, "--broker", "--micro-broker", help="broker URL: http, nats://host:port [MICRO_BROKER]"
     ),
     store: str | None = typer.Option(
         None,
         "--store",
+        "--micro-store",
         help="store URL: file, file:///path, etcd://…, redis://… [MICRO_STORE]",
     ),
     backend: str = typer.Option("asyncio", "--backend", help="event loop: asyncio or trio"),

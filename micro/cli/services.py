@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..client.client import Client
-from ..gateway.inspect import check_health, list_services, service_json
+from ..gateway.inspect import check_health, list_services, readable_schema, service_json
 from ..registry import resolve_registry
 from ._app import app, fail, print_json, run, state, stdout
 
@@ -34,7 +36,7 @@ def services(
     for s in found:
         versions = s["versions"]
         assert isinstance(versions, list)
-        table.add_row(str(s["name"]), ", ".join(versions), str(s["nodes"]))
+        table.add_row(escape(str(s["name"])), escape(", ".join(versions)), str(s["nodes"]))
     stdout.print(table)
 
 
@@ -45,7 +47,7 @@ def describe(
 ) -> None:
     """Show a service's versions, nodes and endpoints with their request/response schemas."""
 
-    async def main() -> list[dict[str, object]]:
+    async def main() -> list[dict[str, Any]]:
         registry = resolve_registry(state.registry)
         async with registry:
             return await service_json(registry, service)
@@ -55,17 +57,18 @@ def describe(
         print_json(versions)
         return
     for v in versions:
-        stdout.print(f"[bold]{v['name']}[/bold] version {v['version']}")
+        stdout.print(f"[bold]{escape(v['name'])}[/bold] version {escape(v['version'])}")
         nodes = Table("NODE", "ADDRESS", "METADATA", box=None, pad_edge=False)
-        for n in v["nodes"]:  # type: ignore[attr-defined]
+        for n in v["nodes"]:
             meta = ", ".join(f"{k}={val}" for k, val in sorted(n["metadata"].items()))
-            nodes.add_row(n["id"], n["address"], meta)
+            nodes.add_row(escape(n["id"]), escape(n["address"]), escape(meta))
         stdout.print(nodes)
-        for e in v["endpoints"]:  # type: ignore[attr-defined]
+        for e in v["endpoints"]:
             kind = e["metadata"].get("kind", "unary")
-            stdout.print(f"\n[bold]{e['name']}[/bold] ({kind})")
-            stdout.print("  request:  " + json.dumps(e["request"] or {}), soft_wrap=True)
-            stdout.print("  response: " + json.dumps(e["response"] or {}), soft_wrap=True)
+            stdout.print(f"\n[bold]{escape(e['name'])}[/bold] ({escape(kind)})")
+            for part in ("request", "response"):
+                schema = json.dumps(readable_schema(e[part])) if e[part] else "(any JSON)"
+                stdout.print(f"  {part + ':':<10}{schema}", soft_wrap=True, markup=False)
         stdout.print()
 
 
@@ -95,7 +98,7 @@ def health(
     else:
         table = Table("NODE", "ADDRESS", "VERSION", "STATUS", box=None, pad_edge=False)
         for h in checks:
-            table.add_row(h["node"], h["address"], h["version"], h["status"])
+            table.add_row(*(escape(h[k]) for k in ("node", "address", "version", "status")))
         stdout.print(table)
     failing = [h for h in checks if h["status"] != "SERVING"]
     if failing:

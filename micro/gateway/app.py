@@ -6,9 +6,10 @@ Routes (``service`` is a registered name, ``Endpoint`` is ``Handler.Method``):
   ``POST /{service}`` with a ``Micro-Endpoint`` header: the JSON body is the
   request, the JSON response the answer. The call goes through
   :class:`micro.Client`, so the registry, the selector, retries and outlier
-  ejection apply. ``Accept: text/event-stream`` answers with Server-Sent
-  Events and ``Accept: application/x-ndjson`` with one JSON line per message,
-  for server-streaming endpoints.
+  ejection apply. Endpoints that stream responses answer with one JSON line
+  per message (NDJSON), or Server-Sent Events with ``Accept:
+  text/event-stream``; ``Accept: application/x-ndjson`` asks for NDJSON from
+  any endpoint.
 - ``GET /`` the dashboard; ``GET /api/services``, ``GET /api/services/{service}``
   and ``GET /api/health/{service}`` the JSON it reads.
 
@@ -215,6 +216,8 @@ class Gateway:
                 raise BadRequest(f"Micro-Timeout: {exc}", id="micro.gateway") from None
         accept = next((v for k, v in headers if k == "accept"), "")
         stream_as = SSE if SSE in accept else NDJSON if NDJSON in accept else None
+        if stream_as is None and await self._streams_responses(service, endpoint):
+            stream_as = NDJSON
         if stream_as is not None:
             await self._stream(service, endpoint, request, metadata, timeout, stream_as, send, cors)
             return
@@ -222,6 +225,16 @@ class Gateway:
             service, endpoint, request, Any, metadata=metadata, timeout=timeout
         )
         await send_response(send, 200, msgspec.json.encode(result), "application/json", cors)
+
+    async def _streams_responses(self, service: str, endpoint: str) -> bool:
+        """Whether the registry records ``endpoint`` as streaming its responses."""
+        # The client's registry cache: what the call itself is about to read.
+        records = await self.client._lookup(service)
+        for record in records:
+            for info in record.endpoints:
+                if info.name == endpoint:
+                    return info.metadata.get("kind") in ("server_stream", "bidi_stream")
+        return False
 
     async def _stream(
         self,

@@ -17,7 +17,14 @@ from ..errors import MicroError
 from ..health import HEALTH_SERVICE_NAME, ServingStatus, decode_response
 from ..registry.base import Registry, ServiceRecord
 
-__all__ = ["NodeHealth", "check_health", "list_services", "record_json", "service_json"]
+__all__ = [
+    "NodeHealth",
+    "check_health",
+    "list_services",
+    "readable_schema",
+    "record_json",
+    "service_json",
+]
 
 #: seconds one node may take to answer a health check
 HEALTH_TIMEOUT = 3.0
@@ -42,6 +49,24 @@ def record_json(record: ServiceRecord) -> dict[str, Any]:
             for e in record.endpoints
         ],
     }
+
+
+def readable_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with its top-level ``$ref`` resolved, for people to read.
+
+    msgspec and pydantic put a named type in ``$defs`` and refer to it; the
+    referenced definition is shown in its place (other definitions kept).
+    """
+    ref = schema.get("$ref")
+    defs = schema.get("$defs")
+    prefix = "#/$defs/"
+    if not isinstance(ref, str) or not ref.startswith(prefix) or not isinstance(defs, dict):
+        return schema
+    rest = {k: v for k, v in defs.items() if k != ref[len(prefix) :]}
+    resolved = dict(defs.get(ref[len(prefix) :], {}))
+    if rest:
+        resolved["$defs"] = rest
+    return resolved
 
 
 async def service_json(registry: Registry, name: str) -> list[dict[str, Any]]:

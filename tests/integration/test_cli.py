@@ -102,7 +102,10 @@ async def test_services_describe_and_health(running: Running) -> None:
     text = described.stdout.decode()
     assert "Greeter.Hello (unary)" in text
     assert "Numbers.Count (server_stream)" in text
-    assert '"Req": {"title": "Req", "type": "object", "properties": {"name"' in text
+    assert (
+        '  request:  {"title": "Req", "type": "object", "properties": {"name": {"type": "string"}}'
+        in text
+    )
 
     as_json = await micro_cmd("describe", running.name, "--json", env=running.env)
     [record] = json.loads(as_json.stdout)

@@ -94,6 +94,10 @@ async def test_server_stream_as_ndjson_and_sse(gateway: httpx.AsyncClient) -> No
         {"value": 1},
         {"value": 2},
     ]
+    # Without an Accept header, a streaming endpoint answers NDJSON too.
+    plain = await gateway.post("/numbers/Numbers.Count", json={"value": 2})
+    assert plain.headers["content-type"] == "application/x-ndjson"
+    assert plain.text == '{"value":0}\n{"value":1}\n'
     sse = await gateway.post(
         "/numbers/Numbers.Count", json={"value": 2}, headers={"Accept": "text/event-stream"}
     )
