@@ -123,7 +123,10 @@ async def test_call(running: Running) -> None:
     )
     assert hello.returncode == 0, hello.stderr
     assert json.loads(hello.stdout) == {"message": "Hello alice"}
+    # The command itself runs on Trio as well.
     meta = await micro_cmd(
+        "--backend",
+        "trio",
         "call",
         running.name,
         "Greeter.Meta",
