@@ -17,7 +17,8 @@ Errors are the HTTP status of the micro error and its JSON body. Request
 headers become call metadata (transport and browser headers excepted), so an
 ``Authorization`` header reaches the service as the ``authorization``
 metadata its auth middleware checks. ``Micro-Timeout`` (``5s``, ``250ms``)
-bounds a call.
+bounds a call (unary calls have the gateway's default, streams none); a
+client that disconnects from a stream cancels the call.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
+import anyio
 import msgspec
 
 from ..client.client import Client
@@ -219,7 +221,11 @@ class Gateway:
         if stream_as is None and await self._streams_responses(service, endpoint):
             stream_as = NDJSON
         if stream_as is not None:
-            await self._stream(service, endpoint, request, metadata, timeout, stream_as, send, cors)
+            # Streams may be long-lived feeds: only an explicit Micro-Timeout bounds them.
+            stream_timeout = timeout if given is not None else None
+            await self._stream(
+                service, endpoint, request, metadata, stream_timeout, stream_as, receive, send, cors
+            )
             return
         result = await self.client.call(
             service, endpoint, request, Any, metadata=metadata, timeout=timeout
@@ -244,38 +250,61 @@ class Gateway:
         metadata: dict[str, str],
         timeout: float | None,
         media_type: str,
+        receive: Receive,
         send: Send,
         cors: list[tuple[str, str]],
     ) -> None:
-        """Relay a server stream; an error before the first message is an HTTP status."""
+        """Relay a server stream until it ends or the HTTP client goes away.
+
+        An error before the first message is the HTTP status; after it, the
+        error is the stream's last event.
+        """
         started = False
-        async with self.client.stream(
-            service, endpoint, request, Any, metadata=metadata, timeout=timeout
-        ) as stream:
+        failed: MicroError | None = None
+
+        async def relay() -> None:
+            nonlocal started, failed
             try:
-                async for item in stream:
-                    if not started:
-                        started = True
-                        await send(
-                            {
-                                "type": "http.response.start",
-                                "status": 200,
-                                "headers": [
-                                    (b"content-type", media_type.encode()),
-                                    (b"cache-control", b"no-cache"),
-                                    *((k.encode(), v.encode()) for k, v in cors),
-                                ],
-                            }
-                        )
-                    await _send_chunk(send, _frame(media_type, msgspec.json.encode(item)))
+                async with self.client.stream(
+                    service, endpoint, request, Any, metadata=metadata, timeout=timeout
+                ) as stream:
+                    async for item in stream:
+                        if not started:
+                            started = True
+                            await send(
+                                {
+                                    "type": "http.response.start",
+                                    "status": 200,
+                                    "headers": [
+                                        (b"content-type", media_type.encode()),
+                                        (b"cache-control", b"no-cache"),
+                                        *((k.encode(), v.encode()) for k, v in cors),
+                                    ],
+                                }
+                            )
+                        await _send_chunk(send, _frame(media_type, msgspec.json.encode(item)))
             except MicroError as error:
-                if not started:
-                    raise
-                await _send_chunk(send, _frame(media_type, error.to_json(), error=True))
+                failed = error
+
+        async with anyio.create_task_group() as tg:
+            # A client that disconnects cancels the call (and so the handler).
+            tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+            await relay()
+            tg.cancel_scope.cancel()
+        if failed is not None:
+            if not started:
+                raise failed
+            await _send_chunk(send, _frame(media_type, failed.to_json(), error=True))
         if not started:
             await send_response(send, 200, b"", media_type, cors)
             return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
 
 
 def _route(path: str, headers: list[tuple[str, str]]) -> tuple[str, str]:

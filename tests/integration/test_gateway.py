@@ -28,6 +28,9 @@ class Num:
 
 
 class Numbers:
+    def __init__(self) -> None:
+        self.forever_ended = anyio.Event()
+
     async def count(self, req: Num) -> AsyncIterator[Num]:
         for i in range(req.value):
             yield Num(i)
@@ -35,6 +38,16 @@ class Numbers:
     async def count_then_fail(self, req: Num) -> AsyncIterator[Num]:
         yield Num(0)
         raise micro.Conflict("stopped after one")
+
+    async def forever(self, req: Num) -> AsyncIterator[Num]:
+        try:
+            i = 0
+            while True:
+                yield Num(i)
+                i += 1
+                await anyio.sleep(0.01)
+        finally:
+            self.forever_ended.set()
 
 
 @pytest.fixture
@@ -120,6 +133,19 @@ async def test_server_stream_as_ndjson_and_sse(gateway: httpx.AsyncClient) -> No
     assert unknown.json()["detail"] == "unknown endpoint Numbers.Nope"
 
 
+async def test_stream_with_timeout_ends_with_an_error_event(gateway: httpx.AsyncClient) -> None:
+    resp = await gateway.post(
+        "/numbers/Numbers.Forever",
+        json={"value": 0},
+        headers={"Accept": "text/event-stream", "Micro-Timeout": "0.3"},
+    )
+    assert resp.status_code == 200
+    events = resp.text.rstrip("\n").split("\n\n")
+    assert events[0] == 'data: {"value":0}'
+    assert events[-1].startswith("event: error\ndata: ")
+    assert json.loads(events[-1].split("data: ", 1)[1])["code"] == 408
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "headers", "status", "detail"),
     [
@@ -197,7 +223,8 @@ async def test_gateway_over_hypercorn_with_httpx_and_curl(
 ) -> None:
     curl = require_binary("curl", "curl")
     numbers = micro.Service("numbers", address="127.0.0.1:0", registry=registry)
-    numbers.handle(Numbers())
+    numbers_handler = Numbers()
+    numbers.handle(numbers_handler)
     async with numbers.running(), open_gateway("127.0.0.1:0", registry=registry) as address:
         async with httpx.AsyncClient(base_url=f"http://{address}") as http:
             resp = await http.post("/greeter/Greeter.Hello", json={"name": "h"})
@@ -220,6 +247,16 @@ async def test_gateway_over_hypercorn_with_httpx_and_curl(
             ]
         )
         assert streamed.stdout.decode().splitlines() == ['{"value":0}', '{"value":1}']
+        # A client that goes away mid-stream cancels the call and the handler.
+        async with (
+            httpx.AsyncClient(base_url=f"http://{address}") as http,
+            http.stream("POST", "/numbers/Numbers.Forever", json={"value": 0}) as feed,
+        ):
+            async for line in feed.aiter_lines():
+                assert line == '{"value":0}'
+                break
+        with anyio.fail_after(10):
+            await numbers_handler.forever_ended.wait()
         nobody_url = f"http://{address}/nobody/Greeter.Hello"
         missing = await anyio.run_process(
             [*json_call, "-o", "-", "-w", " %{http_code}", "-d", "{}", nobody_url]
