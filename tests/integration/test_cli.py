@@ -119,7 +119,7 @@ async def test_services_describe_and_health(running: Running) -> None:
 
 async def test_call(running: Running) -> None:
     hello = await micro_cmd(
-        "call", running.name, "Greeter.Hello", '{"name": "alice"}', env=running.env
+        "call", running.name, "Greeter.Hello", "-", env=running.env, stdin=b'{"name": "alice"}'
     )
     assert hello.returncode == 0, hello.stderr
     assert json.loads(hello.stdout) == {"message": "Hello alice"}

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
 import httpx
 import pytest
 
 import micro
-from micro.gateway import Gateway, bind, open_gateway, serve_asgi
+from micro.gateway import Gateway, bind, open_gateway, serve_asgi, serve_gateway
 from micro.gateway.server import bound_address
 from micro.registry import MemoryRegistry
 
@@ -262,6 +263,17 @@ async def test_gateway_over_hypercorn_with_httpx_and_curl(
             [*json_call, "-o", "-", "-w", " %{http_code}", "-d", "{}", nobody_url]
         )
         assert missing.stdout.decode().endswith("404")
+
+
+async def test_serve_gateway_until_cancelled(
+    greeter_service: tuple[micro.Service, Greeter], registry: MemoryRegistry
+) -> None:
+    async with anyio.create_task_group() as tg:
+        address = await tg.start(partial(serve_gateway, "127.0.0.1:0", registry=registry))
+        async with httpx.AsyncClient(base_url=f"http://{address}") as http:
+            resp = await http.post("/greeter/Greeter.Hello", json={"name": "served"})
+            assert resp.json() == {"message": "Hello served"}
+        tg.cancel_scope.cancel()
 
 
 async def test_service_asgi(greeter_service: tuple[micro.Service, Greeter]) -> None:
