@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import anyio
 import anyio.abc
-import sniffio
 from hypercorn.config import Config as HypercornConfig
 
 from ..client.client import Client
@@ -85,7 +84,7 @@ async def serve_asgi(
 async def _run_hypercorn(app: ASGIApp, config: HypercornConfig, stop: anyio.Event) -> None:
     with anyio.CancelScope(shield=True):
         # hypercorn has one driver per event loop; the running one serves.
-        if sniffio.current_async_library() == "trio":
+        if _running_trio():
             from hypercorn.trio import serve as serve_trio
 
             await serve_trio(app, config, shutdown_trigger=stop.wait, mode="asgi")  # type: ignore[arg-type]
@@ -93,6 +92,15 @@ async def _run_hypercorn(app: ASGIApp, config: HypercornConfig, stop: anyio.Even
             from hypercorn.asyncio import serve as serve_asyncio
 
             await serve_asyncio(app, config, shutdown_trigger=stop.wait, mode="asgi")  # type: ignore[arg-type]
+
+
+def _running_trio() -> bool:
+    try:
+        # Trio depends on sniffio, so where it is missing Trio is not running.
+        import sniffio
+    except ImportError:
+        return False
+    return sniffio.current_async_library() == "trio"
 
 
 @contextlib.asynccontextmanager
