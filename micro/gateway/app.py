@@ -50,6 +50,7 @@ from .asgi import (
     Send,
     read_body,
     request_headers,
+    request_path,
     send_error,
     send_response,
     serve_lifespan,
@@ -114,7 +115,7 @@ class Gateway:
         headers = request_headers(scope)
         cors = self._cors_headers(headers)
         method = scope["method"]
-        path = scope.get("path") or "/"
+        path = request_path(scope)
         try:
             if method == "OPTIONS" and cors:
                 await send_response(send, 204, b"", "text/plain", self._preflight(headers, cors))

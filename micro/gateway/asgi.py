@@ -19,6 +19,7 @@ __all__ = [
     "Send",
     "read_body",
     "request_headers",
+    "request_path",
     "send_error",
     "send_response",
     "serve_lifespan",
@@ -36,6 +37,19 @@ def request_headers(scope: Scope) -> list[tuple[str, str]]:
         (name.decode("latin-1").lower(), value.decode("latin-1"))
         for name, value in scope.get("headers", ())
     ]
+
+
+def request_path(scope: Scope) -> str:
+    """The request's path within the app: without ``root_path`` when mounted under a prefix.
+
+    ASGI servers and routers that mount an app under a prefix pass the full
+    path and the prefix as ``root_path``.
+    """
+    path: str = scope.get("path") or "/"
+    root: str = scope.get("root_path") or ""
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"
+    return path
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:

@@ -24,6 +24,7 @@ from .asgi import (
     Send,
     read_body,
     request_headers,
+    request_path,
     send_error,
     send_response,
     serve_lifespan,
@@ -45,9 +46,10 @@ class ServiceApp:
         if scope["type"] != "http":
             return
         server = self.server
-        if scope["method"] in ("GET", "HEAD") and scope.get("path") in server.routes:
+        path = request_path(scope)
+        if scope["method"] in ("GET", "HEAD") and path in server.routes:
             # The listener's GET pages (health, readiness, metrics, stats) are here too.
-            route = server.routes[scope["path"]]
+            route = server.routes[path]
             try:
                 page = await route()
             except Exception as exc:
@@ -62,7 +64,7 @@ class ServiceApp:
                 raise UnsupportedMediaType(
                     "gRPC is served on the service's own port; this app takes plain calls"
                 )
-            head = parse_request_head(scope["method"], scope.get("path") or "/", headers)
+            head = parse_request_head(scope["method"], path, headers)
             ep = server.lookup(head.endpoint)
             if ep.kind is not Kind.UNARY:
                 raise UnsupportedMediaType(

@@ -182,6 +182,16 @@ async def test_bad_input_gets_the_micro_error(
     assert detail in error["detail"]
 
 
+async def test_gateway_mounted_under_a_prefix(
+    greeter_service: tuple[micro.Service, Greeter], client: micro.Client
+) -> None:
+    transport = httpx.ASGITransport(app=Gateway(client), root_path="/api/v1")
+    async with httpx.AsyncClient(transport=transport, base_url="http://stack") as http:
+        resp = await http.post("/api/v1/greeter/Greeter.Hello", json={"name": "p"})
+        assert resp.json() == {"message": "Hello p"}
+        assert (await http.get("/api/v1/api/services")).json()[0]["name"] == "greeter"
+
+
 async def test_cors(gateway: httpx.AsyncClient) -> None:
     allowed = {"Origin": "http://allowed.example"}
     preflight = await gateway.options(
@@ -296,6 +306,11 @@ async def test_service_asgi(greeter_service: tuple[micro.Service, Greeter]) -> N
         streaming = await http.post("/Numbers/Count", json={"value": 1})
         assert streaming.status_code == 415
         assert streaming.json()["detail"].startswith("Numbers.Count is a streaming endpoint")
+    # Mounted under a prefix, the app serves the paths below it.
+    mounted = httpx.ASGITransport(app=app, root_path="/svc")
+    async with httpx.AsyncClient(transport=mounted, base_url="http://stack") as http:
+        resp = await http.post("/svc/Greeter/Hello", json={"name": "mounted"})
+        assert resp.json() == {"message": "Hello mounted"}
     # The same app served by hypercorn on a real socket.
     sock = bind("127.0.0.1:0")
     with sock:
