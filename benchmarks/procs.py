@@ -94,6 +94,13 @@ class Server:
         self.stop()
         raise BenchError(f"{self.system} server did not start:\n{self.stderr_tail()}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far (Linux)."""
+        assert self._proc is not None
+        fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rpartition(")")[2].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

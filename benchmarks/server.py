@@ -84,42 +84,48 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
 
 
 def telemetry_options(level: str) -> dict[str, object]:
-    """Service options for ``--telemetry``: ``bare`` (all off), ``default``, ``full``.
+    """Service options for ``--telemetry``.
 
-    ``full`` is what a production deployment runs: metrics, an OpenTelemetry SDK
-    with a batch span processor (its exporter drops the spans, so the figure is
-    micro's and the SDK's cost, not a collector's), and a JSON access-log line
-    per call written to /dev/null.
+    - ``bare``: metrics, tracing and the request log off;
+    - ``default``: no options (metrics on, no tracer provider, request log at DEBUG);
+    - ``logged``: metrics and a JSON access-log line per call (to /dev/null);
+    - ``traced``: metrics and an OpenTelemetry SDK tracer provider with a batch span
+      processor, every call sampled (its exporter drops the spans, so the figure is
+      micro's and the SDK's cost, not a collector's);
+    - ``full``: metrics, spans and the access log.
     """
     if level == "bare":
         return {"metrics": False, "tracing": False, "request_log": "off"}
-    if level == "default":
-        return {}
-    import logging
-    import os
+    options: dict[str, object] = {}
+    if level in ("logged", "full"):
+        import logging
+        import os
 
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import (
-        BatchSpanProcessor,
-        SpanExporter,
-        SpanExportResult,
-    )
+        from micro.observability import ContextFilter, JsonFormatter
 
-    from micro.observability import ContextFilter, JsonFormatter
+        handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115
+        handler.addFilter(ContextFilter())
+        handler.setFormatter(JsonFormatter())
+        access = logging.getLogger("micro.access")
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+        options["request_log"] = "info"
+    if level in ("traced", "full"):
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
 
-    class Discard(SpanExporter):
-        def export(self, spans: object) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
+        class Discard(SpanExporter):
+            def export(self, spans: object) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
 
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(Discard()))
-    handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115
-    handler.addFilter(ContextFilter())
-    handler.setFormatter(JsonFormatter())
-    access = logging.getLogger("micro.access")
-    access.addHandler(handler)
-    access.setLevel(logging.INFO)
-    return {"metrics": True, "tracing": provider, "request_log": "info"}
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(Discard()))
+        options["tracing"] = provider
+    return options
 
 
 async def serve_micro(system: str, port: int, telemetry: str = "default") -> None:
@@ -140,7 +146,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("system", choices=SYSTEMS)
     parser.add_argument("port", type=int)
-    parser.add_argument("--telemetry", choices=("bare", "default", "full"), default="default")
+    parser.add_argument(
+        "--telemetry", choices=("bare", "default", "logged", "traced", "full"), default="default"
+    )
     args = parser.parse_args()
     if args.system == GRPCIO:
         asyncio.run(serve_grpcio(args.port))

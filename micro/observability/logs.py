@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import os
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -50,7 +50,8 @@ class CallInfo:
     def ensure_request_id(self) -> str:
         """The caller's request id, or one made up the first time it is needed."""
         if not self.request_id:
-            self.request_id = os.urandom(8).hex()
+            # An id to correlate log lines, not a secret: no need for os.urandom's syscall.
+            self.request_id = f"{random.getrandbits(64):016x}"
         return self.request_id
 
 
@@ -119,10 +120,19 @@ _STANDARD = frozenset(
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, call fields, extras."""
 
+    _second = -1
+    _stamp = ""
+
+    def _time(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:  # one strftime per second, not per record
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._stamp}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": self._time(record),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
