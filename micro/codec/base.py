@@ -8,6 +8,7 @@ field when the bytes do not fit it.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import UnsupportedMediaType
@@ -88,16 +89,20 @@ def content_types() -> list[str]:
 
 
 _loaded = False
+_loading = threading.Lock()
 
 
 def _load_builtins() -> None:
     global _loaded
     if _loaded:
         return
-    _loaded = True
-    from . import _json, _msgpack, _proto, _raw
+    with _loading:  # services may start on several threads at once
+        if _loaded:
+            return
+        from . import _json, _msgpack, _proto, _raw
 
-    register(_json.JsonCodec(), "text/json", "application/json-rpc")
-    register(_msgpack.MsgpackCodec(), "application/x-msgpack", "application/vnd.msgpack")
-    register(_proto.ProtoCodec(), "application/x-protobuf", "application/proto")
-    register(_raw.BytesCodec())
+        register(_json.JsonCodec(), "text/json", "application/json-rpc")
+        register(_msgpack.MsgpackCodec(), "application/x-msgpack", "application/vnd.msgpack")
+        register(_proto.ProtoCodec(), "application/x-protobuf", "application/proto")
+        register(_raw.BytesCodec())
+        _loaded = True

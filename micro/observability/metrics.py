@@ -9,6 +9,7 @@ call costs a few increments, not a label lookup each.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -149,13 +150,16 @@ class _CacheCollector:
 
 
 _instruments: Instruments | None = None
+_instruments_lock = threading.Lock()
 
 
 def instruments() -> Instruments:
-    """The process's instruments, created on first use."""
+    """The process's instruments, created on first use (by any thread)."""
     global _instruments
     if _instruments is None:
-        _instruments = Instruments()
+        with _instruments_lock:
+            if _instruments is None:
+                _instruments = Instruments()
     return _instruments
 
 

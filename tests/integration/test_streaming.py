@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -302,3 +304,83 @@ async def test_a_long_stream_outlives_many_windows_and_idle_gaps(
                 assert blob == chunk
                 received += len(blob.data)
     assert received == 40 * 1024 * 1024
+
+
+SOAK_SECONDS = float(os.environ.get("MICRO_SOAK_SECONDS", "120"))
+
+
+async def _soak(seconds: float) -> tuple[int, int]:
+    """One bidirectional stream kept open for ``seconds``: a message every 20 ms, with
+    quiet spells of 20 s, and unary calls on the same connection meanwhile. Returns
+    (messages answered, unary calls answered)."""
+    registry = MemoryRegistry()
+    service = micro.Service("soak", address="127.0.0.1:0", registry=registry)
+    service.handle(Numbers())
+    service.handle(Greeter())
+    sent = answered = calls = 0
+    client = micro.Client(registry=registry)
+    async with (
+        service.running(),
+        client,
+        client.stream("soak", "Numbers.Double", response_type=Num) as s,
+    ):
+
+        async def send_all() -> None:
+            nonlocal sent
+            start = anyio.current_time()
+            quiet_at = {start + seconds / 3, start + 2 * seconds / 3}
+            while anyio.current_time() - start < seconds:
+                now = anyio.current_time()
+                for at in sorted(quiet_at):
+                    if now >= at:
+                        quiet_at.discard(at)
+                        await anyio.sleep(min(20.0, seconds / 6))
+                await s.send(Num(sent))
+                sent += 1
+                await anyio.sleep(0.02)
+            await s.close_send()
+
+        async def unary_meanwhile() -> None:
+            nonlocal calls
+            while True:
+                await anyio.sleep(1)
+                reply = await client.call("soak", "Greeter.Hello", Req("soak"), Resp)
+                assert reply == Resp("Hello soak")
+                calls += 1
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send_all)
+            tg.start_soon(unary_meanwhile)
+            async for reply in s:
+                assert reply == Num(answered * 2)  # in order, none lost
+                answered += 1
+            tg.cancel_scope.cancel()
+    assert answered == sent
+    return answered, calls
+
+
+@pytest.mark.anyio(False)
+def test_a_stream_lives_for_minutes_on_both_backends() -> None:
+    """Both backends at once, each on its own thread, so the suite waits the time once."""
+    results: dict[str, tuple[int, int] | BaseException] = {}
+
+    def run(backend: str) -> None:
+        try:
+            results[backend] = anyio.run(_soak, SOAK_SECONDS, backend=backend)
+        except BaseException as exc:
+            results[backend] = exc
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in ("asyncio", "trio")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(SOAK_SECONDS + 120)
+    for backend in ("asyncio", "trio"):
+        outcome = results.get(backend)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome is not None, f"{backend} soak did not finish"
+        answered, calls = outcome
+        # Most of the time is spent sending (the quiet spells take a third).
+        assert answered > SOAK_SECONDS / 3 / 0.02 / 2
+        assert calls > SOAK_SECONDS / 2
