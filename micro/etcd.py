@@ -504,7 +504,10 @@ class Watch:
     def _stream_error(self, error: dict[str, Any]) -> MicroError:
         code = int(error.get("grpc_code", GrpcStatus.UNKNOWN))
         detail = f"the watch on etcd at {self._endpoint} failed: {error.get('message', '')}"
-        if code == GrpcStatus.UNAVAILABLE:
+        # A stopping etcd ends watches with UNAVAILABLE or, when its gateway's own
+        # connection closes first, CANCELLED ("the client connection is closing"):
+        # either way the server went away (our own cancellation closes the HTTP stream).
+        if code in (GrpcStatus.UNAVAILABLE, GrpcStatus.CANCELLED):
             return EtcdUnavailable(detail, id="etcd")
         return from_grpc(code, detail, id="etcd")
 

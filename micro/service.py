@@ -19,7 +19,7 @@ import signal
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -65,6 +65,9 @@ from .supervisor import Supervisor
 from .sync import resolve_sync
 from .sync.base import Sync
 from .transport.listener import Listener, parse_address
+
+if TYPE_CHECKING:
+    from .gateway.service_app import ServiceApp
 
 __all__ = ["Service"]
 
@@ -238,6 +241,17 @@ class Service:
     def use(self, middleware: Middleware) -> None:
         """Add a server middleware: ``async def mw(request, call_next)``."""
         self.server.use(middleware)
+
+    def asgi(self) -> ServiceApp:
+        """The service's unary endpoints as an ASGI app, to mount in an ASGI stack.
+
+        Plain calls as on the service's port (``POST /Handler/Method``, JSON,
+        msgpack, ...), through the same middleware. Handlers that use the
+        service's client or broker need the service running too.
+        """
+        from .gateway.service_app import ServiceApp
+
+        return ServiceApp(self.server)
 
     def before_start(self, hook: Hook) -> Hook:
         self._hooks["before_start"].append(hook)

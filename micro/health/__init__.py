@@ -12,6 +12,7 @@ from .grpc import (
     HealthStatus,
     ServingStatus,
     decode_request,
+    decode_response,
     encode_response,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "Readiness",
     "ServingStatus",
     "decode_request",
+    "decode_response",
     "encode_response",
 ]

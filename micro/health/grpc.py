@@ -20,7 +20,15 @@ import anyio
 
 from ..errors import BadRequest, NotFound
 
-__all__ = ["ServingStatus", "HealthStatus", "HealthService", "HEALTH_SERVICE_NAME"]
+__all__ = [
+    "HEALTH_SERVICE_NAME",
+    "HealthService",
+    "HealthStatus",
+    "ServingStatus",
+    "decode_request",
+    "decode_response",
+    "encode_response",
+]
 
 HEALTH_SERVICE_NAME = "grpc.health.v1.Health"
 
@@ -122,6 +130,24 @@ def decode_request(data: bytes | memoryview) -> str:
 def encode_response(status: ServingStatus) -> bytes:
     """A HealthCheckResponse (``status`` omitted when 0, as proto3 does)."""
     return b"\x08" + _varint(int(status)) if status else b""
+
+
+def decode_response(data: bytes | memoryview) -> ServingStatus:
+    """The ``status`` of a HealthCheckResponse (what a probe of another service reads)."""
+    data = bytes(data)
+    pos = 0
+    status = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        if key & 7 != 0:
+            raise BadRequest("unexpected field in a health check response")
+        value, pos = _read_varint(data, pos)
+        if key >> 3 == 1:
+            status = value
+    try:
+        return ServingStatus(status)
+    except ValueError:
+        return ServingStatus.UNKNOWN
 
 
 class HealthService:

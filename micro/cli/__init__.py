@@ -1,0 +1,16 @@
+"""The ``micro`` command: list, describe, call and stream services; publish and
+subscribe; read the store and config; scaffold and run services; serve the
+HTTP API gateway and dashboard.
+
+``main()`` is the console script; ``app`` is the typer application.
+"""
+
+from . import calls, data, gateway, runner, scaffold, services
+from ._app import app
+
+__all__ = ["app", "calls", "data", "gateway", "main", "runner", "scaffold", "services"]
+
+
+def main() -> None:
+    """Run the ``micro`` command."""
+    app()

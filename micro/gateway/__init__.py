@@ -1,0 +1,22 @@
+"""The HTTP API gateway and web dashboard, and services as ASGI apps.
+
+:class:`Gateway` routes ``POST /{service}/{Endpoint}`` JSON calls to services
+found in the registry and serves the dashboard at ``/``; :func:`serve_gateway`
+runs it with hypercorn (``micro gateway --address :8080``).
+``service.asgi()`` gives one service's endpoints as a :class:`ServiceApp`.
+"""
+
+from .app import Gateway
+from .asgi import ASGIApp
+from .server import bind, open_gateway, serve_asgi, serve_gateway
+from .service_app import ServiceApp
+
+__all__ = [
+    "ASGIApp",
+    "Gateway",
+    "ServiceApp",
+    "bind",
+    "open_gateway",
+    "serve_asgi",
+    "serve_gateway",
+]

@@ -1,0 +1,335 @@
+"""The HTTP API gateway: JSON over HTTP in front of every registered service.
+
+Routes (``service`` is a registered name, ``Endpoint`` is ``Handler.Method``):
+
+- ``POST /{service}/{Endpoint}`` or ``POST /{service}/{Handler}/{Method}``, or
+  ``POST /{service}`` with a ``Micro-Endpoint`` header: the JSON body is the
+  request, the JSON response the answer. The call goes through
+  :class:`micro.Client`, so the registry, the selector, retries and outlier
+  ejection apply. Endpoints that stream responses answer with one JSON line
+  per message (NDJSON), or Server-Sent Events with ``Accept:
+  text/event-stream``; ``Accept: application/x-ndjson`` asks for NDJSON from
+  any endpoint.
+- ``GET /`` the dashboard; ``GET /api/services``, ``GET /api/services/{service}``
+  and ``GET /api/health/{service}`` the JSON it reads.
+
+Errors are the HTTP status of the micro error and its JSON body. Request
+headers become call metadata (transport and browser headers excepted), so an
+``Authorization`` header reaches the service as the ``authorization``
+metadata its auth middleware checks. ``Micro-Timeout`` (``5s``, ``250ms``)
+bounds a call (unary calls have the gateway's default, streams none); a
+client that disconnects from a stream cancels the call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import anyio
+import msgspec
+
+from ..client.client import Client
+from ..config.values import to_duration
+from ..errors import (
+    BadRequest,
+    InternalServerError,
+    MethodNotAllowed,
+    MicroError,
+    NotFound,
+    UnsupportedMediaType,
+)
+from ..server.server import DEFAULT_MAX_MESSAGE_SIZE
+from ..transport.headers import metadata_from_headers
+from .asgi import (
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    request_headers,
+    request_path,
+    send_error,
+    send_response,
+    serve_lifespan,
+)
+from .inspect import check_health, list_services, service_json
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("micro.gateway")
+
+#: request headers a browser or proxy adds that are not the caller's metadata
+_NOT_METADATA = frozenset(
+    {
+        "accept-language",
+        "cache-control",
+        "cookie",
+        "dnt",
+        "forwarded",
+        "micro-timeout",
+        "origin",
+        "pragma",
+        "priority",
+        "referer",
+        "upgrade-insecure-requests",
+        "via",
+    }
+)
+
+SSE = "text/event-stream"
+NDJSON = "application/x-ndjson"
+
+
+class Gateway:
+    """An ASGI app routing HTTP calls to services through an open :class:`~micro.Client`.
+
+    ``cors_origins`` lists the origins browsers may call from (``"*"`` for
+    any); none by default. ``timeout`` bounds each call unless the request
+    sets ``Micro-Timeout``.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        cors_origins: Sequence[str] = (),
+        timeout: float | None = 30.0,
+        dashboard: bool = True,
+        max_body_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        self.client = client
+        self.cors_origins = frozenset(cors_origins)
+        self.timeout = timeout
+        self.dashboard = dashboard
+        self.max_body_size = max_body_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await serve_lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        headers = request_headers(scope)
+        cors = self._cors_headers(headers)
+        method = scope["method"]
+        path = request_path(scope)
+        try:
+            if method == "OPTIONS" and cors:
+                await send_response(send, 204, b"", "text/plain", self._preflight(headers, cors))
+            elif method in ("GET", "HEAD"):
+                await self._get(path, send, cors)
+            elif method == "POST":
+                await self._call(path, headers, receive, send, cors)
+            else:
+                raise MethodNotAllowed(
+                    f"method {method} not allowed: POST /{{service}}/{{Endpoint}}",
+                    id="micro.gateway",
+                )
+        except MicroError as error:
+            await send_error(send, error, cors)
+        except Exception as exc:
+            log.error("gateway request %s %s failed", method, path, exc_info=exc)
+            await send_error(send, InternalServerError("gateway error", id="micro.gateway"), cors)
+
+    # -- CORS ------------------------------------------------------------------
+
+    def _cors_headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        origin = next((v for k, v in headers if k == "origin"), None)
+        if origin is None or not self.cors_origins:
+            return []
+        if "*" in self.cors_origins:
+            return [("access-control-allow-origin", "*")]
+        if origin in self.cors_origins:
+            return [("access-control-allow-origin", origin), ("vary", "Origin")]
+        return []
+
+    def _preflight(
+        self, headers: list[tuple[str, str]], cors: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        asked = next((v for k, v in headers if k == "access-control-request-headers"), "")
+        return [
+            *cors,
+            ("access-control-allow-methods", "GET, POST, OPTIONS"),
+            ("access-control-allow-headers", asked or "content-type, authorization"),
+            ("access-control-max-age", "600"),
+        ]
+
+    # -- dashboard and its JSON --------------------------------------------------
+
+    async def _get(self, path: str, send: Send, cors: list[tuple[str, str]]) -> None:
+        registry = self.client.registry
+        parts = [p for p in path.split("/") if p]
+        data: Any
+        if not parts and self.dashboard:
+            page = resources.files(__package__).joinpath("dashboard.html").read_bytes()
+            await send_response(send, 200, page, "text/html; charset=utf-8", cors)
+            return
+        if parts == ["api", "services"]:
+            data = await list_services(registry)
+        elif len(parts) == 3 and parts[:2] == ["api", "services"]:
+            data = await service_json(registry, parts[2])
+        elif len(parts) == 3 and parts[:2] == ["api", "health"]:
+            data = [
+                {
+                    "node": h.node,
+                    "address": h.address,
+                    "version": h.version,
+                    "status": h.status,
+                    "detail": h.detail,
+                }
+                for h in await check_health(self.client, parts[2])
+            ]
+        else:
+            raise NotFound(f"no page {path}; calls are POST /{{service}}/{{Endpoint}}")
+        await send_response(send, 200, json.dumps(data).encode(), "application/json", cors)
+
+    # -- calls -------------------------------------------------------------------
+
+    async def _call(
+        self,
+        path: str,
+        headers: list[tuple[str, str]],
+        receive: Receive,
+        send: Send,
+        cors: list[tuple[str, str]],
+    ) -> None:
+        service, endpoint = _route(path, headers)
+        content_type = next((v for k, v in headers if k == "content-type"), "application/json")
+        if content_type.partition(";")[0].strip().lower() not in ("application/json", ""):
+            raise UnsupportedMediaType(
+                f"the gateway takes application/json, not {content_type}", id="micro.gateway"
+            )
+        body = await read_body(receive, self.max_body_size)
+        try:
+            request = json.loads(body) if body.strip() else {}
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"invalid JSON body: {exc}", id="micro.gateway") from None
+        metadata = metadata_from_headers(
+            (k, v) for k, v in headers if k not in _NOT_METADATA and not k.startswith("sec-")
+        )
+        timeout = self.timeout
+        given = next((v for k, v in headers if k == "micro-timeout"), None)
+        if given is not None:
+            try:
+                timeout = to_duration(given)
+            except ValueError as exc:
+                raise BadRequest(f"Micro-Timeout: {exc}", id="micro.gateway") from None
+        accept = next((v for k, v in headers if k == "accept"), "")
+        stream_as = SSE if SSE in accept else NDJSON if NDJSON in accept else None
+        if stream_as is None and await self._streams_responses(service, endpoint):
+            stream_as = NDJSON
+        if stream_as is not None:
+            # Streams may be long-lived feeds: only an explicit Micro-Timeout bounds them.
+            stream_timeout = timeout if given is not None else None
+            await self._stream(
+                service, endpoint, request, metadata, stream_timeout, stream_as, receive, send, cors
+            )
+            return
+        result = await self.client.call(
+            service, endpoint, request, Any, metadata=metadata, timeout=timeout
+        )
+        await send_response(send, 200, msgspec.json.encode(result), "application/json", cors)
+
+    async def _streams_responses(self, service: str, endpoint: str) -> bool:
+        """Whether the registry records ``endpoint`` as streaming its responses."""
+        # The client's registry cache: what the call itself is about to read.
+        records = await self.client._lookup(service)
+        for record in records:
+            for info in record.endpoints:
+                if info.name == endpoint:
+                    return info.metadata.get("kind") in ("server_stream", "bidi_stream")
+        return False
+
+    async def _stream(
+        self,
+        service: str,
+        endpoint: str,
+        request: Any,
+        metadata: dict[str, str],
+        timeout: float | None,
+        media_type: str,
+        receive: Receive,
+        send: Send,
+        cors: list[tuple[str, str]],
+    ) -> None:
+        """Relay a server stream until it ends or the HTTP client goes away.
+
+        An error before the first message is the HTTP status; after it, the
+        error is the stream's last event.
+        """
+        started = False
+        failed: MicroError | None = None
+
+        async def relay() -> None:
+            nonlocal started, failed
+            try:
+                async with self.client.stream(
+                    service, endpoint, request, Any, metadata=metadata, timeout=timeout
+                ) as stream:
+                    async for item in stream:
+                        if not started:
+                            started = True
+                            await send(
+                                {
+                                    "type": "http.response.start",
+                                    "status": 200,
+                                    "headers": [
+                                        (b"content-type", media_type.encode()),
+                                        (b"cache-control", b"no-cache"),
+                                        *((k.encode(), v.encode()) for k, v in cors),
+                                    ],
+                                }
+                            )
+                        await _send_chunk(send, _frame(media_type, msgspec.json.encode(item)))
+            except MicroError as error:
+                failed = error
+
+        async with anyio.create_task_group() as tg:
+            # A client that disconnects cancels the call (and so the handler).
+            tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+            await relay()
+            tg.cancel_scope.cancel()
+        if failed is not None:
+            if not started:
+                raise failed
+            await _send_chunk(send, _frame(media_type, failed.to_json(), error=True))
+        if not started:
+            await send_response(send, 200, b"", media_type, cors)
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+def _route(path: str, headers: list[tuple[str, str]]) -> tuple[str, str]:
+    """The service and endpoint a call names, by path or ``Micro-Endpoint`` header."""
+    parts = [p for p in path.split("/") if p]
+    header = next((v for k, v in headers if k == "micro-endpoint"), "")
+    if header and len(parts) == 1:
+        return parts[0], header
+    if not header and len(parts) == 2 and "." in parts[1]:
+        return parts[0], parts[1]
+    if not header and len(parts) == 3:
+        return parts[0], f"{parts[1]}.{parts[2]}"
+    raise NotFound(
+        f"no route for POST {path}: use POST /{{service}}/{{Handler.Method}}, "
+        "/{service}/{Handler}/{Method}, or /{service} with a Micro-Endpoint header",
+        id="micro.gateway",
+    )
+
+
+def _frame(media_type: str, data: bytes, *, error: bool = False) -> bytes:
+    if media_type == SSE:
+        return (b"event: error\n" if error else b"") + b"data: " + data + b"\n\n"
+    return (b'{"error": ' + data + b"}" if error else data) + b"\n"
+
+
+async def _send_chunk(send: Send, data: bytes) -> None:
+    await send({"type": "http.response.body", "body": data, "more_body": True})

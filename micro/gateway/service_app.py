@@ -1,0 +1,103 @@
+"""A service's endpoints as an ASGI app, to mount in an existing ASGI stack.
+
+The app speaks the same plain-call protocol as the service's own port:
+``POST /Handler/Method`` or ``POST /`` with ``Micro-Endpoint``, the body in
+the ``Content-Type`` codec, errors as HTTP status plus the micro error JSON.
+Calls run in the ASGI server's tasks through the service's router and
+middleware; nothing else of the service (listener, registration) is needed.
+Streaming endpoints need gRPC's framing and are answered with 415, as on the
+service's own HTTP port. The GET pages of the port (``/health``,
+``/health/ready``, ``/metrics``, ``/debug/stats``) are served too.
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from ..errors import MicroError, PayloadTooLarge, Timeout, UnsupportedMediaType
+from ..server.endpoint import Kind
+from ..server.server import Server
+from ..transport.calls import is_grpc_content_type, parse_request_head
+from .asgi import (
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    request_headers,
+    request_path,
+    send_error,
+    send_response,
+    serve_lifespan,
+)
+
+__all__ = ["ServiceApp"]
+
+
+class ServiceApp:
+    """An ASGI app serving a :class:`~micro.server.server.Server`'s unary endpoints."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await serve_lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        server = self.server
+        path = request_path(scope)
+        if scope["method"] in ("GET", "HEAD") and path in server.routes:
+            # The listener's GET pages (health, readiness, metrics, stats) are here too.
+            route = server.routes[path]
+            try:
+                page = await route()
+            except Exception as exc:
+                await send_error(send, server.internal_error("GET route", exc))
+                return
+            await send_response(send, page.status, page.body, page.content_type)
+            return
+        headers = request_headers(scope)
+        try:
+            content_type = next((v for k, v in headers if k == "content-type"), "")
+            if is_grpc_content_type(content_type):
+                raise UnsupportedMediaType(
+                    "gRPC is served on the service's own port; this app takes plain calls"
+                )
+            head = parse_request_head(scope["method"], path, headers)
+            ep = server.lookup(head.endpoint)
+            if ep.kind is not Kind.UNARY:
+                raise UnsupportedMediaType(
+                    f"{ep.name} is a streaming endpoint: call it over gRPC on the service's port"
+                )
+            limit = server.options.max_message_size
+            if head.content_length is not None and head.content_length > limit:
+                raise PayloadTooLarge(
+                    f"request body of {head.content_length} bytes is over the limit "
+                    f"of {limit} bytes"
+                )
+            body = await read_body(receive, limit)
+        except MicroError as refused:
+            if not refused.id:
+                refused.id = server.name
+            await send_error(send, refused)
+            return
+        server.call_started()
+        try:
+            result = b""
+            error: MicroError | None = None
+            with anyio.CancelScope() as scope_:
+                if head.timeout is not None:
+                    scope_.deadline = anyio.current_time() + head.timeout
+                try:
+                    result = await server.call_unary(head, ep, body)
+                except MicroError as exc:
+                    error = exc
+            if scope_.cancelled_caught:
+                error = Timeout("deadline exceeded", id=server.name, grpc_status=4)
+            if error is not None:
+                await send_error(send, error)
+            else:
+                await send_response(send, 200, result, head.content_type)
+        finally:
+            server.call_finished()
