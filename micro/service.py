@@ -161,7 +161,7 @@ class Service:
         self.registry = registry
         self.id = f"{name}-{uuid.uuid4()}"
         #: distributed locks and leader election; lease keepers run in the service's group
-        self.sync: Sync = resolve_sync(sync, id=self.id)
+        self.sync: Sync = resolve_sync(option(sync, "sync", None), id=self.id)
         self._address = address
         self._advertise = advertise
         self._register = register

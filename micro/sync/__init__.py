@@ -23,6 +23,7 @@ from .base import (
     Lock,
     LockBusy,
     LockLost,
+    NotHeld,
     Sync,
     SyncUnavailable,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "LeadershipLost",
     "Lock",
     "LockBusy",
+    "NotHeld",
     "LockLost",
     "MemorySync",
     "MemorySyncState",

@@ -50,6 +50,10 @@ class LockBusy(Conflict):
     """The lock stayed held by someone else for the whole ``wait`` (409)."""
 
 
+class NotHeld(Conflict):
+    """Released a lock or leadership that is not held (released already, or lost) (409)."""
+
+
 class LockLost(Conflict):
     """A held lock's lease was lost; the body was cancelled (409).
 
@@ -98,6 +102,10 @@ class Lock(Protocol):
     @property
     def held(self) -> bool:
         """Still held: no loss reported and not released."""
+        ...
+
+    async def release(self) -> None:
+        """Release now, before the block ends; raises NotHeld when not held any more."""
         ...
 
 

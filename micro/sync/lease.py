@@ -50,6 +50,7 @@ from .base import (
     Lock,
     LockBusy,
     LockLost,
+    NotHeld,
     SyncUnavailable,
 )
 
@@ -147,8 +148,9 @@ class Hold:
 class HeldLock:
     """The Lock handle a block gets."""
 
-    def __init__(self, hold: Hold) -> None:
+    def __init__(self, hold: Hold, sync: LeasedSync) -> None:
         self._hold = hold
+        self._sync = sync
 
     @property
     def name(self) -> str:
@@ -166,16 +168,22 @@ class HeldLock:
     def held(self) -> bool:
         return self._hold.state is HoldState.HELD
 
+    async def release(self) -> None:
+        """Release now; the rest of the block runs without the hold.
+
+        Raises NotHeld when the hold has ended already (released, resigned or lost).
+        """
+        hold = self._hold
+        if hold.state is not HoldState.HELD:
+            raise NotHeld(f"{hold.describe()} is not held ({hold.state})", id="sync")
+        await self._sync._release(hold)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} token={self.token} {self._hold.state}>"
 
 
 class HeldLeadership(HeldLock):
     """The Leadership handle a block gets."""
-
-    def __init__(self, hold: Hold, sync: LeasedSync) -> None:
-        super().__init__(hold)
-        self._sync = sync
 
     @property
     def id(self) -> str:
@@ -412,6 +420,8 @@ class _Holding:
         *,
         busy_raises: bool,
     ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"a {'lock' if kind == 'lock' else 'election'} name must not be empty")
         if not ttl > 0:
             raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
         if wait is not None and wait < 0:
@@ -464,7 +474,7 @@ class _Holding:
         self._body.__enter__()
         if hold.kind == "leader":
             return HeldLeadership(hold, sync)
-        return HeldLock(hold)
+        return HeldLock(hold, sync)
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         body, self._body = self._body, None

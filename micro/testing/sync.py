@@ -21,7 +21,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ..sync.base import LeaderInfo, LeadershipLost, LockBusy, LockLost, Sync
+from ..sync.base import LeaderInfo, LeadershipLost, LockBusy, LockLost, NotHeld, Sync
 
 __all__ = [
     "SYNC_CHECKS",
@@ -39,6 +39,7 @@ __all__ = [
     "check_resign_from_elsewhere",
     "check_close_releases_everything",
     "check_keepers_run_in_given_task_group",
+    "check_early_release_and_bad_input",
 ]
 
 SyncFactory = Callable[[], Sync]
@@ -393,6 +394,51 @@ async def check_keepers_run_in_given_task_group(factory: SyncFactory, *, ttl: fl
             assert lock is not None, "a lost lock was not released"
 
 
+async def check_early_release_and_bad_input(factory: SyncFactory, *, ttl: float = 2.0) -> None:
+    """``release()`` frees the lock at once; releasing it again, an empty name, a ttl
+    <= 0 and a negative wait are clear errors that take nothing."""
+    name = unique_name("early")
+    async with factory() as a, factory() as b:
+        async with a.lock(name, ttl=LONG_TTL) as lock:
+            await lock.release()
+            assert not lock.held
+            # Free while the block still runs: another node takes it at once.
+            async with b.lock(name, ttl=LONG_TTL, wait=PROMPT) as other:
+                assert other.token > lock.token
+            try:
+                await lock.release()
+            except NotHeld as exc:
+                assert name in exc.detail, exc.detail
+            else:
+                raise AssertionError("releasing a released lock raised nothing")
+        async with a.leader(name + "-election", ttl=LONG_TTL) as leadership:
+            await leadership.resign()
+            try:
+                await leadership.release()
+            except NotHeld:
+                pass
+            else:
+                raise AssertionError("releasing a resigned leadership raised nothing")
+        bad: list[Callable[[], object]] = [
+            lambda: a.lock(""),
+            lambda: a.try_lock("  "),
+            lambda: a.leader(""),
+            lambda: a.lock(name, ttl=0),
+            lambda: a.lock(name, ttl=-1),
+            lambda: a.try_lock(name, ttl=0),
+            lambda: a.leader(name, ttl=-5),
+            lambda: a.lock(name, wait=-1),
+        ]
+        for make in bad:
+            try:
+                make()
+            except ValueError:
+                continue
+            raise AssertionError("bad arguments were accepted")
+        async with b.try_lock(name, ttl=LONG_TTL) as free:
+            assert free is not None, "a refused call took the lock"
+
+
 SYNC_CHECKS: dict[str, SyncCheck] = {
     "lock_excludes": check_lock_excludes,
     "busy_wait_and_try_lock": check_busy_wait_and_try_lock,
@@ -405,6 +451,7 @@ SYNC_CHECKS: dict[str, SyncCheck] = {
     "resign_from_elsewhere": check_resign_from_elsewhere,
     "close_releases_everything": check_close_releases_everything,
     "keepers_run_in_given_task_group": check_keepers_run_in_given_task_group,
+    "early_release_and_bad_input": check_early_release_and_bad_input,
 }
 
 

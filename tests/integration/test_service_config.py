@@ -27,6 +27,16 @@ def test_options_come_from_flags_then_env_and_code_wins() -> None:
     assert micro.Service("opts", version="9", argv=argv, environ=environ).version == "9"
 
 
+def test_backends_are_chosen_by_flags_and_variables_alike() -> None:
+    environ = {"MICRO_SYNC": "etcd://127.0.0.1:1", "MICRO_STORE": "memory"}
+    svc = micro.Service("opts", argv=[], environ=environ)
+    assert type(svc.sync).__name__ == "EtcdSync"
+    svc = micro.Service("opts", argv=["--micro-sync=memory"], environ=environ)
+    assert isinstance(svc.sync, micro.sync.MemorySync)
+    with pytest.raises(ValueError, match="unknown sync 'zookeeper://x'"):
+        micro.Service("opts", argv=["--micro-sync=zookeeper://x"], environ=environ)
+
+
 def test_bad_option_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="--micro-adress"):
         micro.Service("bad", argv=["--micro-adress=:1"], environ={})
