@@ -13,8 +13,9 @@ The keeper renews the lease every third of the TTL and watches the hold's own
 key. The hold is lost when the key is deleted (lease revoked or expired,
 resigned from elsewhere), when etcd no longer knows the lease, or when no
 renewal succeeds within the TTL after the last one that did, measured from
-when that renewal was *sent*: this node gives up no later than etcd could
-expire the lease and let the next in line take over.
+when that renewal was *sent*, less a margin (a tenth of the TTL, at most half a
+second): this node gives up before etcd could expire the lease and let the
+next in line take over.
 
 etcd counts TTLs in whole seconds, so a TTL is rounded up (and etcd may raise
 it to its minimum, about 1.5 election timeouts).
@@ -138,7 +139,9 @@ class EtcdSync(LeasedSync):
         while True:
             await anyio.sleep_until(last + lease.ttl / 3)
             renewed = False
-            with anyio.move_on_at(last + lease.ttl):
+            # Give up a little before etcd could expire the lease, so the body is
+            # cancelled before anyone else can be granted the name.
+            with anyio.move_on_at(last + lease.ttl - min(0.5, lease.ttl / 10)):
                 while not renewed:
                     sent = anyio.current_time()
                     try:
