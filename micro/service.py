@@ -330,7 +330,29 @@ class Service:
         on_error: ErrorHandler | None,
     ) -> _Subscription:
         observed = self.telemetry.subscriber(topic, queue, typed_handler(handler))
-        return _Subscription(topic, observed, queue, on_error)
+        subscription = _Subscription(topic, observed, queue, on_error)
+        subscription.fn = handler
+        return subscription
+
+    async def unsubscribe(self, topic: str, handler: SubscriberFn | None = None) -> int:
+        """End the subscriptions to ``topic`` (only ``handler``'s, if given); returns how many.
+
+        Once it returns, they receive nothing more, and (HTTP broker) the
+        registry no longer sends publishers to them. Works before the service
+        starts too, and unsubscribing what is not subscribed ends nothing.
+        """
+        ending = [
+            sub
+            for sub in self._subscriptions
+            if sub.topic == topic and (handler is None or sub.fn is handler)
+        ]
+        for subscription in ending:
+            self._subscriptions.remove(subscription)
+            subscription.stop()
+        with anyio.move_on_after(5, shield=True):
+            for subscription in ending:
+                await subscription.wait_stopped()
+        return len(ending)
 
     async def _start_subscription(self, subscription: _Subscription) -> None:
         assert self._supervisor is not None
@@ -669,6 +691,9 @@ class _Subscription:
         self.handler = handler
         self.queue = queue
         self.on_error = on_error
+        #: the function subscribed, as the user gave it
+        self.fn: Any = None
+        self._stopping = False
         self._scope: anyio.CancelScope | None = None
         self._stopped: anyio.Event | None = None
 
@@ -681,6 +706,8 @@ class _Subscription:
         self._stopped = anyio.Event()
         try:
             with anyio.CancelScope() as self._scope:
+                if self._stopping:  # stopped before it began
+                    self._scope.cancel()
                 await broker.subscribe(
                     self.topic,
                     self.handler,
@@ -692,6 +719,7 @@ class _Subscription:
             self._stopped.set()
 
     def stop(self) -> None:
+        self._stopping = True
         if self._scope is not None:
             self._scope.cancel()
 

@@ -108,7 +108,7 @@ async def test_queue_group_gets_each_message_once_broadcast_gets_all(
 
 
 async def test_failing_handler_and_bad_payload_do_not_end_subscription(
-    make_service: Factory,
+    make_service: Factory, caplog: pytest.LogCaptureFixture
 ) -> None:
     ok: list[int] = []
     errors: list[tuple[str, str]] = []
@@ -132,6 +132,10 @@ async def test_failing_handler_and_bad_payload_do_not_end_subscription(
         await pub.publish("events", UserCreated(3, "c"))
         await _until(lambda: ok == [1, 3] and len(errors) == 3)
     assert [kind for _, kind in errors] == ["RuntimeError", "BadRequest", "BadRequest"]
+    # Each failure is logged with its topic and message id.
+    logged = [r.getMessage() for r in caplog.records if r.name == "micro.broker"]
+    for message_id, _ in errors:
+        assert f"subscriber of events failed on message {message_id}" in logged, logged
 
 
 async def test_publish_without_subscribers_is_fine(make_service: Factory) -> None:
@@ -160,6 +164,75 @@ async def test_subscriptions_leave_with_the_service(
                 await registry.get_service(topic_service("bye"))
         await pub.publish("bye", UserCreated(2, "b"))  # nobody left: not an error
     assert got == [1]
+
+
+class PortCheckingRegistry(MemoryRegistry):
+    """Notes, at each deregistration, whether the leaving node still accepts connections."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.leaving: list[tuple[str, bool]] = []
+
+    async def deregister(self, service: ServiceRecord) -> None:
+        for node in service.nodes:
+            host, _, port = node.address.rpartition(":")
+            try:
+                stream = await anyio.connect_tcp(host, int(port))
+            except OSError:
+                accepting = False
+            else:
+                await stream.aclose()
+                accepting = True
+            self.leaving.append((service.name, accepting))
+        await super().deregister(service)
+
+
+async def test_a_stopping_service_leaves_the_registry_before_its_listener_closes() -> None:
+    registry = PortCheckingRegistry()
+    sub = micro.Service("orderly", address="127.0.0.1:0", registry=registry, broker="http")
+
+    @sub.subscriber("orders", queue="shipping")
+    async def handle(event: UserCreated) -> None:
+        pass
+
+    async with sub.running():
+        pass
+    # The service record, then the subscription's, each while the port still took calls.
+    assert registry.leaving == [("orderly", True), (topic_service("orders"), True)]
+
+
+async def test_unsubscribe(make_service: Factory, registry: MemoryRegistry) -> None:
+    first: list[int] = []
+    second: list[int] = []
+    sub = make_service("fickle")
+
+    async def one(event: UserCreated) -> None:
+        first.append(event.id)
+
+    async def two(event: UserCreated) -> None:
+        second.append(event.id)
+
+    sub.subscribe("news", one)
+    sub.subscribe("news", two)
+    pub = make_service("press")
+    async with sub.running(), pub.running():
+        await pub.publish("news", UserCreated(1, "a"))
+        await _until(lambda: first == [1] and second == [1])
+        assert await sub.unsubscribe("news", one) == 1
+        await pub.publish("news", UserCreated(2, "b"))
+        await _until(lambda: second == [1, 2])
+        assert await sub.unsubscribe("news") == 1
+        assert await sub.unsubscribe("news") == 0  # nothing left: not an error
+        if isinstance(pub.broker, HttpBroker):
+            with pytest.raises(micro.NotFound):
+                await registry.get_service(topic_service("news"))
+        await pub.publish("news", UserCreated(3, "c"))
+        # Subscribing again works, and the message after it is the first it sees.
+        await sub.subscribe_now("news", two)
+        await pub.publish("news", UserCreated(4, "d"))
+        await _until(lambda: second[-1] == 4)
+    assert first == [1]
+    assert second == [1, 2, 4]
 
 
 async def test_subscribe_while_running(make_service: Factory) -> None:
