@@ -39,13 +39,15 @@ def resolve_broker(
     if value is not None and not isinstance(value, str):
         return value
     url = value or os.environ.get("MICRO_BROKER") or DEFAULT_BROKER
-    scheme = url.partition("://")[0].lower()
+    scheme = url.partition("://")[0].partition("?")[0].lower()
     if scheme == "memory":
         return default_broker()
     if scheme == "http":
-        from .http import HttpBroker
+        from .http import HttpBroker, http_options
 
-        return HttpBroker(client, registry=registry, inbox=inbox, address=address)
+        return HttpBroker(
+            client, registry=registry, inbox=inbox, address=address, **http_options(url)
+        )
     if scheme in ("nats", "tls"):
         # Imported by name: the NATS backend is loaded only when asked for.
         nats = importlib.import_module(".nats", __name__)

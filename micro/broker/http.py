@@ -37,7 +37,14 @@ if TYPE_CHECKING:
     from ..client.client import Client
     from ..registry.base import Registry
 
-__all__ = ["HttpBroker", "BrokerInbox", "Delivery", "topic_service", "INBOX_NAME"]
+__all__ = [
+    "HttpBroker",
+    "BrokerInbox",
+    "Delivery",
+    "topic_service",
+    "http_options",
+    "INBOX_NAME",
+]
 
 log = logging.getLogger("micro.broker")
 
@@ -96,6 +103,29 @@ class BrokerInbox:
         return {"id": req.id}
 
 
+def http_options(url: str) -> dict[str, Any]:
+    """HttpBroker options from an ``http?buffer=64&accept_timeout=1s`` URL's query."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from ..config.values import to_duration, to_int
+
+    convert = {
+        "buffer": to_int,
+        "accept_timeout": to_duration,
+        "deliver_timeout": to_duration,
+        "register_ttl": to_duration,
+        "register_interval": to_duration,
+    }
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if key not in convert:
+            raise ValueError(
+                f"unknown HTTP broker option {key!r} in {url!r}: use {sorted(convert)}"
+            )
+        options[key] = convert[key](value)
+    return options
+
+
 class HttpBroker:
     """Publishes through a client; subscribes through a service's listener."""
 
@@ -110,10 +140,14 @@ class HttpBroker:
         register_ttl: float = 30.0,
         register_interval: float = 10.0,
         deliver_timeout: float = 10.0,
+        accept_timeout: float = 5.0,
     ) -> None:
         self.client = client
         self.registry = registry if registry is not None else client.registry
         self.inbox = inbox
+        if inbox is not None:
+            #: how long a delivery to a full subscription waits before it is refused
+            inbox.accept_timeout = accept_timeout
         #: a callable giving this service's advertised address (known once it listens)
         self._address = address
         self.buffer = buffer

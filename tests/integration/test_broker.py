@@ -289,6 +289,35 @@ async def test_http_group_fails_over_to_a_live_member(registry: MemoryRegistry) 
     assert sorted(got) == list(range(10))
 
 
+async def test_http_full_subscriber_refuses_after_the_configured_wait(
+    registry: MemoryRegistry,
+) -> None:
+    release = anyio.Event()
+    got: list[int] = []
+    sub = micro.Service(
+        "slow", address="127.0.0.1:0", registry=registry, broker="http?buffer=1&accept_timeout=0.2"
+    )
+
+    @sub.subscriber("busy")
+    async def handle(event: UserCreated) -> None:
+        got.append(event.id)
+        await release.wait()
+
+    pub = micro.Service("eager", address="127.0.0.1:0", registry=registry, broker="http")
+    async with sub.running(), pub.running():
+        await pub.publish("busy", UserCreated(1, "taken"))
+        await _until(lambda: got == [1])
+        await pub.publish("busy", UserCreated(2, "buffered"))
+        with pytest.raises(PublishError, match="full"):
+            await pub.publish("busy", UserCreated(3, "refused"))
+        release.set()
+        await _until(lambda: got == [1, 2])
+        await pub.publish("busy", UserCreated(4, "room again"))
+        await _until(lambda: got == [1, 2, 4])
+    with pytest.raises(ValueError, match="unknown HTTP broker option 'buffr'"):
+        micro.Service("typo", registry=registry, broker="http?buffr=1")
+
+
 async def test_memory_slow_subscriber_bounds_the_buffer() -> None:
     broker = MemoryBroker(buffer=4, publish_timeout=0.2)
     release = anyio.Event()
