@@ -147,3 +147,39 @@ async def test_failover_with_etcd(etcd_server: ServerProcess, sig: signal.Signal
 async def test_failover_with_mdns(sig: signal.Signals) -> None:
     assert os.environ.get("MICRO_MDNS_INTERFACES") == "127.0.0.1"  # never beyond this host
     await _failover("mdns", sig)
+
+
+@pytest.mark.parametrize("kind", ["mdns", "etcd"])
+async def test_a_service_in_another_process_is_callable_by_name(
+    request: pytest.FixtureRequest, kind: str
+) -> None:
+    """Started in one process, called by name from this one, found through the registry
+    alone (``benchmarks/discovery.py`` measures how soon: well under a second here)."""
+    if kind == "etcd":
+        registry_url = request.getfixturevalue("etcd_server").url.replace("http://", "etcd://")
+    else:
+        registry_url = "mdns"
+    name = f"remote-{uuid.uuid4().hex[:8]}"
+    node = await _start_node(name, "far", registry_url)
+    try:
+        async with micro.Client(registry=resolve_registry(registry_url)) as client:
+            with anyio.fail_after(10):
+                while True:
+                    try:
+                        who = await client.call(name, "Node.Whoami", {}, timeout=5)
+                        break
+                    except micro.NotFound:
+                        await anyio.sleep(0.01)
+            assert who["node"] == "far"
+            # Stopped (SIGKILL): gone from the registry within its TTL (3 s; etcd counts
+            # whole seconds), seen through the client's own watch.
+            node.process.kill()
+            await node.process.wait()
+            with anyio.fail_after(3 + 2):
+                while node.address in await _nodes_seen(client, name):
+                    await anyio.sleep(0.05)
+    finally:
+        if node.process.returncode is None:
+            node.process.kill()
+        with anyio.CancelScope(shield=True):
+            await node.process.wait()
