@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ class ClientRequest:
     #: safe to run twice: retried on any node failure, not only unprocessed ones
     idempotent: bool | None = None
     retries: int | None = None
+    #: bound on each attempt (None: the client's); the call's deadline bounds them all
+    attempt_timeout: float | None = None
 
 
 ClientCallNext = Callable[[ClientRequest], Awaitable[Any]]
@@ -98,6 +101,7 @@ class Client:
         content_type: str = DEFAULT_CONTENT_TYPE,
         timeout: float | None = 30.0,
         retries: int = 2,
+        attempt_timeout: float | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         middleware: list[ClientMiddleware] | None = None,
         tls: TLSConfig | ssl.SSLContext | None = None,
@@ -127,6 +131,8 @@ class Client:
         self.content_type = content_type
         self.timeout = timeout
         self.retries = retries
+        #: bound on each attempt of a call, so a hung node leaves time to try another
+        self.attempt_timeout = attempt_timeout
         self.max_message_size = max_message_size
         self._middleware: list[ClientMiddleware] = list(middleware or [])
         self._chain: ClientCallNext | None = None
@@ -219,6 +225,7 @@ class Client:
         key: str | None = ...,
         idempotent: bool | None = ...,
         retries: int | None = ...,
+        attempt_timeout: float | None = ...,
     ) -> T: ...
 
     @overload
@@ -238,6 +245,7 @@ class Client:
         key: str | None = ...,
         idempotent: bool | None = ...,
         retries: int | None = ...,
+        attempt_timeout: float | None = ...,
     ) -> Any: ...
 
     async def call(
@@ -256,6 +264,7 @@ class Client:
         key: str | None = None,
         idempotent: bool | None = None,
         retries: int | None = None,
+        attempt_timeout: float | None = None,
     ) -> Any:
         """Call ``endpoint`` (``Handler.Method``) of ``service`` and return the decoded response.
 
@@ -266,6 +275,9 @@ class Client:
         reaching its handler is retried on another node (``retries`` times,
         default the client's); an ``idempotent`` call (or an endpoint the
         service declared idempotent) is retried after any node failure.
+        ``attempt_timeout`` bounds each attempt (default the client's): an
+        attempt past it counts as a node failure, retried if idempotent, else
+        raised as Timeout.
 
         Raises :class:`~micro.errors.MicroError` subclasses: the server's
         error as it sent it, Timeout, or Unavailable when no node could take it.
@@ -290,6 +302,7 @@ class Client:
             key=key,
             idempotent=idempotent,
             retries=retries,
+            attempt_timeout=attempt_timeout,
         )
         chain = self._chain
         if chain is None:
@@ -361,12 +374,25 @@ class Client:
             node = self.selector.select(req.service, self.health.available(fresh), key)
             tried.add(node.address)
             self.selector.started(node)
+            limit = self.attempt_timeout if req.attempt_timeout is None else req.attempt_timeout
             try:
-                result = await attempt(node)
-            except Unavailable as exc:
+                # Each attempt in its own scope, inside the call's deadline.
+                with anyio.CancelScope(
+                    deadline=math.inf if limit is None else anyio.current_time() + limit
+                ) as scope:
+                    result = await attempt(node)
+                if scope.cancelled_caught:
+                    raise _AttemptTimedOut(
+                        f"{req.service} {req.endpoint} on {node.address} took longer "
+                        f"than {limit:g}s",
+                        id=req.service,
+                    )
+            except (Unavailable, _AttemptTimedOut) as exc:
                 self.health.failed(node)
                 safe = getattr(exc, "unprocessed", False) or idempotent
                 if not safe or failures >= retries:
+                    if isinstance(exc, _AttemptTimedOut):
+                        raise Timeout(exc.detail, id=req.service, grpc_status=4) from None
                     raise
                 failures += 1
                 log.info("call to %s on %s failed (%s); retrying", req.service, node.address, exc)
@@ -487,6 +513,10 @@ class Client:
                 conn.close_stream(sid, parts)
         if scope.cancelled_caught:
             raise Timeout(f"stream {service} {endpoint} timed out", id=service, grpc_status=4)
+
+
+class _AttemptTimedOut(MicroError):
+    """One attempt outlived ``attempt_timeout`` (the handler may have run)."""
 
 
 _RETRY_WAIT = tenacity.wait_exponential_jitter(multiplier=0.01, max=0.5, jitter=0.01)

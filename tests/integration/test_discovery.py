@@ -29,6 +29,19 @@ class Named:
         raise micro.Unavailable("database is down")
 
     @micro.endpoint(idempotent=True)
+    async def hangs_on_a(self, req: dict[str, str]) -> str:
+        self.calls += 1
+        if self.name == "a":
+            await anyio.sleep_forever()
+        return self.name
+
+    async def stalls_on_a(self, req: dict[str, str]) -> str:
+        self.calls += 1
+        if self.name == "a":
+            await anyio.sleep_forever()
+        return self.name
+
+    @micro.endpoint(idempotent=True)
     async def flaky_idempotent(self, req: dict[str, str]) -> str:
         self.calls += 1
         if self.name == "a":
@@ -195,3 +208,36 @@ async def test_registry_by_url_is_shared_per_process() -> None:
     svc.handle(Named("u"))
     async with svc.running(), micro.Client(registry="memory") as client:
         assert await client.call("byurl", "Named.Who", {}) == "u"
+
+
+async def test_a_hung_node_costs_one_attempt_not_the_whole_deadline() -> None:
+    registry = MemoryRegistry()
+    a, b = Named("a"), Named("b")
+    services = []
+    for handler in (a, b):
+        svc = micro.Service("hung", address="127.0.0.1:0", registry=registry)
+        svc.handle(handler, name="Named")
+        services.append(svc)
+    async with (
+        services[0].running(),
+        services[1].running(),
+        micro.Client(registry=registry, selector="roundrobin", attempt_timeout=0.3) as client,
+    ):
+        # Idempotent: an attempt that outlives attempt_timeout is retried on the other node.
+        with anyio.fail_after(10):
+            while a.calls == 0:
+                assert await client.call("hung", "Named.HangsOnA", {}, timeout=20) == "b"
+        # Not idempotent: the handler may have run, so the attempt's timeout is the answer.
+        client.health = NodeHealth()  # forget that a failed
+        a.calls = b.calls = 0
+        timed_out = False
+        with anyio.fail_after(10):
+            while a.calls == 0:
+                before = b.calls
+                try:
+                    assert await client.call("hung", "Named.StallsOnA", {}, timeout=20) == "b"
+                except micro.Timeout as exc:
+                    assert "took longer than 0.3s" in exc.detail
+                    assert b.calls == before  # not re-run on the other node
+                    timed_out = True
+    assert timed_out
