@@ -331,3 +331,31 @@ def unused_tcp_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+async def test_a_client_redials_an_address_whose_server_restarted(
+    registry: MemoryRegistry,
+) -> None:
+    first = micro.Service("phoenix", address="127.0.0.1:0", registry=registry)
+    first.handle(Greeter())
+    async with micro.Client(registry=registry) as client:
+        async with first.running():
+            address = first.address
+            assert await client.call("phoenix", "Greeter.Hello", Req("a"), Resp) == Resp("Hello a")
+        # The connection the client holds got GOAWAY and closed; nobody listens now.
+        with pytest.raises(micro.Unavailable):
+            await client.call("phoenix", "Greeter.Hello", Req("b"), Resp, address=address)
+        second = micro.Service("phoenix", address=address, registry=registry)
+        second.handle(Greeter())
+        async with second.running():
+            # Same client, same address: a new connection, by address and by name.
+            reply = await client.call("phoenix", "Greeter.Hello", Req("c"), Resp, address=address)
+            assert reply == Resp("Hello c")
+            with anyio.fail_after(10):
+                while True:
+                    try:
+                        reply = await client.call("phoenix", "Greeter.Hello", Req("d"), Resp)
+                        break
+                    except micro.Unavailable:  # the ejected node's backoff is still running
+                        await anyio.sleep(0.05)
+            assert reply == Resp("Hello d")
