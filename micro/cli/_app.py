@@ -44,7 +44,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-stdout = Console(highlight=False, soft_wrap=False)
+# Piped into another program, tables keep their rows on one line each (a terminal's
+# own width applies when there is one).
+stdout = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 240)
 
 
 class UsageError(Exception):

@@ -79,7 +79,7 @@ def health(
 ) -> None:
     """Check every node of a service (grpc.health.v1); exit 1 unless all are SERVING."""
 
-    async def main() -> list[dict[str, str]]:
+    async def main() -> list[dict[str, Any]]:
         async with Client(registry=state.registry) as client:
             return [
                 {
@@ -88,6 +88,7 @@ def health(
                     "version": h.version,
                     "status": h.status,
                     "detail": h.detail,
+                    "stats": h.stats,
                 }
                 for h in await check_health(client, service)
             ]
@@ -96,10 +97,51 @@ def health(
     if as_json:
         print_json(checks)
     else:
-        table = Table("NODE", "ADDRESS", "VERSION", "STATUS", box=None, pad_edge=False)
+        table = Table(
+            "NODE",
+            "ADDRESS",
+            "VERSION",
+            "STATUS",
+            "UPTIME",
+            "REQUESTS",
+            "ERRORS",
+            "IN FLIGHT",
+            "MEMORY",
+            "TASKS",
+            box=None,
+            pad_edge=False,
+        )
         for h in checks:
-            table.add_row(*(escape(h[k]) for k in ("node", "address", "version", "status")))
+            st = h["stats"]
+            figures = (
+                [
+                    _duration(st.get("uptime_s", 0)),
+                    str(st.get("requests", "")),
+                    str(st.get("errors", "")),
+                    str(st.get("inflight", "")),
+                    _mib(st.get("memory_rss_bytes", 0)),
+                    str(st.get("tasks", "")),
+                ]
+                if st
+                else [""] * 6
+            )
+            table.add_row(
+                *(escape(h[k]) for k in ("node", "address", "version", "status")), *figures
+            )
         stdout.print(table)
     failing = [h for h in checks if h["status"] != "SERVING"]
     if failing:
         fail(f"{len(failing)} of {len(checks)} nodes of {service} are not serving")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _mib(size: float) -> str:
+    return f"{size / 2**20:.1f} MiB" if size else ""

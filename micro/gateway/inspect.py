@@ -7,7 +7,7 @@ node with the standard ``grpc.health.v1.Health/Check``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -15,6 +15,7 @@ import anyio
 from ..client.client import Client
 from ..errors import MicroError
 from ..health import HEALTH_SERVICE_NAME, ServingStatus, decode_response
+from ..observability.stats import DEBUG_NAME
 from ..registry.base import Registry, ServiceRecord
 
 __all__ = [
@@ -102,6 +103,9 @@ class NodeHealth:
     version: str
     status: str  # SERVING, NOT_SERVING, UNKNOWN, or UNREACHABLE
     detail: str = ""
+    #: the node's ``micro.Debug.Stats`` (uptime, requests, errors, memory, tasks, ...),
+    #: empty when it could not be read
+    stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def serving(self) -> bool:
@@ -131,7 +135,19 @@ async def check_health(client: Client, name: str) -> list[NodeHealth]:
             results[i] = NodeHealth(node_id, address, version, "UNREACHABLE", exc.detail)
             return
         status = decode_response(data)
-        results[i] = NodeHealth(node_id, address, version, status.name)
+        try:
+            stats = await client.call(
+                name,
+                f"{DEBUG_NAME}.Stats",
+                {},
+                dict,
+                address=address,
+                timeout=HEALTH_TIMEOUT,
+                retries=0,
+            )
+        except MicroError:
+            stats = {}  # an older node, or one that does not let this caller read them
+        results[i] = NodeHealth(node_id, address, version, status.name, stats=stats)
 
     async with anyio.create_task_group() as tg:
         for i, (version, node) in enumerate(nodes):

@@ -114,7 +114,17 @@ async def test_services_describe_and_health(running: Running) -> None:
 
     health = await micro_cmd("health", running.name, env=running.env)
     assert health.returncode == 0, health.stderr
-    assert health.stdout.decode().split()[-1] == "SERVING"
+    header, row = health.stdout.decode().splitlines()[:2]
+    assert header.split()[:4] == ["NODE", "ADDRESS", "VERSION", "STATUS"]
+    assert "REQUESTS" in header and "MEMORY" in header
+    assert row.split()[3] == "SERVING"
+    # The node's debug stats come along: uptime, calls, memory, tasks.
+    health_json = await micro_cmd("health", running.name, "--json", env=running.env)
+    [node] = json.loads(health_json.stdout)
+    assert node["status"] == "SERVING"
+    assert node["stats"]["service"] == running.name
+    assert node["stats"]["memory_rss_bytes"] > 0
+    assert node["stats"]["requests"] >= 1  # the health check before it
 
 
 async def test_call(running: Running) -> None:
