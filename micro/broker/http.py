@@ -49,6 +49,9 @@ __all__ = [
 log = logging.getLogger("micro.broker")
 
 INBOX_NAME = "micro.Broker"
+#: the error id of a delivery to a subscription that has ended (unsubscribed, or its
+#: service stopping) while publishers' registry caches still list it
+SUBSCRIPTION_GONE = "micro.broker.subscription-gone"
 DELIVER_ENDPOINT = f"{INBOX_NAME}.Deliver"
 DELIVER_CONTENT_TYPE = "application/grpc+msgpack"
 
@@ -86,7 +89,7 @@ class BrokerInbox:
         send = self._subscriptions.get(req.subscription)
         if send is None:
             # Unsubscribed meanwhile (the registry will catch up): try another node.
-            raise NotFound(f"no subscription {req.subscription} here")
+            raise NotFound(f"no subscription {req.subscription} here", id=SUBSCRIPTION_GONE)
         message = Message(req.topic, req.body, req.headers, req.id)
         try:
             send.send_nowait(message)
@@ -99,7 +102,9 @@ class BrokerInbox:
                     f"subscriber {req.subscription} of {req.topic} is full"
                 ) from None
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            raise NotFound(f"subscription {req.subscription} has ended") from None
+            raise NotFound(
+                f"subscription {req.subscription} has ended", id=SUBSCRIPTION_GONE
+            ) from None
         return {"id": req.id}
 
 
@@ -188,6 +193,7 @@ class HttpBroker:
         """Deliver to one of ``nodes``, trying each in turn (selector order first)."""
         remaining = list(nodes)
         last: BaseException | None = None
+        gone = 0
         while remaining:
             node = self.client.selector.select(
                 topic_service(message.topic), self.client.health.available(remaining)
@@ -212,9 +218,15 @@ class HttpBroker:
                 self.client.health.succeeded(node)
                 return
             except MicroError as exc:
+                if isinstance(exc, NotFound) and exc.id == SUBSCRIPTION_GONE:
+                    # Unsubscribed since the registry said otherwise: not a subscriber now.
+                    gone += 1
+                    continue
                 last = exc
                 self.client.health.failed(node)
                 log.info("delivery of %s to %s failed: %s", message.id, node.address, exc)
+        if gone == len(nodes):
+            return  # every one had unsubscribed: nobody to deliver to
         label = f"queue group {queue}" if queue else f"subscriber at {nodes[0].address}"
         failed.append(f"{label} ({last})")
 
