@@ -28,6 +28,8 @@ import micro
 from micro.broker import MemoryBroker
 
 os.environ.setdefault("MICRO_MDNS_INTERFACES", "127.0.0.1")
+# Benchmark services keep their default store in memory, not in the user's data directory.
+os.environ.setdefault("MICRO_STORE", "memory")
 
 PAYLOAD = {"data": "x" * 80}
 

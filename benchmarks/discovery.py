@@ -31,6 +31,8 @@ from micro.registry import from_url
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MICRO_MDNS_INTERFACES", "127.0.0.1")
+# Benchmark services keep their default store in memory, not in the user's data directory.
+os.environ.setdefault("MICRO_STORE", "memory")
 
 
 async def _spawn(name: str, node_id: str, registry: str) -> tuple[anyio.abc.Process, float]:

@@ -133,7 +133,11 @@ async def serve_micro(system: str, port: int, telemetry: str = "default") -> Non
     import micro
 
     service = micro.Service(
-        "echo", address=f"{HOST}:{port}", register=False, **telemetry_options(telemetry)
+        "echo",
+        address=f"{HOST}:{port}",
+        register=False,
+        store="memory",  # not the user's data directory
+        **telemetry_options(telemetry),
     )
     service.handle(Echo())
     async with anyio.create_task_group() as tg:
