@@ -65,7 +65,7 @@ class ServiceApp:
                     "gRPC is served on the service's own port; this app takes plain calls"
                 )
             head = parse_request_head(scope["method"], path, headers)
-            ep = server.lookup(head.endpoint)
+            ep = server.lookup(head.endpoint, head.metadata)
             if ep.kind is not Kind.UNARY:
                 raise UnsupportedMediaType(
                     f"{ep.name} is a streaming endpoint: call it over gRPC on the service's port"

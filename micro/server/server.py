@@ -135,9 +135,16 @@ class Server:
 
     # -- dispatch ------------------------------------------------------------
 
-    def lookup(self, name: str) -> Endpoint:
+    def lookup(self, name: str, metadata: Mapping[str, str] | None = None) -> Endpoint:
+        """The endpoint called ``name``; raises NotFound (UNIMPLEMENTED) if there is none.
+
+        With a call guard, a caller it would refuse is refused first, so an unknown
+        endpoint tells only callers that may call it that it does not exist.
+        """
         ep = self.router.lookup(name)
         if ep is None:
+            if self.call_guard is not None and metadata is not None:
+                self.call_guard(name, dict(metadata))
             # UNIMPLEMENTED is what gRPC clients expect for an unknown method.
             raise NotFound(f"unknown endpoint {name}", id=self.name, grpc_status=12)
         return ep

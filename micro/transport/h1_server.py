@@ -116,7 +116,7 @@ class H1ServerConnection:
                 request.target.decode("latin-1"),
                 headers,
             )
-            ep = server.lookup(head.endpoint)
+            ep = server.lookup(head.endpoint, head.metadata)
             limit = server.options.max_message_size
             if head.content_length is not None and head.content_length > limit:
                 raise PayloadTooLarge(

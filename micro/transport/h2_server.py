@@ -292,7 +292,7 @@ class H2ServerConnection:
                 return
         try:
             head = parse_request_head(method, path, headers)
-            ep = self._server.lookup(head.endpoint)
+            ep = self._server.lookup(head.endpoint, head.metadata)
             if head.content_length is not None and head.content_length > self._max_size:
                 raise PayloadTooLarge(
                     f"request body of {head.content_length} bytes is over the limit "

@@ -164,6 +164,19 @@ async def test_no_token_is_unauthenticated(
         assert info.value.grpc_status == 16  # UNAUTHENTICATED
 
 
+async def test_unknown_endpoints_are_only_named_to_callers_allowed_to_call(
+    greeter: micro.Service,
+) -> None:
+    # Without a token, an unknown endpoint looks like any other: 401, not 404.
+    response = await http1(greeter, "Greeter.Nope", {})
+    assert response.status_code == 401
+    response = await http1(greeter, "Greeter.Nope", bearer(EVE))
+    assert response.status_code == 403
+    # A caller the rules let in learns that it does not exist.
+    response = await http1(greeter, "Greeter.Nope", bearer(ALICE))
+    assert response.status_code == 404
+
+
 async def test_a_token_without_a_grant_is_403_over_http1(greeter: micro.Service) -> None:
     response = await http1(greeter, "Greeter.Hello", bearer(EVE))
     assert response.status_code == 403
