@@ -12,9 +12,7 @@ service's own HTTP port. The GET pages of the port (``/health``,
 
 from __future__ import annotations
 
-import anyio
-
-from ..errors import MicroError, PayloadTooLarge, Timeout, UnsupportedMediaType
+from ..errors import MicroError, PayloadTooLarge, UnsupportedMediaType
 from ..server.endpoint import Kind
 from ..server.server import Server
 from ..transport.calls import is_grpc_content_type, parse_request_head
@@ -82,19 +80,8 @@ class ServiceApp:
                 refused.id = server.name
             await send_error(send, refused)
             return
-        server.call_started()
         try:
-            result = b""
-            error: MicroError | None = None
-            with anyio.CancelScope() as scope_:
-                if head.timeout is not None:
-                    scope_.deadline = anyio.current_time() + head.timeout
-                try:
-                    result = await server.call_unary(head, ep, body)
-                except MicroError as exc:
-                    error = exc
-            if scope_.cancelled_caught:
-                error = Timeout("deadline exceeded", id=server.name, grpc_status=4)
+            result, error = await server.call_unary_within_deadline(head, ep, body)
             if error is not None:
                 await send_error(send, error)
             else:

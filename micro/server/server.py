@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import math
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,7 +26,7 @@ import msgspec
 
 from .. import context
 from ..codec import Codec
-from ..errors import BadRequest, InternalServerError, MicroError, NotFound
+from ..errors import BadRequest, InternalServerError, MicroError, NotFound, Timeout
 from ..transport.calls import RequestHead
 from .endpoint import Endpoint, Kind
 from .router import Router
@@ -263,6 +264,27 @@ class Server:
             if requests is not None:
                 with anyio.CancelScope(shield=True):
                     await requests.aclose()
+
+    async def call_unary_within_deadline(
+        self, head: RequestHead, ep: Endpoint, body: bytes | memoryview
+    ) -> tuple[bytes, MicroError | None]:
+        """Run one unary call under its ``grpc-timeout``: (response, None) or (b"", error).
+
+        For drivers that answer plain HTTP calls; the call counts as in flight
+        until the driver calls :meth:`call_finished`, after its answer is sent.
+        """
+        self.call_started()
+        error: MicroError | None = None
+        result = b""
+        deadline = math.inf if head.timeout is None else anyio.current_time() + head.timeout
+        with anyio.CancelScope(deadline=deadline) as scope:
+            try:
+                result = await self.call_unary(head, ep, body)
+            except MicroError as exc:
+                error = exc
+        if scope.cancelled_caught:
+            error = Timeout("deadline exceeded", id=self.name, grpc_status=4)
+        return result, error
 
     def internal_error(self, endpoint: str, exc: BaseException) -> MicroError:
         log.error("handler %s failed", endpoint, exc_info=exc)

@@ -18,7 +18,7 @@ import anyio
 import anyio.abc
 import h11
 
-from ..errors import BadRequest, MicroError, PayloadTooLarge, Timeout, Unavailable
+from ..errors import BadRequest, MicroError, PayloadTooLarge, Unavailable
 from .calls import (
     is_grpc_content_type,
     parse_request_head,
@@ -136,19 +136,8 @@ class H1ServerConnection:
         if self._draining:
             await self._send_error(Unavailable("server is shutting down", id=server.name))
             return False
-        server.call_started()
         try:
-            error: MicroError | None = None
-            result = b""
-            with anyio.CancelScope() as scope:
-                if head.timeout is not None:
-                    scope.deadline = anyio.current_time() + head.timeout
-                try:
-                    result = await server.call_unary(head, ep, body)
-                except MicroError as exc:
-                    error = exc
-            if scope.cancelled_caught:
-                error = Timeout("deadline exceeded", id=server.name, grpc_status=4)
+            result, error = await server.call_unary_within_deadline(head, ep, body)
             if error is not None:
                 await self._send_error(error)
             else:
