@@ -330,9 +330,7 @@ class Service:
         on_error: ErrorHandler | None,
     ) -> _Subscription:
         observed = self.telemetry.subscriber(topic, queue, typed_handler(handler))
-        subscription = _Subscription(topic, observed, queue, on_error)
-        subscription.fn = handler
-        return subscription
+        return _Subscription(topic, observed, queue, on_error, handler)
 
     async def unsubscribe(self, topic: str, handler: SubscriberFn | None = None) -> int:
         """End the subscriptions to ``topic`` (only ``handler``'s, if given); returns how many.
@@ -685,14 +683,19 @@ class _Subscription:
     """One subscription of the service: a supervised part that can be stopped first."""
 
     def __init__(
-        self, topic: str, handler: Handler, queue: str | None, on_error: ErrorHandler | None
+        self,
+        topic: str,
+        handler: Handler,
+        queue: str | None,
+        on_error: ErrorHandler | None,
+        fn: SubscriberFn,
     ) -> None:
         self.topic = topic
         self.handler = handler
         self.queue = queue
         self.on_error = on_error
         #: the function subscribed, as the user gave it
-        self.fn: Any = None
+        self.fn = fn
         self._stopping = False
         self._scope: anyio.CancelScope | None = None
         self._stopped: anyio.Event | None = None
