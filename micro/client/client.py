@@ -27,6 +27,7 @@ import anyio.abc
 import tenacity
 
 from .. import context
+from ..allocator import tune_allocator
 from ..auth.tls import TLSConfig
 from ..broker.base import Broker
 from ..codec import Codec, parse_content_type
@@ -149,6 +150,7 @@ class Client:
     async def __aenter__(self) -> Client:
         if self._stack is not None:
             raise RuntimeError("this client is already open")
+        tune_allocator()  # once per process: large messages without page faults
         stack = contextlib.AsyncExitStack()
         tg = await stack.enter_async_context(anyio.create_task_group())
         # On exit: stop registry watchers and connections, then close the pool.
