@@ -193,8 +193,12 @@ class MicroError(Exception):
         )
 
     @staticmethod
-    def parse(body: bytes | str, *, code: int = 500, grpc_status: int | None = None) -> MicroError:
+    def parse(
+        body: bytes | memoryview | str, *, code: int = 500, grpc_status: int | None = None
+    ) -> MicroError:
         """Rebuild an error from a response body, which may or may not be the micro JSON."""
+        if isinstance(body, memoryview):
+            body = body.tobytes()
         try:
             data = json.loads(body)
         except ValueError:

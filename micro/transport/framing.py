@@ -74,7 +74,7 @@ class MessageDecoder:
         """Bytes held that are not yet a whole message."""
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> list[Payload]:
+    def feed(self, data: Payload) -> list[Payload]:
         """Whole messages completed by ``data``.
 
         Messages are memoryviews where that saves copying a large payload

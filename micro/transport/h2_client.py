@@ -61,7 +61,7 @@ class ResponseParts:
 
     def __init__(self) -> None:
         self.headers: list[tuple[str, str]] = []
-        self.chunks: list[bytes] = []
+        self.chunks: list[bytes | memoryview] = []
         self.trailers: list[tuple[str, str]] = []
         self.size = 0
         self.done = False
@@ -70,7 +70,7 @@ class ResponseParts:
         self.event = anyio.Event()
 
     @property
-    def body(self) -> bytes:
+    def body(self) -> bytes | memoryview:
         return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
 
     def header(self, name: str, default: str = "") -> str:

@@ -4,10 +4,17 @@ We build our outbound headers ourselves, correctly, so h2 need not validate or
 normalise them (15-25% of a small call's CPU). Inbound headers come from
 untrusted peers and stay validated.
 
+Received DATA frames do not go through h2's frame buffer, which copies a
+frame's payload three times (into its buffer, out of it, and into the frame
+object). Their payload is handed to h2 as views of the bytes received, in as
+many pieces as it arrived in; h2 accounts each piece as a DATA frame of its
+own (the END_STREAM flag on the last), which is the same to its flow control
+and stream states. Every other frame, and a padded DATA frame, is parsed by
+h2 as usual, with the frame size limit checked as soon as a header is in.
+
 h2 4.x formats ``repr(frame)`` for every received frame even with logging off,
-and hyperframe hex-encodes a DATA frame's whole payload to do it; received
-DATA frames are re-classed to a subclass with a cheap ``repr`` so large
-messages do not pay for a hex dump nobody reads.
+and hyperframe hex-encodes a DATA frame's whole payload to do it; DATA frames
+we hand it have a cheap ``repr`` instead.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from h2.exceptions import FrameTooLargeError
 from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import DataFrame, GoAwayFrame
 
@@ -40,7 +48,16 @@ MAX_FRAME_SIZE = 1024 * 1024 - 1
 _FRAME_HEADER = struct.Struct(">HBBBL")  # 24-bit length, type, flags, stream id
 
 
+_DATA = 0x0
+_END_STREAM = 0x1
+_PADDED = 0x8
+_ENDS_STREAM = frozenset({"END_STREAM"})
+_NO_FLAGS: frozenset[str] = frozenset()
+
+
 class _QuietDataFrame(DataFrame):
+    """A DATA frame whose ``repr`` does not dump its payload."""
+
     __slots__ = ()
 
     def __repr__(self) -> str:
@@ -51,6 +68,10 @@ class _Connection(h2.connection.H2Connection):
     def __init__(self, config: h2.config.H2Configuration) -> None:
         super().__init__(config=config)
         self._frame_dispatch_table[_QuietDataFrame] = self._receive_data_frame
+        # The DATA frame whose payload is being received, if any.
+        self._data_left = 0  # payload bytes still to come
+        self._data_stream = 0
+        self._data_ends = False  # it carries END_STREAM
 
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Any], list[Any]]:
         event = h2.events.ConnectionTerminated()
@@ -87,12 +108,15 @@ class _Connection(h2.connection.H2Connection):
         return data
 
     def pending_frame_bytes(self) -> int:
-        """Bytes still missing from a frame h2 has begun to buffer (0 at a frame boundary).
+        """Bytes still missing from the frame being received (0 at a frame boundary).
 
         Feeding a large frame in small slices would make h2 parse its header
-        (and build a frame object) again for every slice; a driver feeds the
-        rest of such a frame in one piece instead.
+        (and build a frame object) again for every slice, or split a DATA
+        payload into needlessly many pieces; a driver feeds the rest of such a
+        frame in one piece instead.
         """
+        if self._data_left:
+            return self._data_left
         buffered = self.incoming_buffer._data
         if len(buffered) < 9:
             return 0
@@ -110,14 +134,28 @@ class _Connection(h2.connection.H2Connection):
         self._data_to_send += frame.serialize()
 
     def receive_data(self, data: Any) -> list[Any]:
+        """The events ``data`` completes.
+
+        ``data`` must not change afterwards (bytes, or a view of bytes): the
+        payloads of DATA frames are handed on as views of it.
+        """
         events: list[Any] = []
-        self.incoming_buffer.add_data(data)
-        self.incoming_buffer.max_frame_size = self.max_inbound_frame_size
+        view = memoryview(data)
+        buf = self.incoming_buffer
+        buf.max_frame_size = self.max_inbound_frame_size
         try:
-            for frame in self.incoming_buffer:
-                if type(frame) is DataFrame:
-                    frame.__class__ = _QuietDataFrame
-                events.extend(self._receive_frame(frame))
+            while view:
+                if self._data_left:
+                    size = min(self._data_left, len(view))
+                    self._data_left -= size
+                    events.extend(self._receive_frame(self._data_piece(view[:size])))
+                    view = view[size:]
+                elif buf._preamble_len:
+                    size = min(buf._preamble_len, len(view))
+                    buf.add_data(view[:size])  # h2 checks the client preface
+                    view = view[size:]
+                else:
+                    view = self._receive_frame_start(view, events)
         except InvalidPaddingError as e:
             self._terminate_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
             raise h2.exceptions.ProtocolError("Received frame with invalid padding.") from e
@@ -125,6 +163,68 @@ class _Connection(h2.connection.H2Connection):
             self._terminate_connection(e.error_code)
             raise
         return events
+
+    def _receive_frame_start(self, view: memoryview, events: list[Any]) -> memoryview:
+        """Take the next frame (or as much of it as ``view`` holds); the rest of ``view``."""
+        buf = self.incoming_buffer
+        held = buf._data
+        if held:
+            if len(held) < 9:  # a header split between reads
+                size = 9 - len(held)
+                buf.add_data(view[:size])
+                view = view[size:]
+                if len(held) < 9:
+                    return view
+                header: Any = held
+            else:  # h2 holds the start of a frame it is parsing
+                header = None
+        else:
+            if len(view) < 9:
+                buf.add_data(view)
+                return view[len(view) :]
+            header = view
+        if header is not None:
+            length = int.from_bytes(header[:3], "big")
+            if length > buf.max_frame_size:
+                raise FrameTooLargeError(
+                    f"Received overlong frame: length {length}, max {buf.max_frame_size}"
+                )
+            flags = header[4]
+            stream_id = int.from_bytes(header[5:9], "big") & 0x7FFFFFFF
+            if (
+                header[3] == _DATA
+                and not flags & _PADDED
+                and stream_id
+                and not buf._headers_buffer  # a DATA frame here is h2's error to raise
+            ):
+                if held:
+                    del held[:9]
+                else:
+                    view = view[9:]
+                self._data_left = length
+                self._data_stream = stream_id
+                self._data_ends = bool(flags & _END_STREAM)
+                if not length:
+                    events.extend(self._receive_frame(self._data_piece(view[:0])))
+                return view
+        # h2 parses this frame: give it the rest of it, then take what it parsed.
+        size = 9 + int.from_bytes((held or view)[:3], "big") - len(held)
+        buf.add_data(view[:size])
+        for frame in buf:
+            if type(frame) is DataFrame:
+                frame.__class__ = _QuietDataFrame
+            events.extend(self._receive_frame(frame))
+        return view[size:]
+
+    def _data_piece(self, payload: memoryview) -> _QuietDataFrame:
+        """All or the next part of the current DATA frame's payload, as a frame for h2."""
+        piece: _QuietDataFrame = DataFrame.__new__(_QuietDataFrame)
+        piece.stream_id = self._data_stream
+        piece.flags = _ENDS_STREAM if self._data_ends and not self._data_left else _NO_FLAGS  # type: ignore[assignment]
+        piece.data = payload  # type: ignore[assignment]
+        piece.pad_length = 0
+        piece.body_len = len(payload)
+        return piece
 
 
 H2Connection = _Connection
