@@ -14,7 +14,7 @@ import anyio
 from echo_pb2 import EchoMessage
 from loadgen import LoadResult, StreamMeter, emit, run_load
 from protos import PAYLOAD, payload
-from systems import GRPCIO, SYSTEMS, backend
+from systems import SYSTEMS, backend, is_grpcio
 
 HOST = "127.0.0.1"
 CONNECT_TIMEOUT = 20.0
@@ -162,9 +162,9 @@ async def stream_micro(port: int, args: argparse.Namespace) -> LoadResult:
 
 async def main_async(args: argparse.Namespace) -> None:
     if args.mode == "stream":
-        run = stream_grpcio if args.system == GRPCIO else stream_micro
+        run = stream_grpcio if is_grpcio(args.system) else stream_micro
     else:
-        run = unary_grpcio if args.system == GRPCIO else unary_micro
+        run = unary_grpcio if is_grpcio(args.system) else unary_micro
     result = await run(args.port, args)
     emit(result.to_json())
 

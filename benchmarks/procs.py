@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from systems import environment
+
 HERE = Path(__file__).resolve().parent
 SERVER_CORE = 0
 CLIENT_CORE = 1
@@ -72,7 +74,7 @@ class Server:
         self.port = free_port()
         cmd = [sys.executable, str(HERE / "server.py"), system, str(self.port), *options]
         self._cmd = pinned(cmd, core)
-        self._env = child_env(gen_dir)
+        self._env = child_env(gen_dir) | environment(system)
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server)
         self._proc: subprocess.Popen[bytes] | None = None
 

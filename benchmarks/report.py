@@ -6,7 +6,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from systems import REFERENCE, is_micro
+from systems import REFERENCES, is_micro
 
 # (key, column title)
 METRICS: tuple[tuple[str, str], ...] = (
@@ -80,17 +80,19 @@ def render(results: Results) -> str:
     ]
     out = [_table(header, rows)]
     micro = [s for s in results.systems if is_micro(s)]
-    if REFERENCE in results.systems and micro:
-        ratio_rows = [
-            [
-                f"{system} / {REFERENCE}",
-                *(
-                    _ratio(results.median(system, key), results.median(REFERENCE, key))
-                    for key, _ in metrics
-                ),
-            ]
-            for system in micro
+    ratio_rows = [
+        [
+            f"{system} / {reference}",
+            *(
+                _ratio(results.median(system, key), results.median(reference, key))
+                for key, _ in metrics
+            ),
         ]
+        for reference in REFERENCES
+        if reference in results.systems
+        for system in micro
+    ]
+    if ratio_rows:
         out += [
             "",
             "Ratios (req/s, msg/s, MiB/s: above 1 means micro is faster;"

@@ -16,7 +16,7 @@ import procs
 import protos
 from loadgen import LoadResult
 from report import Results, render
-from systems import SYSTEMS, is_micro
+from systems import SYSTEMS, environment, is_micro
 
 WORKLOADS: tuple[str, ...] = ("unary", "stream", "large")
 """unary: 1 caller, 64 in flight, h2load; stream: one bidi stream; large: 1 MiB echoes."""
@@ -95,6 +95,7 @@ def run_client(
     cmd = [sys.executable, str(procs.HERE / "client.py"), server.system, str(server.port)]
     cmd += [*options, "--warmup", str(args.warmup), "--duration", str(args.duration)]
     timeout = args.warmup + args.duration + 60
+    env = env | environment(server.system)
     out = procs.run_child(procs.pinned(cmd, core), timeout=timeout, env=env)
     return LoadResult(**procs.last_json_line(out))
 

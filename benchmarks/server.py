@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import anyio
 from echo_pb2 import EchoMessage
 from loadgen import emit
-from systems import GRPCIO, SYSTEMS, backend
+from systems import GRPCIO, SYSTEMS, backend, is_grpcio
 
 HOST = "127.0.0.1"
 
@@ -26,7 +26,7 @@ def announce(system: str, port: int) -> None:
     emit(json.dumps({"ready": True, "system": system, "port": port, "pid": os.getpid()}))
 
 
-async def serve_grpcio(port: int) -> None:
+async def serve_grpcio(port: int, system: str = GRPCIO) -> None:
     """grpcio's ``grpc.aio`` server (C core) with a generated servicer."""
     import echo_pb2_grpc
     import grpc
@@ -51,7 +51,7 @@ async def serve_grpcio(port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    announce(GRPCIO, port)
+    announce(system, port)
     await stop.wait()
     await server.stop(0)
 
@@ -154,8 +154,8 @@ def main() -> None:
         "--telemetry", choices=("bare", "default", "logged", "traced", "full"), default="default"
     )
     args = parser.parse_args()
-    if args.system == GRPCIO:
-        asyncio.run(serve_grpcio(args.port))
+    if is_grpcio(args.system):
+        asyncio.run(serve_grpcio(args.port, args.system))
     else:
         anyio.run(serve_micro, args.system, args.port, args.telemetry, backend=backend(args.system))
 
