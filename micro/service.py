@@ -136,6 +136,7 @@ class Service:
                 key=opts.get("tls_key"),
                 ca=opts.get("tls_ca"),
                 client_auth=opts.get("tls_client_auth", False),
+                verify_service=opts.get("tls_verify_service", True),
             )
         #: authentication and authorization (None: off)
         self.auth = auth

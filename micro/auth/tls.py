@@ -5,8 +5,12 @@ and key it serves with (and presents as a client, for mutual TLS), and the CA
 bundle it trusts for its peers. Servers offer ALPN ``h2`` and ``http/1.1``,
 so gRPC clients and curl both connect; clients offer ``h2``. Clients verify
 the server's certificate and that it names the host they dialled (or
-``server_name``). With ``client_auth`` the server requires a client
-certificate signed by the CA: a peer without one cannot complete a call.
+``server_name``). A call made by service name also checks that the
+certificate names that service (``verify_service``): the registry says where
+a service runs, the certificate proves it, so a node registered under a name
+it holds no certificate for cannot take that service's calls. With
+``client_auth`` the server requires a client certificate signed by the CA: a
+peer without one cannot complete a call.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ class TLSConfig:
     client_auth: bool = False
     #: the name a server's certificate must carry (default: the host dialled)
     server_name: str | None = None
+    #: calls by service name also need the server's certificate to name that
+    #: service (a DNS alternative name, as :meth:`CertificateAuthority.issue` writes)
+    verify_service: bool = True
 
     def __post_init__(self) -> None:
         if (self.cert is None) != (self.key is None):

@@ -111,9 +111,11 @@ class Client:
         parse_content_type(content_type)  # fail early on a typo
         if isinstance(tls, TLSConfig):
             self._server_name = tls.server_name
+            self._verify_service = tls.verify_service
             tls = tls.client_context()
         else:
             self._server_name = None
+            self._verify_service = False
         #: dial nodes over TLS with this context (None: h2c)
         self.ssl_context = tls
         self._scheme = "http" if tls is None else "https"
@@ -161,6 +163,7 @@ class Client:
             max_message_size=self.max_message_size,
             ssl_context=self.ssl_context,
             server_name=self._server_name,
+            verify_service=self._verify_service,
         )
         self._cache = RegistryCache(self.registry, tg)
         self.telemetry.watch_cache(self._cache)
@@ -335,7 +338,7 @@ class Client:
         deadline = _deadline(req.timeout)
 
         async def attempt(node: Node) -> Any:
-            conn = await pool.get(node.address)
+            conn = await pool.get(node.address, None if req.address else req.service)
             headers = _request_headers(req, node.address, grpc, codec, deadline, self._scheme)
             parts = await conn.request(headers, body)
             return _decode_response(parts, grpc, codec, req, self.max_message_size)
@@ -496,7 +499,7 @@ class Client:
         deadline = _deadline(timeout)
 
         async def open_on(node: Node) -> tuple[H2ClientConnection, int, StreamParts]:
-            conn = await pool.get(node.address)
+            conn = await pool.get(node.address, None if address else service)
             headers = _request_headers(req, node.address, True, codec, deadline, self._scheme)
             sid, parts = await conn.open_stream(headers)
             return conn, sid, parts

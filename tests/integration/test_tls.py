@@ -126,6 +126,56 @@ async def test_the_client_verifies_the_server_identity(
             assert (await hello(client))["hello"] == "tls"
 
 
+async def test_a_call_by_name_needs_a_certificate_that_names_the_service(
+    registry: MemoryRegistry, certs: Certs, tmp_path: Path
+) -> None:
+    # A certificate from our CA, valid for the host, but issued to another identity.
+    billing = certs.ca.issue_files(tmp_path, "billing", client_auth=False)
+    async with make_service(registry, billing).running() as impostor:
+        async with micro.Client(registry=registry, tls=certs.trust_only, retries=0) as client:
+            with pytest.raises(micro.Unavailable, match="does not name service 'greeter'"):
+                await hello(client)
+            with pytest.raises(micro.Unavailable, match="does not name service 'greeter'"):
+                async with client.stream("greeter", "Greeter.Hello"):
+                    pass
+            # Dialled by address, only the host is checked, as for any TLS client.
+            by_address = await client.call(
+                "greeter", "Greeter.Hello", {"name": "tls"}, address=impostor.address
+            )
+            assert by_address["hello"] == "tls"
+        lax = TLSConfig(ca=certs.server.ca, verify_service=False)
+        async with micro.Client(registry=registry, tls=lax) as client:
+            assert (await hello(client))["hello"] == "tls"
+
+
+async def test_a_node_without_the_services_certificate_takes_none_of_its_calls(
+    registry: MemoryRegistry, certs: Certs, tmp_path: Path
+) -> None:
+    billing = certs.ca.issue_files(tmp_path, "billing", client_auth=False)
+    served: dict[str, int] = {"real": 0, "impostor": 0}
+
+    class Counting(Greeter):
+        def __init__(self, which: str) -> None:
+            self.which = which
+
+        async def hello(self, req: dict[str, Any]) -> dict[str, Any]:
+            served[self.which] += 1
+            return await super().hello(req)
+
+    real = micro.Service("greeter", address="127.0.0.1:0", registry=registry, tls=certs.server)
+    real.handle(Counting("real"), name="Greeter")
+    impostor = micro.Service("greeter", address="127.0.0.1:0", registry=registry, tls=billing)
+    impostor.handle(Counting("impostor"), name="Greeter")
+    async with (
+        real.running(),
+        impostor.running(),
+        micro.Client(registry=registry, tls=certs.trust_only, retries=2) as client,
+    ):
+        for _ in range(20):
+            assert (await hello(client))["hello"] == "tls"
+    assert served == {"real": 20, "impostor": 0}
+
+
 async def test_a_server_from_another_ca_is_refused(registry: MemoryRegistry, certs: Certs) -> None:
     stranger_server = TLSConfig(cert=certs.foreign.cert, key=certs.foreign.key)
     async with (
@@ -284,6 +334,9 @@ def test_tls_from_environment(certs: Certs) -> None:
     }
     service = micro.Service("env", environ=environ, argv=[])
     assert service.tls is not None and service.tls.client_auth
+    assert service.tls.verify_service
+    lax = micro.Service("env", environ={**environ, "MICRO_TLS_VERIFY_SERVICE": "false"}, argv=[])
+    assert lax.tls is not None and not lax.tls.verify_service
     for name in ("cert", "key", "ca"):
         assert str(getattr(service.tls, name)) == str(getattr(certs.mutual, name))
 
