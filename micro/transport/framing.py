@@ -23,7 +23,14 @@ from ..errors import NotImplementedByServer, PayloadTooLarge, UnsupportedMediaTy
 #: a received message: bytes or a zero-copy view of them
 Payload = bytes | memoryview
 
-__all__ = ["encode_message", "message_parts", "MessageDecoder", "PREFIX_SIZE", "ACCEPT_ENCODING"]
+__all__ = [
+    "encode_message",
+    "message_parts",
+    "detach",
+    "MessageDecoder",
+    "PREFIX_SIZE",
+    "ACCEPT_ENCODING",
+]
 
 #: the message encodings micro can read, as advertised in ``grpc-accept-encoding``
 ACCEPT_ENCODING = "identity,gzip,deflate"
@@ -37,6 +44,19 @@ _PREFIX = struct.Struct(">BI")
 #: than copied behind its prefix (a copy of a large payload costs more than
 #: the extra DATA frame header).
 SPLIT_ABOVE = 64 * 1024
+
+#: Received data at least this large may stay a view of the bytes it arrived
+#: in; smaller pieces are copied out. A view keeps the whole read it came from
+#: alive (up to 256 KiB), so a peer could otherwise make many tiny messages or
+#: body pieces pin far more memory than flow control lets it send.
+VIEW_MIN = 64 * 1024
+
+
+def detach(data: Payload) -> Payload:
+    """``data`` itself if it is large or not a view; otherwise a copy that pins nothing."""
+    if type(data) is memoryview and len(data) < VIEW_MIN:
+        return data.tobytes()
+    return data
 
 
 def encode_message(payload: bytes) -> bytes:
@@ -87,7 +107,7 @@ class MessageDecoder:
             if len(data) == PREFIX_SIZE + length:
                 self._check(flag, length)
                 payload = memoryview(data)[PREFIX_SIZE:]
-                return [self._inflate(payload) if flag else payload]
+                return [self._inflate(payload) if flag else detach(payload)]
         buf += data
         out: list[Payload] = []
         while True:

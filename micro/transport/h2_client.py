@@ -30,7 +30,7 @@ from h2.errors import ErrorCodes
 
 from ..errors import Cancelled, InternalServerError, MicroError, PayloadTooLarge, Unavailable
 from .flow import OutboundFlow
-from .framing import MessageDecoder, Payload
+from .framing import MessageDecoder, Payload, detach
 from .h2conn import new_connection, start
 
 __all__ = ["H2ClientConnection", "ResponseParts", "StreamParts", "connection_lost"]
@@ -431,7 +431,7 @@ class H2ClientConnection:
             except h2.exceptions.H2Error:
                 pass
             return
-        parts.chunks.append(event.data)
+        parts.chunks.append(detach(event.data))
 
     def _on_stream_data(self, sid: int, parts: StreamParts, event: h2.events.DataReceived) -> None:
         if parts.done:

@@ -49,7 +49,7 @@ from .calls import (
     plain_response_headers,
 )
 from .flow import OutboundFlow
-from .framing import MessageDecoder, Payload, message_parts
+from .framing import MessageDecoder, Payload, detach, message_parts
 from .h2conn import new_connection, start
 
 if TYPE_CHECKING:
@@ -339,7 +339,7 @@ class H2ServerConnection:
             too_large = PayloadTooLarge(f"request body is over the limit of {self._max_size} bytes")
             self._refuse(sid, False, st.head.content_type, too_large, ended=False)
             return
-        st.chunks.append(data)
+        st.chunks.append(detach(data))
 
     def _on_stream_data(self, st: _Stream, event: h2.events.DataReceived) -> None:
         assert st.decoder is not None

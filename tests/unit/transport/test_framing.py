@@ -10,7 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from micro.errors import NotImplementedByServer, PayloadTooLarge, UnsupportedMediaType
-from micro.transport.framing import PREFIX_SIZE, MessageDecoder, encode_message
+from micro.transport.framing import (
+    PREFIX_SIZE,
+    VIEW_MIN,
+    MessageDecoder,
+    detach,
+    encode_message,
+)
 
 LIMIT = 1024
 
@@ -203,3 +209,25 @@ def test_invalid_flag_refused(flag: int) -> None:
     decoder = MessageDecoder(LIMIT)
     with pytest.raises(UnsupportedMediaType, match="flag"):
         decoder.feed(prefix(0, flag=flag))
+
+
+def test_a_small_message_in_a_large_read_is_copied_out_of_it() -> None:
+    read = b"other streams' data" * 10_000 + encode_message(b"tiny")
+    piece = memoryview(read)[-(PREFIX_SIZE + 4) :]  # as h2conn hands over a DATA payload
+    (message,) = MessageDecoder(1 << 20).feed(piece)
+    assert type(message) is bytes and message == b"tiny"  # does not keep `read` alive
+
+
+def test_a_large_message_stays_a_view_of_the_read() -> None:
+    read = encode_message(b"L" * VIEW_MIN)
+    (message,) = MessageDecoder(1 << 20).feed(memoryview(read))
+    assert isinstance(message, memoryview) and message.obj is read
+
+
+def test_detach() -> None:
+    big = b"x" * (VIEW_MIN * 2)
+    assert detach(b"abc") == b"abc"
+    small = detach(memoryview(big)[:10])
+    assert type(small) is bytes and small == b"x" * 10
+    view = memoryview(big)[:VIEW_MIN]
+    assert detach(view) is view
