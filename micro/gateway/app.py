@@ -119,6 +119,8 @@ class Gateway:
         try:
             if method == "OPTIONS" and cors:
                 await send_response(send, 204, b"", "text/plain", self._preflight(headers, cors))
+            elif method in ("GET", "HEAD") and path == "/" and self.dashboard:
+                await self._dashboard(scope, send, cors)
             elif method in ("GET", "HEAD"):
                 await self._get(path, send, cors)
             elif method == "POST":
@@ -159,14 +161,22 @@ class Gateway:
 
     # -- dashboard and its JSON --------------------------------------------------
 
+    async def _dashboard(self, scope: Scope, send: Send, cors: list[tuple[str, str]]) -> None:
+        full: str = scope.get("path") or "/"
+        if not full.endswith("/"):
+            # Mounted under a prefix and asked for without the slash: the page's
+            # relative links (api/services, ...) only resolve below the slash.
+            query = scope.get("query_string") or b""
+            location = full + "/" + ("?" + query.decode("latin-1") if query else "")
+            await send_response(send, 308, b"", "text/plain", [*cors, ("location", location)])
+            return
+        page = resources.files(__package__).joinpath("dashboard.html").read_bytes()
+        await send_response(send, 200, page, "text/html; charset=utf-8", cors)
+
     async def _get(self, path: str, send: Send, cors: list[tuple[str, str]]) -> None:
         registry = self.client.registry
         parts = [p for p in path.split("/") if p]
         data: Any
-        if not parts and self.dashboard:
-            page = resources.files(__package__).joinpath("dashboard.html").read_bytes()
-            await send_response(send, 200, page, "text/html; charset=utf-8", cors)
-            return
         if parts == ["api", "services"]:
             data = await list_services(registry)
         elif len(parts) == 3 and parts[:2] == ["api", "services"]:

@@ -190,6 +190,11 @@ async def test_gateway_mounted_under_a_prefix(
         resp = await http.post("/api/v1/greeter/Greeter.Hello", json={"name": "p"})
         assert resp.json() == {"message": "Hello p"}
         assert (await http.get("/api/v1/api/services")).json()[0]["name"] == "greeter"
+        # The dashboard's relative links need the slash: asked for without it, it redirects.
+        bare = await http.get("/api/v1?x=1")
+        assert bare.status_code == 308 and bare.headers["location"] == "/api/v1/?x=1"
+        page = await http.get("/api/v1", follow_redirects=True)
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
 
 
 async def test_cors(gateway: httpx.AsyncClient) -> None:
