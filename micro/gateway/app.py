@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-import anyio
 import msgspec
 
 from ..client.client import Client
@@ -45,6 +44,8 @@ from ..errors import (
 from ..server.server import DEFAULT_MAX_MESSAGE_SIZE
 from ..transport.headers import metadata_from_headers
 from .asgi import (
+    NDJSON,
+    EventStream,
     Receive,
     Scope,
     Send,
@@ -54,6 +55,8 @@ from .asgi import (
     send_error,
     send_response,
     serve_lifespan,
+    streamed_media_type,
+    until_disconnect,
 )
 from .inspect import check_health, list_services, service_json
 
@@ -78,9 +81,6 @@ _NOT_METADATA = frozenset(
         "via",
     }
 )
-
-SSE = "text/event-stream"
-NDJSON = "application/x-ndjson"
 
 
 class Gateway:
@@ -227,8 +227,7 @@ class Gateway:
                 timeout = to_duration(given)
             except ValueError as exc:
                 raise BadRequest(f"Micro-Timeout: {exc}", id="micro.gateway") from None
-        accept = next((v for k, v in headers if k == "accept"), "")
-        stream_as = SSE if SSE in accept else NDJSON if NDJSON in accept else None
+        stream_as = streamed_media_type(headers)
         if stream_as is None and await self._streams_responses(service, endpoint):
             stream_as = NDJSON
         if stream_as is not None:
@@ -265,57 +264,23 @@ class Gateway:
         send: Send,
         cors: list[tuple[str, str]],
     ) -> None:
-        """Relay a server stream until it ends or the HTTP client goes away.
-
-        An error before the first message is the HTTP status; after it, the
-        error is the stream's last event.
-        """
-        started = False
+        """Relay a server stream until it ends or the HTTP client goes away."""
+        out = EventStream(send, media_type, cors)
         failed: MicroError | None = None
 
         async def relay() -> None:
-            nonlocal started, failed
+            nonlocal failed
             try:
                 async with self.client.stream(
                     service, endpoint, request, Any, metadata=metadata, timeout=timeout
                 ) as stream:
                     async for item in stream:
-                        if not started:
-                            started = True
-                            await send(
-                                {
-                                    "type": "http.response.start",
-                                    "status": 200,
-                                    "headers": [
-                                        (b"content-type", media_type.encode()),
-                                        (b"cache-control", b"no-cache"),
-                                        *((k.encode(), v.encode()) for k, v in cors),
-                                    ],
-                                }
-                            )
-                        await _send_chunk(send, _frame(media_type, msgspec.json.encode(item)))
+                        await out.message(msgspec.json.encode(item))
             except MicroError as error:
                 failed = error
 
-        async with anyio.create_task_group() as tg:
-            # A client that disconnects cancels the call (and so the handler).
-            tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
-            await relay()
-            tg.cancel_scope.cancel()
-        if failed is not None:
-            if not started:
-                raise failed
-            await _send_chunk(send, _frame(media_type, failed.to_json(), error=True))
-        if not started:
-            await send_response(send, 200, b"", media_type, cors)
-            return
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    scope.cancel()
+        await until_disconnect(receive, relay)
+        await out.finish(failed)
 
 
 def _route(path: str, headers: list[tuple[str, str]]) -> tuple[str, str]:
@@ -333,13 +298,3 @@ def _route(path: str, headers: list[tuple[str, str]]) -> tuple[str, str]:
         "/{service}/{Handler}/{Method}, or /{service} with a Micro-Endpoint header",
         id="micro.gateway",
     )
-
-
-def _frame(media_type: str, data: bytes, *, error: bool = False) -> bytes:
-    if media_type == SSE:
-        return (b"event: error\n" if error else b"") + b"data: " + data + b"\n\n"
-    return (b'{"error": ' + data + b"}" if error else data) + b"\n"
-
-
-async def _send_chunk(send: Send, data: bytes) -> None:
-    await send({"type": "http.response.body", "body": data, "more_body": True})

@@ -2,7 +2,8 @@
 
 ASGI is a plain calling convention (a scope dict, a ``receive`` and a ``send``
 callable), so micro speaks it directly instead of depending on a web framework:
-read a bounded request body, answer with bytes, answer with a micro error.
+read a bounded request body, answer with bytes, answer with a micro error,
+stream JSON messages as NDJSON lines or Server-Sent Events.
 """
 
 from __future__ import annotations
@@ -10,10 +11,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+import anyio
+
 from ..errors import MicroError, PayloadTooLarge
 
 __all__ = [
     "ASGIApp",
+    "NDJSON",
+    "SSE",
+    "EventStream",
+    "streamed_media_type",
+    "until_disconnect",
     "Receive",
     "Scope",
     "Send",
@@ -101,3 +109,75 @@ async def serve_lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+SSE = "text/event-stream"
+NDJSON = "application/x-ndjson"
+
+
+def streamed_media_type(headers: list[tuple[str, str]]) -> str | None:
+    """The stream format ``Accept`` asks for: SSE, NDJSON, or None for neither."""
+    accept = next((v for k, v in headers if k == "accept"), "")
+    return SSE if SSE in accept else NDJSON if NDJSON in accept else None
+
+
+class EventStream:
+    """A response of JSON messages as they come: NDJSON lines or Server-Sent Events.
+
+    The response starts with the first message. An error before it is
+    answered as an HTTP status with the error JSON; an error after it is the
+    stream's last event (``{"error": ...}`` as a line, or ``event: error``).
+    """
+
+    def __init__(self, send: Send, media_type: str, extra: Iterable[tuple[str, str]] = ()) -> None:
+        self._send = send
+        self.media_type = media_type
+        self._extra = list(extra)
+        #: whether the response has begun (its status can no longer change)
+        self.started = False
+
+    async def message(self, data: bytes) -> None:
+        """Send one message, already encoded as one line of JSON."""
+        if not self.started:
+            self.started = True
+            headers = [
+                (b"content-type", self.media_type.encode()),
+                (b"cache-control", b"no-cache"),
+                *((k.encode("latin-1"), v.encode("latin-1")) for k, v in self._extra),
+            ]
+            await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+        await self._chunk(self._frame(data))
+
+    async def finish(self, error: MicroError | None = None) -> None:
+        """End the response, with ``error`` if the stream failed."""
+        if not self.started:
+            if error is not None:
+                await send_error(self._send, error, self._extra)
+            else:
+                await send_response(self._send, 200, b"", self.media_type, self._extra)
+            return
+        if error is not None:
+            await self._chunk(self._frame(error.to_json(), error=True))
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _frame(self, data: bytes, *, error: bool = False) -> bytes:
+        if self.media_type == SSE:
+            return (b"event: error\n" if error else b"") + b"data: " + data + b"\n\n"
+        return (b'{"error": ' + data + b"}" if error else data) + b"\n"
+
+    async def _chunk(self, data: bytes) -> None:
+        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+async def until_disconnect(receive: Receive, body: Callable[[], Awaitable[None]]) -> None:
+    """Run ``body``; cancel it if the HTTP client disconnects first."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+        await body()
+        tg.cancel_scope.cancel()
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()

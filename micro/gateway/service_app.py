@@ -5,18 +5,26 @@ The app speaks the same plain-call protocol as the service's own port:
 the ``Content-Type`` codec, errors as HTTP status plus the micro error JSON.
 Calls run in the ASGI server's tasks through the service's router and
 middleware; nothing else of the service (listener, registration) is needed.
-Streaming endpoints need gRPC's framing and are answered with 415, as on the
-service's own HTTP port. The GET pages of the port (``/health``,
+Server-streaming endpoints take a JSON request and answer with one JSON line
+per message (NDJSON), or Server-Sent Events with ``Accept: text/event-stream``,
+as the gateway does. Endpoints that stream requests need gRPC's framing and
+are answered with 415. The GET pages of the port (``/health``,
 ``/health/ready``, ``/metrics``, ``/debug/stats``) are served too.
 """
 
 from __future__ import annotations
 
-from ..errors import MicroError, PayloadTooLarge, UnsupportedMediaType
-from ..server.endpoint import Kind
+import math
+
+import anyio
+
+from ..errors import MicroError, PayloadTooLarge, Timeout, UnsupportedMediaType
+from ..server.endpoint import Endpoint, Kind
 from ..server.server import Server
-from ..transport.calls import is_grpc_content_type, parse_request_head
+from ..transport.calls import RequestHead, is_grpc_content_type, parse_request_head
 from .asgi import (
+    NDJSON,
+    EventStream,
     Receive,
     Scope,
     Send,
@@ -26,6 +34,8 @@ from .asgi import (
     send_error,
     send_response,
     serve_lifespan,
+    streamed_media_type,
+    until_disconnect,
 )
 
 __all__ = ["ServiceApp"]
@@ -64,9 +74,14 @@ class ServiceApp:
                 )
             head = parse_request_head(scope["method"], path, headers)
             ep = server.lookup(head.endpoint, head.metadata)
-            if ep.kind is not Kind.UNARY:
+            streamed = ep.kind is Kind.SERVER_STREAM and not ep.explicit_stream
+            if ep.kind is not Kind.UNARY and not streamed:
                 raise UnsupportedMediaType(
-                    f"{ep.name} is a streaming endpoint: call it over gRPC on the service's port"
+                    f"{ep.name} streams requests: call it over gRPC on the service's port"
+                )
+            if streamed and head.codec.name != "json":
+                raise UnsupportedMediaType(
+                    f"{ep.name} streams its responses as JSON lines: send a JSON request"
                 )
             limit = server.options.max_message_size
             if head.content_length is not None and head.content_length > limit:
@@ -80,6 +95,10 @@ class ServiceApp:
                 refused.id = server.name
             await send_error(send, refused)
             return
+        if streamed:
+            media_type = streamed_media_type(headers) or NDJSON
+            await self._stream(head, ep, body, EventStream(send, media_type), receive)
+            return
         try:
             result, error = await server.call_unary_within_deadline(head, ep, body)
             if error is not None:
@@ -88,3 +107,44 @@ class ServiceApp:
                 await send_response(send, 200, result, head.content_type)
         finally:
             server.call_finished()
+
+    async def _stream(
+        self, head: RequestHead, ep: Endpoint, body: bytes, out: EventStream, receive: Receive
+    ) -> None:
+        """Run a server-streaming call, each message sent as it comes, until it ends,
+        fails, passes its deadline or the HTTP client goes away."""
+        server = self.server
+        failed: MicroError | None = None
+
+        async def run() -> None:
+            nonlocal failed
+            deadline = math.inf if head.timeout is None else anyio.current_time() + head.timeout
+            with anyio.CancelScope(deadline=deadline) as scope:
+                try:
+                    await server.call_stream(head, ep, _OneRequest(body, out))
+                except MicroError as exc:
+                    failed = exc
+            if scope.cancelled_caught:
+                failed = Timeout("deadline exceeded", id=server.name, grpc_status=4)
+
+        server.call_started()
+        try:
+            await until_disconnect(receive, run)
+            await out.finish(failed)
+        finally:
+            server.call_finished()
+
+
+class _OneRequest:
+    """A streaming call's messages over plain HTTP: the body in, :class:`EventStream` out."""
+
+    def __init__(self, body: bytes, out: EventStream) -> None:
+        self._body: bytes | None = body
+        self._out = out
+
+    async def receive_message(self) -> bytes | None:
+        body, self._body = self._body, None
+        return body
+
+    async def send_message(self, data: bytes) -> None:
+        await self._out.message(data)

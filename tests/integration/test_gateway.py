@@ -40,6 +40,9 @@ class Numbers:
         yield Num(0)
         raise micro.Conflict("stopped after one")
 
+    async def total(self, reqs: AsyncIterator[Num]) -> Num:
+        return Num(sum([r.value async for r in reqs]))
+
     async def forever(self, req: Num) -> AsyncIterator[Num]:
         try:
             i = 0
@@ -291,6 +294,59 @@ async def test_serve_gateway_until_cancelled(
         tg.cancel_scope.cancel()
 
 
+async def test_service_asgi_streams_server_streams(
+    greeter_service: tuple[micro.Service, Greeter],
+) -> None:
+    service, _ = greeter_service
+    numbers = Numbers()
+    service.handle(numbers)
+    app = service.asgi()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://svc"
+    ) as http:
+        lines = await http.post("/Numbers/Count", json={"value": 3})
+        assert (lines.status_code, lines.headers["content-type"]) == (200, "application/x-ndjson")
+        assert [json.loads(x) for x in lines.text.splitlines()] == [{"value": i} for i in range(3)]
+        sse = await http.post(
+            "/Numbers/Count", json={"value": 2}, headers={"Accept": "text/event-stream"}
+        )
+        assert sse.headers["content-type"] == "text/event-stream"
+        assert sse.text == 'data: {"value":0}\n\ndata: {"value":1}\n\n'
+        empty = await http.post("/Numbers/Count", json={"value": 0})
+        assert (empty.status_code, empty.text) == (200, "")
+        # An error after the first message is the stream's last line.
+        failing = await http.post("/Numbers/CountThenFail", json={"value": 1})
+        first, last = (json.loads(x) for x in failing.text.splitlines())
+        assert first == {"value": 0}
+        assert last["error"]["code"] == 409 and last["error"]["detail"] == "stopped after one"
+        # Before it, the HTTP status.
+        assert (await http.post("/Numbers/Count", content=b"{bad")).status_code == 400
+        msgpack_request = await http.post(
+            "/Numbers/Count",
+            content=b"\x81\xa5value\x01",
+            headers={"content-type": "application/msgpack"},
+        )
+        assert msgpack_request.status_code == 415
+    # Over a real socket: a client that goes away cancels the handler.
+    sock = bind("127.0.0.1:0")
+    with sock:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve_asgi, app, sock)
+            async with (
+                httpx.AsyncClient(base_url=f"http://{bound_address(sock)}") as http,
+                http.stream("POST", "/Numbers/Forever", json={"value": 0}) as resp,
+            ):
+                seen = []
+                async for line in resp.aiter_lines():
+                    seen.append(json.loads(line)["value"])
+                    if len(seen) == 3:
+                        break
+            assert seen == [0, 1, 2]
+            with anyio.fail_after(10):
+                await numbers.forever_ended.wait()
+            tg.cancel_scope.cancel()
+
+
 async def test_service_asgi(greeter_service: tuple[micro.Service, Greeter]) -> None:
     service, _ = greeter_service
     service.handle(Numbers())
@@ -308,9 +364,9 @@ async def test_service_asgi(greeter_service: tuple[micro.Service, Greeter]) -> N
         assert (await http.post("/Greeter/Fail", json={"name": "x"})).status_code == 500
         live = await http.get("/health")
         assert (live.status_code, live.json()["service"]) == (200, "greeter")
-        streaming = await http.post("/Numbers/Count", json={"value": 1})
+        streaming = await http.post("/Numbers/Total", json={"value": 1})
         assert streaming.status_code == 415
-        assert streaming.json()["detail"].startswith("Numbers.Count is a streaming endpoint")
+        assert streaming.json()["detail"].startswith("Numbers.Total streams requests")
     # Mounted under a prefix, the app serves the paths below it.
     mounted = httpx.ASGITransport(app=app, root_path="/svc")
     async with httpx.AsyncClient(transport=mounted, base_url="http://stack") as http:
