@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 
 from ..errors import MicroError, PayloadTooLarge
+from ..transport.lines import NDJSON, SSE, frame, streamed_media_type
 
 __all__ = [
     "ASGIApp",
@@ -111,16 +112,6 @@ async def serve_lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-SSE = "text/event-stream"
-NDJSON = "application/x-ndjson"
-
-
-def streamed_media_type(headers: list[tuple[str, str]]) -> str | None:
-    """The stream format ``Accept`` asks for: SSE, NDJSON, or None for neither."""
-    accept = next((v for k, v in headers if k == "accept"), "")
-    return SSE if SSE in accept else NDJSON if NDJSON in accept else None
-
-
 class EventStream:
     """A response of JSON messages as they come: NDJSON lines or Server-Sent Events.
 
@@ -146,7 +137,7 @@ class EventStream:
                 *((k.encode("latin-1"), v.encode("latin-1")) for k, v in self._extra),
             ]
             await self._send({"type": "http.response.start", "status": 200, "headers": headers})
-        await self._chunk(self._frame(data))
+        await self._chunk(frame(self.media_type, data))
 
     async def finish(self, error: MicroError | None = None) -> None:
         """End the response, with ``error`` if the stream failed."""
@@ -157,13 +148,8 @@ class EventStream:
                 await send_response(self._send, 200, b"", self.media_type, self._extra)
             return
         if error is not None:
-            await self._chunk(self._frame(error.to_json(), error=True))
+            await self._chunk(frame(self.media_type, error.to_json(), error=True))
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    def _frame(self, data: bytes, *, error: bool = False) -> bytes:
-        if self.media_type == SSE:
-            return (b"event: error\n" if error else b"") + b"data: " + data + b"\n\n"
-        return (b'{"error": ' + data + b"}" if error else data) + b"\n"
 
     async def _chunk(self, data: bytes) -> None:
         await self._send({"type": "http.response.body", "body": data, "more_body": True})

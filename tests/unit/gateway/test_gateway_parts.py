@@ -7,9 +7,10 @@ import pytest
 
 from micro.cli._app import UsageError, parse_json, parse_metadata
 from micro.errors import NotFound
-from micro.gateway.app import _frame, _route
+from micro.gateway.app import _route
 from micro.gateway.inspect import readable_schema
 from micro.health import ServingStatus, decode_response, encode_response
+from micro.transport.lines import frame
 
 
 @pytest.mark.parametrize(
@@ -37,12 +38,12 @@ def test_routes_that_name_no_endpoint(path: str, header: str) -> None:
 
 
 def test_stream_frames() -> None:
-    assert _frame("application/x-ndjson", b'{"a":1}') == b'{"a":1}\n'
-    assert _frame("application/x-ndjson", b'{"code":500}', error=True) == (
+    assert frame("application/x-ndjson", b'{"a":1}') == b'{"a":1}\n'
+    assert frame("application/x-ndjson", b'{"code":500}', error=True) == (
         b'{"error": {"code":500}}\n'
     )
-    assert _frame("text/event-stream", b'{"a":1}') == b'data: {"a":1}\n\n'
-    assert _frame("text/event-stream", b"{}", error=True) == b"event: error\ndata: {}\n\n"
+    assert frame("text/event-stream", b'{"a":1}') == b'data: {"a":1}\n\n'
+    assert frame("text/event-stream", b"{}", error=True) == b"event: error\ndata: {}\n\n"
 
 
 def test_readable_schema_resolves_the_top_reference() -> None:

@@ -1,6 +1,6 @@
 """The wire core in micro.transport never touches an event loop or a socket.
 
-``framing``, ``timeouts``, ``headers``, ``calls`` and ``h2conn`` are sans-IO:
+``framing``, ``timeouts``, ``headers``, ``calls``, ``lines`` and ``h2conn`` are sans-IO:
 bytes and header lists in, values and events out. Two checks keep them so:
 
 * their source, and the source of every micro module they import, has no
@@ -27,7 +27,7 @@ import pytest
 import micro
 
 PACKAGE_DIR = Path(micro.__file__).parent
-SANS_IO = ["framing", "timeouts", "headers", "calls", "h2conn"]
+SANS_IO = ["framing", "timeouts", "headers", "calls", "h2conn", "lines"]
 FORBIDDEN = {"anyio", "trio", "asyncio", "socket", "selectors", "ssl", "sniffio"}
 
 
