@@ -14,12 +14,8 @@ are answered with 415. The GET pages of the port (``/health``,
 
 from __future__ import annotations
 
-import math
-
-import anyio
-
-from ..errors import MicroError, PayloadTooLarge, Timeout, UnsupportedMediaType
-from ..server.endpoint import Endpoint, Kind
+from ..errors import MicroError, PayloadTooLarge, UnsupportedMediaType
+from ..server.endpoint import Endpoint
 from ..server.server import Server
 from ..transport.calls import RequestHead, is_grpc_content_type, parse_request_head
 from .asgi import (
@@ -74,15 +70,7 @@ class ServiceApp:
                 )
             head = parse_request_head(scope["method"], path, headers)
             ep = server.lookup(head.endpoint, head.metadata)
-            streamed = ep.kind is Kind.SERVER_STREAM and not ep.explicit_stream
-            if ep.kind is not Kind.UNARY and not streamed:
-                raise UnsupportedMediaType(
-                    f"{ep.name} streams requests: call it over gRPC on the service's port"
-                )
-            if streamed and head.codec.name != "json":
-                raise UnsupportedMediaType(
-                    f"{ep.name} streams its responses as JSON lines: send a JSON request"
-                )
+            streamed = server.streams_as_lines(head, ep)
             limit = server.options.max_message_size
             if head.content_length is not None and head.content_length > limit:
                 raise PayloadTooLarge(
@@ -118,33 +106,10 @@ class ServiceApp:
 
         async def run() -> None:
             nonlocal failed
-            deadline = math.inf if head.timeout is None else anyio.current_time() + head.timeout
-            with anyio.CancelScope(deadline=deadline) as scope:
-                try:
-                    await server.call_stream(head, ep, _OneRequest(body, out))
-                except MicroError as exc:
-                    failed = exc
-            if scope.cancelled_caught:
-                failed = Timeout("deadline exceeded", id=server.name, grpc_status=4)
+            failed = await server.call_lines_within_deadline(head, ep, body, out.message)
 
-        server.call_started()
         try:
             await until_disconnect(receive, run)
             await out.finish(failed)
         finally:
             server.call_finished()
-
-
-class _OneRequest:
-    """A streaming call's messages over plain HTTP: the body in, :class:`EventStream` out."""
-
-    def __init__(self, body: bytes, out: EventStream) -> None:
-        self._body: bytes | None = body
-        self._out = out
-
-    async def receive_message(self) -> bytes | None:
-        body, self._body = self._body, None
-        return body
-
-    async def send_message(self, data: bytes) -> None:
-        await self._out.message(data)

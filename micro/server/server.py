@@ -26,7 +26,14 @@ import msgspec
 
 from .. import context
 from ..codec import Codec
-from ..errors import BadRequest, InternalServerError, MicroError, NotFound, Timeout
+from ..errors import (
+    BadRequest,
+    InternalServerError,
+    MicroError,
+    NotFound,
+    Timeout,
+    UnsupportedMediaType,
+)
 from ..transport.calls import RequestHead
 from .endpoint import Endpoint, Kind
 from .router import Router
@@ -286,6 +293,48 @@ class Server:
             error = Timeout("deadline exceeded", id=self.name, grpc_status=4)
         return result, error
 
+    def streams_as_lines(self, head: RequestHead, ep: Endpoint) -> bool:
+        """Whether a plain (not gRPC) call to ``ep`` is answered as a stream of JSON lines.
+
+        Server-streaming endpoints are, for a JSON request; raises
+        UnsupportedMediaType (415) for other streaming calls made without gRPC.
+        """
+        if head.grpc or ep.kind is Kind.UNARY:
+            return False
+        if ep.kind is not Kind.SERVER_STREAM or ep.explicit_stream:
+            raise UnsupportedMediaType(
+                f"{ep.name} streams requests: call it over gRPC "
+                "(application/grpc, application/grpc+json or application/grpc+msgpack)"
+            )
+        if head.codec.name != "json":
+            raise UnsupportedMediaType(
+                f"{ep.name} streams its responses as JSON lines: send a JSON request, "
+                "or call it over gRPC"
+            )
+        return True
+
+    async def call_lines_within_deadline(
+        self, head: RequestHead, ep: Endpoint, body: bytes, emit: Callable[[bytes], Awaitable[None]]
+    ) -> MicroError | None:
+        """Run a server-streaming call for a plain request, under its deadline.
+
+        ``body`` is the one request; ``emit`` is awaited with each response
+        message, encoded as one line of JSON. Returns the error that ended
+        the call, if any. For drivers that answer plain HTTP calls; the call
+        counts as in flight until the driver calls :meth:`call_finished`.
+        """
+        self.call_started()
+        error: MicroError | None = None
+        deadline = math.inf if head.timeout is None else anyio.current_time() + head.timeout
+        with anyio.CancelScope(deadline=deadline) as scope:
+            try:
+                await self.call_stream(head, ep, _OneRequest(body, emit))
+            except MicroError as exc:
+                error = exc
+        if scope.cancelled_caught:
+            error = Timeout("deadline exceeded", id=self.name, grpc_status=4)
+        return error
+
     def internal_error(self, endpoint: str, exc: BaseException) -> MicroError:
         log.error("handler %s failed", endpoint, exc_info=exc)
         return InternalServerError(f"internal error in {endpoint}", id=self.name)
@@ -312,6 +361,23 @@ def _bind(mw: Middleware, nxt: CallNext) -> CallNext:
         return await mw(req, nxt)
 
     return call
+
+
+class _OneRequest:
+    """The messages of a streaming call made as one plain request (a ``MessageIO``)."""
+
+    __slots__ = ("_body", "_emit")
+
+    def __init__(self, body: bytes, emit: Callable[[bytes], Awaitable[None]]) -> None:
+        self._body: bytes | None = body
+        self._emit = emit
+
+    async def receive_message(self) -> bytes | None:
+        body, self._body = self._body, None
+        return body
+
+    async def send_message(self, data: bytes) -> None:
+        await self._emit(data)
 
 
 async def _requests(io: MessageIO, codec: Codec, into: Any) -> AsyncGenerator[Any, None]:

@@ -18,15 +18,18 @@ import anyio
 import anyio.abc
 import h11
 
-from ..errors import BadRequest, MicroError, PayloadTooLarge, Unavailable
+from ..errors import BadRequest, Cancelled, MicroError, PayloadTooLarge, Unavailable
 from .calls import (
+    RequestHead,
     is_grpc_content_type,
     parse_request_head,
     plain_error,
     unsupported_grpc_over_http1,
 )
+from .lines import NDJSON, frame, streamed_media_type
 
 if TYPE_CHECKING:
+    from ..server.endpoint import Endpoint
     from ..server.server import Server, WebRoute
 
 __all__ = ["H1ServerConnection"]
@@ -117,6 +120,7 @@ class H1ServerConnection:
                 headers,
             )
             ep = server.lookup(head.endpoint, head.metadata)
+            lines = server.streams_as_lines(head, ep)
             limit = server.options.max_message_size
             if head.content_length is not None and head.content_length > limit:
                 raise PayloadTooLarge(
@@ -136,6 +140,8 @@ class H1ServerConnection:
         if self._draining:
             await self._send_error(Unavailable("server is shutting down", id=server.name))
             return False
+        if lines:
+            return await self._serve_lines(head, ep, body, streamed_media_type(headers) or NDJSON)
         try:
             result, error = await server.call_unary_within_deadline(head, ep, body)
             if error is not None:
@@ -144,6 +150,51 @@ class H1ServerConnection:
                 await self._send(200, head.content_type, result)
         finally:
             server.call_finished()
+        return True
+
+    async def _serve_lines(
+        self, head: RequestHead, ep: Endpoint, body: bytes, media_type: str
+    ) -> bool:
+        """A server-streaming call: a line per message, in a chunked response."""
+        conn = self._conn
+        started = False
+
+        async def emit(data: bytes) -> None:
+            nonlocal started
+            out = b""
+            if not started:
+                started = True
+                headers = [("content-type", media_type), ("cache-control", "no-cache")]
+                if self._draining:
+                    headers.append(("connection", "close"))
+                out = conn.send(h11.Response(status_code=200, headers=headers, reason=b"OK"))
+            out += conn.send(h11.Data(data=frame(media_type, data)))
+            try:
+                await self._net.send(out)
+            except _NET_ERRORS:
+                raise Cancelled("the caller went away") from None
+
+        server = self._server
+        try:
+            error = await server.call_lines_within_deadline(head, ep, body, emit)
+        finally:
+            server.call_finished()
+        if not started:
+            if error is not None:
+                await self._send_error(error)
+            else:
+                await self._send(200, media_type, b"")
+            return True
+        if error is not None and not error.id:
+            error.id = server.name
+        tail = b""
+        if error is not None:
+            tail = conn.send(h11.Data(data=frame(media_type, error.to_json(), error=True)))
+        tail += conn.send(h11.EndOfMessage())
+        try:
+            await self._net.send(tail)
+        except _NET_ERRORS:
+            return False
         return True
 
     async def _serve_route(

@@ -35,7 +35,6 @@ from ..errors import (
     MicroError,
     PayloadTooLarge,
     Timeout,
-    UnsupportedMediaType,
 )
 from ..server.endpoint import Endpoint, Kind
 from .calls import (
@@ -51,6 +50,7 @@ from .calls import (
 from .flow import OutboundFlow
 from .framing import MessageDecoder, Payload, detach, message_parts
 from .h2conn import new_connection, start
+from .lines import NDJSON, frame, streamed_media_type
 
 if TYPE_CHECKING:
     from ..server.server import Server, WebRoute
@@ -92,6 +92,7 @@ class _Stream:
         "headers_sent",
         "id",
         "inbox",
+        "lines",
         "reset",
         "scope",
         "size",
@@ -100,7 +101,14 @@ class _Stream:
         "wake",
     )
 
-    def __init__(self, stream_id: int, head: RequestHead, endpoint: Endpoint, max_size: int):
+    def __init__(
+        self,
+        stream_id: int,
+        head: RequestHead,
+        endpoint: Endpoint,
+        max_size: int,
+        lines: str | None = None,
+    ):
         self.id = stream_id
         self.head = head
         self.endpoint = endpoint
@@ -110,9 +118,11 @@ class _Stream:
         self.scope: anyio.CancelScope | None = None
         self.reset = False
         self.ended = False
-        # Streaming calls: messages wait in the inbox until the handler takes
-        # them; their bytes are acknowledged to flow control only then.
-        self.streaming = endpoint.kind is not Kind.UNARY
+        # Streaming gRPC calls: messages wait in the inbox until the handler
+        # takes them; their bytes are acknowledged to flow control only then.
+        self.streaming = endpoint.kind is not Kind.UNARY and head.grpc
+        #: a plain server-streaming call: the media type its messages go out as
+        self.lines = lines
         self.inbox: deque[Payload] = deque()
         self.unacked = 0
         self.wake: anyio.Event | None = None
@@ -298,15 +308,12 @@ class H2ServerConnection:
                     f"request body of {head.content_length} bytes is over the limit "
                     f"of {self._max_size} bytes"
                 )
-            if ep.kind is not Kind.UNARY and not head.grpc:
-                raise UnsupportedMediaType(
-                    f"{ep.name} is a streaming endpoint: call it over gRPC "
-                    "(application/grpc, application/grpc+json or application/grpc+msgpack)"
-                )
+            lines = self._server.streams_as_lines(head, ep)
         except MicroError as err:
             self._refuse(sid, is_grpc_content_type(content_type), content_type, err, ended=False)
             return
-        st = self._streams[sid] = _Stream(sid, head, ep, self._max_size)
+        media_type = (streamed_media_type(headers) or NDJSON) if lines else None
+        st = self._streams[sid] = _Stream(sid, head, ep, self._max_size, media_type)
         if st.streaming:
             assert self._tg is not None
             st.scope = anyio.CancelScope()
@@ -388,6 +395,9 @@ class H2ServerConnection:
         st.ended = True
         assert self._tg is not None
         st.scope = anyio.CancelScope()
+        if st.lines is not None:
+            self._tg.start_soon(self._run_lines, st, st.lines)
+            return
         self._server.call_started()
         self._tg.start_soon(self._run_unary, st)
 
@@ -525,6 +535,60 @@ class H2ServerConnection:
             server.call_finished()
             self._close_if_idle()
 
+    async def _run_lines(self, st: _Stream, media_type: str) -> None:
+        """A plain server-streaming call: one JSON request in, a line per message out."""
+        server = self._server
+        scope = st.scope
+        assert scope is not None
+        h2conn = self._h2
+        sid = st.id
+
+        async def emit(data: bytes) -> None:
+            if st.reset:
+                raise Cancelled("the caller cancelled the call")
+            try:
+                if not st.headers_sent:
+                    h2conn.send_headers(sid, _lines_headers(media_type))
+                    st.headers_sent = True
+                await self._send_data(sid, frame(media_type, data), end_stream=False)
+            except (h2.exceptions.H2Error, anyio.BrokenResourceError):
+                raise Cancelled("the caller cancelled the call") from None
+            self._flush()
+            if h2conn.outbound_size() >= _YIELD_AFTER:
+                await anyio.lowlevel.checkpoint()
+
+        error: MicroError | None = None
+        try:
+            with scope:
+                body = b"".join(st.chunks)
+                st.chunks = []
+                error = await server.call_lines_within_deadline(st.head, st.endpoint, body, emit)
+            if st.reset or self._done:
+                return
+            if error is not None and not error.id:
+                error.id = server.name
+            try:
+                if not st.headers_sent:
+                    if error is not None:
+                        headers, payload = plain_error(error)
+                    else:
+                        headers, payload = _lines_headers(media_type), b""
+                    h2conn.send_headers(sid, headers, end_stream=not payload)
+                    if payload:
+                        await self._send_data(sid, payload, end_stream=True)
+                elif error is not None:
+                    last = frame(media_type, error.to_json(), error=True)
+                    await self._send_data(sid, last, end_stream=True)
+                else:
+                    h2conn.end_stream(sid)
+            except (h2.exceptions.H2Error, anyio.BrokenResourceError):
+                pass  # the caller went away meanwhile
+            self._flush()
+        finally:
+            self._streams.pop(sid, None)
+            server.call_finished()
+            self._close_if_idle()
+
     async def _run_route(
         self, sid: int, route: WebRoute, path: str, request_headers: list[tuple[str, str]]
     ) -> None:
@@ -613,6 +677,10 @@ class H2ServerConnection:
 
 #: Queued outbound bytes past which a streaming sender lets the writer run.
 _YIELD_AFTER = 64 * 1024
+
+
+def _lines_headers(media_type: str) -> list[tuple[str, str]]:
+    return [(":status", "200"), ("content-type", media_type), ("cache-control", "no-cache")]
 
 
 class _StreamIO:

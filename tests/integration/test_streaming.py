@@ -270,11 +270,12 @@ async def test_large_messages_both_ways(numbers: Numbers, client: micro.Client) 
         await s.close_send()
 
 
-async def test_streaming_endpoint_over_plain_http_is_415(registry: MemoryRegistry) -> None:
+async def test_streaming_requests_over_plain_http_is_415(registry: MemoryRegistry) -> None:
+    # Server streams are served as JSON lines (test_plain_streams.py); request streams need gRPC.
     service = micro.Service("plain", address="127.0.0.1:0", registry=registry)
     service.handle(Numbers())
     async with service.running(), httpx.AsyncClient(http2=True, http1=False) as http:
-        r = await http.post(f"http://{service.address}/Numbers/Count", json={"value": 1})
+        r = await http.post(f"http://{service.address}/Numbers/Double", json={"value": 1})
     assert r.status_code == 415
     assert "gRPC" in r.json()["detail"]
 
