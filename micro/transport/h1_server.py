@@ -175,10 +175,17 @@ class H1ServerConnection:
                 raise Cancelled("the caller went away") from None
 
         server = self._server
+        error: MicroError | None = None
+        gone = anyio.Event()
         try:
-            error = await server.call_lines_within_deadline(head, ep, body, emit)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._cancel_when_gone, tg.cancel_scope, gone)
+                error = await server.call_lines_within_deadline(head, ep, body, emit)
+                tg.cancel_scope.cancel()
         finally:
             server.call_finished()
+        if gone.is_set():
+            return False
         if not started:
             if error is not None:
                 await self._send_error(error)
@@ -196,6 +203,23 @@ class H1ServerConnection:
         except _NET_ERRORS:
             return False
         return True
+
+    async def _cancel_when_gone(self, scope: anyio.CancelScope, gone: anyio.Event) -> None:
+        """Cancel ``scope`` if the caller closes the connection while its stream runs.
+
+        A stream may be quiet for long, so the caller leaving must not wait for
+        the next write to fail. Bytes that arrive instead (a pipelined next
+        request) are kept for h11 and the watch ends.
+        """
+        try:
+            data = await self._net.receive(READ_SIZE)
+        except _NET_ERRORS:
+            data = b""
+        if data:
+            self._conn.receive_data(data)
+            return
+        gone.set()
+        scope.cancel()
 
     async def _serve_route(
         self, route: WebRoute, path: str, headers: Iterable[tuple[bytes, bytes]]

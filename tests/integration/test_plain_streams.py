@@ -30,6 +30,7 @@ class Num:
 class Numbers:
     def __init__(self) -> None:
         self.ended = anyio.Event()
+        self.slow_ended = anyio.Event()
 
     async def count(self, req: Num) -> AsyncIterator[Num]:
         for i in range(req.value):
@@ -44,9 +45,12 @@ class Numbers:
         raise RuntimeError("secret internals")
 
     async def slow(self, req: Num) -> AsyncIterator[Num]:
-        yield Num(0)
-        await anyio.sleep(3600)
-        yield Num(1)
+        try:
+            yield Num(0)
+            await anyio.sleep(3600)
+            yield Num(1)
+        finally:
+            self.slow_ended.set()
 
     async def forever(self, req: Num) -> AsyncIterator[Num]:
         try:
@@ -171,6 +175,19 @@ async def test_a_caller_that_leaves_cancels_the_handler(
     # The service goes on serving.
     async with httpx.AsyncClient(base_url=f"http://{service.address}") as again:
         assert lines(await again.post("/Numbers/Count", json={"value": 1})) == [{"value": 0}]
+
+
+async def test_a_caller_that_leaves_a_quiet_stream_cancels_the_handler(
+    http: httpx.AsyncClient, numbers: tuple[micro.Service, Numbers]
+) -> None:
+    _, handler = numbers
+    async with http.stream("POST", "/Numbers/Slow", json={"value": 0}) as r:
+        async for line in r.aiter_lines():
+            assert json.loads(line) == {"value": 0}
+            break
+    await http.aclose()  # nothing more will be written: the server must notice by itself
+    with anyio.fail_after(10):
+        await handler.slow_ended.wait()
 
 
 async def test_curl_reads_the_lines_as_they_come(numbers: tuple[micro.Service, Numbers]) -> None:
