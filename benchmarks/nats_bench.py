@@ -19,6 +19,10 @@ delivered. Systems:
   only once the server has confirmed the message) from ``--publishers``
   concurrent tasks, so confirmations batch; ``NatsBroker.subscribe`` with a
   handler that counts. Every message carries its ``Micro-Id`` header.
+- ``micro-asyncio-unconfirmed`` / ``micro-trio-unconfirmed``: the broker with
+  ``confirm=False`` (``nats://...?confirm=false``), publishing from one task
+  as nats-py does: ``publish`` returns once the message is queued on the
+  connection. The like-for-like comparison with ``nats-py``.
 - ``micro-client-asyncio`` / ``micro-client-trio``: ``NatsClient.publish``
   without confirmation from one task, like nats-py: the cost of micro's
   client alone, without the broker's confirmation and headers.
@@ -56,11 +60,13 @@ SYSTEMS = [
     "nats-py-confirmed",
     "micro-asyncio",
     "micro-trio",
+    "micro-asyncio-unconfirmed",
+    "micro-trio-unconfirmed",
     "micro-client-asyncio",
     "micro-client-trio",
     "micro-asyncio-serial",
 ]
-BROKERS = {"micro-asyncio", "micro-trio"}
+BROKERS = {"micro-asyncio", "micro-trio", "micro-asyncio-unconfirmed", "micro-trio-unconfirmed"}
 
 
 # -- the measured workloads (run in a child process) ----------------------------
@@ -140,7 +146,9 @@ async def run_nats_py_confirmed(
     return elapsed
 
 
-async def run_micro_broker(url: str, count: int, size: int, publishers: int) -> tuple[float, float]:
+async def run_micro_broker(
+    url: str, count: int, size: int, publishers: int, confirm: bool = True
+) -> tuple[float, float]:
     import anyio
 
     from micro.broker import Message
@@ -161,7 +169,7 @@ async def run_micro_broker(url: str, count: int, size: int, publishers: int) -> 
         for _ in range(n):
             await broker.publish(Message(topic, body))
 
-    async with NatsBroker(url) as broker, anyio.create_task_group() as tg:
+    async with NatsBroker(url, confirm=confirm) as broker, anyio.create_task_group() as tg:
         await tg.start(broker.subscribe, topic, handler)
         start = clock()
         async with anyio.create_task_group() as pubs:
@@ -211,11 +219,16 @@ def child(system: str, url: str, count: int, size: int, publishers: int) -> None
     else:
         import anyio
 
-        backend = "trio" if system.endswith("trio") else "asyncio"
-        work = run_micro_client if system.startswith("micro-client") else run_micro_broker
-        if system.endswith("serial"):
-            publishers = 1
-        elapsed = anyio.run(work, url, count, size, publishers, backend=backend)
+        backend = "trio" if "trio" in system else "asyncio"
+        if system.startswith("micro-client"):
+            elapsed = anyio.run(run_micro_client, url, count, size, publishers, backend=backend)
+        else:
+            confirm = not system.endswith("unconfirmed")
+            if system.endswith(("serial", "unconfirmed")):
+                publishers = 1
+            elapsed = anyio.run(
+                run_micro_broker, url, count, size, publishers, confirm, backend=backend
+            )
     wall, cpu = elapsed
     print(json.dumps({"system": system, "messages": count, "seconds": wall, "cpu": cpu}))
 

@@ -4,7 +4,8 @@ Backends are chosen by URL, in code or with ``MICRO_BROKER``:
 
 - ``http`` (the default): no broker server; subscribers are found through the
   registry and messages delivered over HTTP/2 to their services;
-- ``nats://host:port``: a NATS server, for scale;
+- ``nats://host:port``: a NATS server, for scale (``?confirm=false`` publishes
+  without waiting for the server's confirmation);
 - ``memory``: in-process only.
 """
 
@@ -51,7 +52,8 @@ def resolve_broker(
     if scheme in ("nats", "tls"):
         # Imported by name: the NATS backend is loaded only when asked for.
         nats = importlib.import_module(".nats", __name__)
-        return cast(Broker, nats.NatsBroker(url))
+        servers, options = nats.nats_options(url)
+        return cast(Broker, nats.NatsBroker(servers, **options))
     raise ValueError(f"unknown broker {url!r}: use http, nats://host:port or memory")
 
 

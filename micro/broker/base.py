@@ -19,7 +19,7 @@ connection, so at least once), and raises :class:`PublishError` otherwise.
 
 from __future__ import annotations
 
-import os
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -32,8 +32,13 @@ __all__ = ["Message", "Handler", "ErrorHandler", "Broker", "PublishError", "new_
 
 
 def new_message_id() -> str:
-    """128 random bits, hex: unique without uuid4's overhead on the publish path."""
-    return os.urandom(16).hex()
+    """128 random bits, hex: unique, without a system call per message.
+
+    An id names a message, it guards nothing, so it comes from :mod:`random`
+    (seeded from the system's entropy, and again in a forked child) rather
+    than ``os.urandom``, which cost a quarter of a NATS publish.
+    """
+    return f"{random.getrandbits(128):032x}"
 
 
 @dataclass(frozen=True, slots=True)

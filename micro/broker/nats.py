@@ -14,6 +14,12 @@ message; the broker publishes it again on the next connection, within
 twice). With no connection for ``publish_timeout`` seconds, publish raises
 :class:`~micro.broker.base.PublishError`.
 
+With ``confirm=False`` (``nats://host:4222?confirm=false``) publish returns
+once the message is queued on a live connection, as core NATS clients do:
+several times the throughput, at most once, as a connection lost before the
+write loses what it held. Publishing still fails when no connection comes
+within ``publish_timeout``.
+
 Core NATS delivers at most once to subscribers: a message in flight to a
 subscriber whose process dies is lost (JetStream is the answer to that).
 Slow subscribers are held back, not dropped: see :mod:`micro.nats.client`.
@@ -22,6 +28,7 @@ Slow subscribers are held back, not dropped: see :mod:`micro.nats.client`.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -32,7 +39,7 @@ from ..nats.protocol import Msg
 from .base import ErrorHandler, Handler, Message, PublishError, new_message_id
 from .memory import run_handler
 
-__all__ = ["NatsBroker", "ID_HEADER"]
+__all__ = ["NatsBroker", "ID_HEADER", "nats_options"]
 
 log = logging.getLogger("micro.broker")
 
@@ -42,13 +49,32 @@ ID_HEADER = "Micro-Id"
 DEFAULT_PUBLISH_TIMEOUT = 10.0
 
 
+def nats_options(url: str) -> tuple[str, dict[str, Any]]:
+    """The server URL(s) and NatsBroker options of a ``nats://host:4222?confirm=false`` URL."""
+    from urllib.parse import parse_qsl
+
+    from ..config.values import to_bool, to_duration
+
+    servers, _, query = url.partition("?")
+    convert = {"confirm": to_bool, "publish_timeout": to_duration}
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in convert:
+            raise ValueError(
+                f"unknown NATS broker option {key!r} in {url!r}: use {sorted(convert)}"
+            )
+        options[key] = convert[key](value)
+    return servers, options
+
+
 class NatsBroker:
     """A Broker on NATS; ``async with NatsBroker("nats://127.0.0.1:4222") as broker:``.
 
     ``client`` shares one :class:`~micro.nats.NatsClient` with other parts;
     otherwise the broker makes its own from ``url`` (one or more servers,
     comma-separated). Entering connects, raising
-    :class:`~micro.nats.NatsUnavailable` when no server answers.
+    :class:`~micro.nats.NatsUnavailable` when no server answers. ``confirm``:
+    whether publish waits for the server to confirm each message.
     """
 
     def __init__(
@@ -56,10 +82,12 @@ class NatsBroker:
         url: str = DEFAULT_URL,
         *,
         publish_timeout: float = DEFAULT_PUBLISH_TIMEOUT,
+        confirm: bool = True,
         client: NatsClient | None = None,
         name: str | None = None,
     ) -> None:
         self.publish_timeout = publish_timeout
+        self.confirm = confirm
         self.client = (
             client if client is not None else NatsClient(url, name=name, timeout=publish_timeout)
         )
@@ -82,10 +110,11 @@ class NatsBroker:
             headers = {ID_HEADER: message.id}
         deadline: float | None = None
         timeout = self.publish_timeout
+        confirm = self.confirm
         while True:
             try:
                 await self.client.publish(
-                    message.topic, message.body, headers=headers, confirm=True, timeout=timeout
+                    message.topic, message.body, headers=headers, confirm=confirm, timeout=timeout
                 )
                 return
             except Unconfirmed as exc:

@@ -27,15 +27,15 @@ class UserCreated:
 Factory = Callable[[str], micro.Service]
 
 
-@pytest.fixture(params=["memory", "http", "nats"])
+@pytest.fixture(params=["memory", "http", "nats", "nats-unconfirmed"])
 def make_service(request: pytest.FixtureRequest, registry: MemoryRegistry) -> Factory:
     """Services on one broker: the same tests run on every backend."""
     broker: micro.broker.Broker | str
     if request.param == "memory":
         broker = MemoryBroker()
-    elif request.param == "nats":
+    elif request.param.startswith("nats"):
         server = request.getfixturevalue("nats_server")
-        broker = server.url
+        broker = server.url + ("?confirm=false" if request.param == "nats-unconfirmed" else "")
     else:
         broker = "http"
 

@@ -27,8 +27,8 @@ import httpx
 import pytest
 
 import micro
-from micro.broker import Broker, Message, PublishError
-from micro.broker.nats import NatsBroker
+from micro.broker import Broker, Message, PublishError, resolve_broker
+from micro.broker.nats import NatsBroker, nats_options
 from micro.errors import BadRequest, PayloadTooLarge, Timeout
 from micro.nats import NatsClient, NatsUnavailable, NoResponders
 from micro.nats._connection import MAX_WRITE_BUFFER
@@ -224,12 +224,13 @@ async def test_reconnects_and_resubscribes_after_server_restart(
     assert everyone.bodies == grouped.bodies == [b"before", b"after"]
 
 
+@pytest.mark.parametrize("confirm", [True, False], ids=["confirmed", "unconfirmed"])
 async def test_publish_while_server_is_down_fails_after_the_timeout(
-    fresh_nats_server: ServerProcess,
+    fresh_nats_server: ServerProcess, confirm: bool
 ) -> None:
     subject = new_subject()
     got = Collector()
-    async with NatsBroker(fresh_nats_server.url, publish_timeout=0.5) as broker:
+    async with NatsBroker(fresh_nats_server.url, publish_timeout=0.5, confirm=confirm) as broker:
         await anyio.to_thread.run_sync(fresh_nats_server.stop)
         started = anyio.current_time()
         with pytest.raises(PublishError, match=r"not connected to NATS after 0\.5s"):
@@ -244,6 +245,40 @@ async def test_publish_while_server_is_down_fails_after_the_timeout(
             await eventually(lambda: len(got.messages) == 1)
             await anyio.sleep(0.05)
     assert got.bodies == [b"after"]
+
+
+async def test_unconfirmed_publishing_delivers_every_message_in_order(
+    nats_server: ServerProcess,
+) -> None:
+    subject = new_subject()
+    got = Collector()
+    servers, options = nats_options(f"{nats_server.url}?confirm=false")
+    async with (
+        NatsBroker(nats_server.url) as receiver,
+        subscribed(receiver, subject, got),
+        NatsBroker(servers, **options) as publisher,
+    ):
+        assert not publisher.confirm
+        sent = [Message(subject, str(i).encode(), {"n": str(i)}) for i in range(2000)]
+        for message in sent:
+            await publisher.publish(message)  # returns once queued, before the server has it
+        await eventually(lambda: len(got.messages) == len(sent))
+    assert got.messages == sent
+
+
+def test_nats_broker_options_from_the_url() -> None:
+    url = "nats://a:4222,nats://b:4222?confirm=false&publish_timeout=2s"
+    assert nats_options(url) == (
+        "nats://a:4222,nats://b:4222",
+        {"confirm": False, "publish_timeout": 2.0},
+    )
+    assert nats_options("nats://a:4222") == ("nats://a:4222", {})
+    with pytest.raises(ValueError, match="unknown NATS broker option 'confirmed'"):
+        nats_options("nats://a:4222?confirmed=no")
+    with pytest.raises(ValueError):
+        nats_options("nats://a:4222?confirm=perhaps")
+    broker = resolve_broker("nats://127.0.0.1:4222?confirm=0", client=micro.Client())
+    assert isinstance(broker, NatsBroker) and not broker.confirm
 
 
 async def test_frozen_server_is_detected_by_pings(fresh_nats_server: ServerProcess) -> None:
