@@ -34,9 +34,9 @@ __all__ = ["Message", "Handler", "ErrorHandler", "Broker", "PublishError", "new_
 def new_message_id() -> str:
     """128 random bits, hex: unique, without a system call per message.
 
-    An id names a message, it guards nothing, so it comes from :mod:`random`
+    An id names a message and guards nothing, so it comes from :mod:`random`
     (seeded from the system's entropy, and again in a forked child) rather
-    than ``os.urandom``, which cost a quarter of a NATS publish.
+    than ``os.urandom``.
     """
     return f"{random.getrandbits(128):032x}"
 

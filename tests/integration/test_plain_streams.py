@@ -7,8 +7,14 @@ The same endpoints are served over gRPC to micro and grpcio clients
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import httpx
@@ -207,3 +213,51 @@ async def test_curl_reads_the_lines_as_they_come(numbers: tuple[micro.Service, N
             ]
         )
         assert out.stdout == b'{"value":0}\n{"value":1}\n{"value":2}\n'
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_the_streaming_example_serves_and_calls(backend: str, free_tcp_port: int) -> None:
+    root = Path(__file__).resolve().parents[2]
+    example = str(root / "examples" / "streaming" / "main.py")
+    address = f"127.0.0.1:{free_tcp_port}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen(
+        [sys.executable, example, "serve", "--backend", backend, "--address", address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=root,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # ready once the port answers a plain call to the server stream
+            try:
+                r = httpx.post(f"http://{address}/Numbers/Count", json={"value": 2}, timeout=5)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        assert r.text == '{"value":0}\n{"value":1}\n'
+        out = subprocess.run(
+            [sys.executable, example, "call", "--backend", backend, "--address", address],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            env=env,
+            timeout=60,
+            check=True,
+        ).stdout
+        assert out.splitlines() == [
+            "count: [0, 1, 2]",
+            "total: 10",
+            "double: [2, 4, 6]",
+            "chat: [-1, 11, 12]",
+        ]
+        server.send_signal(signal.SIGTERM)
+        logs, _ = server.communicate(timeout=20)
+        assert server.returncode == 0 and b"Traceback" not in logs
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
