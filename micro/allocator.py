@@ -14,7 +14,8 @@ the time of a 1 MiB echo, on both ends.
 adjustment works towards on 64-bit machines (``mmap`` above 32 MiB, trim
 above 64 MiB free), so those pages stay in the process. The price is memory:
 up to 64 MiB the process no longer uses may stay resident until it is needed
-again.
+again, per malloc arena (the main thread's, and one per worker thread that
+allocates heavily).
 
 It runs once per process, when a service or a client starts, and only with
 glibc. ``MICRO_MALLOC=system`` leaves the allocator as it is, and so does any
