@@ -20,12 +20,21 @@ import anyio
 if TYPE_CHECKING:
     from .auth.accounts import Account
 
-__all__ = ["metadata", "deadline", "remaining", "account", "with_metadata", "with_deadline"]
+__all__ = [
+    "metadata",
+    "deadline",
+    "remaining",
+    "account",
+    "peer_identity",
+    "with_metadata",
+    "with_deadline",
+]
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _metadata: ContextVar[Mapping[str, str]] = ContextVar("micro_metadata", default=_EMPTY)
 _deadline: ContextVar[float | None] = ContextVar("micro_deadline", default=None)
 _account: ContextVar[Account | None] = ContextVar("micro_account", default=None)
+_peer_identity: ContextVar[str | None] = ContextVar("micro_peer_identity", default=None)
 
 
 def metadata() -> Mapping[str, str]:
@@ -47,6 +56,12 @@ def remaining() -> float | None:
 def account() -> Account | None:
     """The account that made the call being handled (with auth on), else ``None``."""
     return _account.get()
+
+
+def peer_identity() -> str | None:
+    """The identity (common name) of the verified client certificate of the call being
+    handled: set for calls on a mutual-TLS connection, else ``None``."""
+    return _peer_identity.get()
 
 
 @contextlib.contextmanager
@@ -83,3 +98,8 @@ def _set_account(md: Mapping[str, str], who: Account | None) -> None:
     """Set the caller's account and its metadata (used by the auth middleware)."""
     _metadata.set(md)
     _account.set(who)
+
+
+def _set_peer_identity(identity: str | None) -> None:
+    """Set the connection's verified peer identity (used by the listener, per connection)."""
+    _peer_identity.set(identity)

@@ -79,6 +79,11 @@ class Auth:
     granted rules (a service's own store unless given); ``rules`` are the
     rules in force besides the granted ones (:data:`DEFAULT_RULES` unless
     given); ``exclude`` lists endpoint patterns that are never checked.
+
+    ``certificate_scopes``: with mutual TLS, a caller that sends no token is
+    the service account its client certificate names (the certificate's
+    common name), with these scopes. None (the default): certificates
+    secure the connection, and only tokens say who is calling.
     """
 
     def __init__(
@@ -93,6 +98,7 @@ class Auth:
         exclude: Iterable[str] = HEALTH_ENDPOINTS,
         service_scopes: Iterable[str] = ("service",),
         refresh_interval: float = 10.0,
+        certificate_scopes: Iterable[str] | None = None,
     ) -> None:
         if access_ttl <= 0 or refresh_ttl <= 0:
             raise ValueError("token lifetimes must be positive")
@@ -102,6 +108,8 @@ class Auth:
         self.refresh_ttl = refresh_ttl
         self.exclude = tuple(exclude)
         self.service_scopes = tuple(service_scopes)
+        #: scopes of a caller known by its client certificate alone (None: not known)
+        self.certificate_scopes = None if certificate_scopes is None else tuple(certificate_scopes)
         #: seconds between reloads of granted rules while a service runs
         self.refresh_interval = refresh_interval
         self._store = store

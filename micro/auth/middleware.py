@@ -26,7 +26,7 @@ import anyio
 
 from .. import context
 from ..errors import Forbidden, Unauthorized
-from .accounts import Account
+from .accounts import Account, AccountType
 from .auth import Auth, Credentials
 from .rules import Decision, Resource
 from .tokens import InvalidToken, Token
@@ -123,6 +123,8 @@ class ServerAuth:
             # A bad token is refused even where no token is needed: it is never
             # silently read as "anonymous".
             account = auth.inspect(bearer_token(header))
+        elif auth.certificate_scopes is not None:
+            account = certificate_account(auth.certificate_scopes)
         decision = auth.decide(account, Resource(RESOURCE_TYPE, service, endpoint))
         if decision is Decision.UNAUTHENTICATED:
             raise Unauthorized(f"{endpoint} needs a token", id=service)
@@ -130,6 +132,14 @@ class ServerAuth:
             assert account is not None
             raise Forbidden(f"account {account.id} may not call {service} {endpoint}", id=service)
         return account
+
+
+def certificate_account(scopes: tuple[str, ...]) -> Account | None:
+    """The service account of the call's verified client certificate, if it came with one."""
+    identity = context.peer_identity()
+    if not identity:
+        return None
+    return Account(identity, AccountType.SERVICE, scopes, {"authenticated_by": "certificate"})
 
 
 class ClientAuth:

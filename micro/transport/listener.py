@@ -25,6 +25,7 @@ import anyio
 import anyio.abc
 from anyio.streams.tls import TLSAttribute, TLSStream
 
+from .. import context
 from .h1_server import H1ServerConnection
 from .h2_server import H2ServerConnection
 
@@ -158,6 +159,9 @@ class Listener:
             )
         except (OSError, anyio.TypedAttributeLookupError):
             pass
+        # Calls on this connection (its tasks inherit the context) can know
+        # whom its verified client certificate names, with mutual TLS.
+        context._set_peer_identity(_certificate_identity(net))
         conn: H1ServerConnection | H2ServerConnection
         if prefix.startswith(PREFACE):
             conn = H2ServerConnection(net, self._server, prefix)
@@ -242,6 +246,17 @@ async def _refuse_plain_text(tcp: anyio.abc.SocketStream, first: bytes) -> None:
         pass
     finally:
         await tcp.aclose()
+
+
+def _certificate_identity(net: anyio.abc.ByteStream) -> str | None:
+    """The common name of the peer's verified certificate, if it presented one."""
+    cert = net.extra(TLSAttribute.peer_certificate, None)
+    subject = (cert or {}).get("subject", ())
+    for rdn in subject if isinstance(subject, tuple) else ():
+        for pair in rdn:
+            if isinstance(pair, tuple) and pair[0] == "commonName":
+                return str(pair[1])
+    return None
 
 
 class _ServerTLSStream(TLSStream):

@@ -19,7 +19,15 @@ import httpx
 import pytest
 
 import micro
-from micro.auth import Account, Auth, CertificateAuthority, KeySet, TLSConfig
+from micro.auth import (
+    Account,
+    Auth,
+    CertificateAuthority,
+    KeySet,
+    Resource,
+    Rule,
+    TLSConfig,
+)
 from micro.auth.tokens import issue
 from micro.registry import MemoryRegistry
 
@@ -233,6 +241,52 @@ async def test_mtls_refuses_other_clients(
     # The service keeps serving those who may call it.
     async with micro.Client(registry=registry, tls=certs.caller) as client:
         assert (await hello(client))["hello"] == "tls"
+
+
+def certificate_auth(scopes: list[str] | None) -> Auth:
+    rules = [Rule("services", "service", Resource("service", "greeter", "*"))]
+    return Auth(KEYS, rules=rules, certificate_scopes=scopes)
+
+
+async def test_a_client_certificate_can_stand_for_a_service_account(
+    registry: MemoryRegistry, certs: Certs
+) -> None:
+    service = make_service(registry, certs.mutual, auth=certificate_auth(["service"]))
+    async with service.running():
+        # No token: the caller is the service account its certificate names.
+        async with micro.Client(registry=registry, tls=certs.caller) as client:
+            assert await hello(client) == {"hello": "tls", "account": "caller"}
+            plain = await hello(client, content_type="application/json")
+            assert plain["account"] == "caller"
+        # A token still says who is calling when there is one.
+        token = issue(KEYS, Account("alice", scopes=("service",)), issuer="micro", ttl=60)
+        async with micro.Client(registry=registry, tls=certs.caller) as client:
+            result = await client.call(
+                "greeter",
+                "Greeter.Hello",
+                {"name": "tls"},
+                metadata={"authorization": f"Bearer {token}"},
+            )
+            assert result["account"] == "alice"
+
+
+async def test_without_certificate_scopes_a_certificate_is_no_account(
+    registry: MemoryRegistry, certs: Certs
+) -> None:
+    async with (
+        make_service(registry, certs.mutual, auth=certificate_auth(None)).running(),
+        micro.Client(registry=registry, tls=certs.caller) as client,
+    ):
+        with pytest.raises(micro.Unauthorized):
+            await hello(client)
+    # Nor is a connection without a client certificate, with certificate scopes on.
+    one_way = TLSConfig(cert=certs.server.cert, key=certs.server.key, ca=certs.server.ca)
+    async with (
+        make_service(registry, one_way, auth=certificate_auth(["service"])).running(),
+        micro.Client(registry=registry, tls=certs.trust_only) as client,
+    ):
+        with pytest.raises(micro.Unauthorized):
+            await hello(client)
 
 
 async def test_services_call_each_other_over_mtls_with_their_identities(
