@@ -75,11 +75,10 @@ def tune_allocator(environ: Mapping[str, str] | None = None) -> bool:
             return False
         mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
         mallopt.restype = ctypes.c_int
-        # The order matters: setting either turns glibc's own adjustment off.
-        return bool(
-            mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-            and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-        )
+        # Setting either turns glibc's own adjustment of both off: set both.
+        mmap_set = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        trim_set = mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+        return bool(mmap_set and trim_set)
 
 
 def _glibc() -> bool:

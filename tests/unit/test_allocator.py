@@ -12,7 +12,9 @@ import pytest
 
 from micro.allocator import _glibc, tune_allocator
 
-pytestmark = pytest.mark.skipif(not _glibc(), reason="the thresholds are glibc's")
+pytestmark = pytest.mark.skipif(
+    not _glibc(), reason="micro tunes malloc only under glibc, and this C library is not glibc"
+)
 
 # A freed 8 MiB block: handed back to the kernel at once with glibc's defaults
 # (it is over the 128 KiB mmap threshold), kept in the heap once tuned.
