@@ -28,7 +28,35 @@ import anyio.abc
 
 from ..errors import Unavailable
 
-__all__ = ["Message", "Handler", "ErrorHandler", "Broker", "PublishError", "new_message_id"]
+__all__ = [
+    "Message",
+    "Handler",
+    "ErrorHandler",
+    "Broker",
+    "PublishError",
+    "new_message_id",
+    "url_options",
+]
+
+
+def url_options(
+    url: str, convert: Mapping[str, Callable[[str], object]], broker: str
+) -> dict[str, object]:
+    """A broker URL's query (``?name=value&...``) as options, each converted by ``convert``.
+
+    ValueError names an unknown option and the known ones; a bad value raises
+    its converter's ValueError.
+    """
+    from urllib.parse import parse_qsl
+
+    options: dict[str, object] = {}
+    for key, value in parse_qsl(url.partition("?")[2], keep_blank_values=True):
+        if key not in convert:
+            raise ValueError(
+                f"unknown {broker} broker option {key!r} in {url!r}: use {sorted(convert)}"
+            )
+        options[key] = convert[key](value)
+    return options
 
 
 def new_message_id() -> str:

@@ -30,7 +30,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from ..errors import MicroError, NotFound, TooManyRequests
 from ..registry.base import Node, ServiceRecord
-from .base import ErrorHandler, Handler, Message, PublishError
+from .base import ErrorHandler, Handler, Message, PublishError, url_options
 from .memory import DEFAULT_BUFFER, run_handler
 
 if TYPE_CHECKING:
@@ -110,8 +110,6 @@ class BrokerInbox:
 
 def http_options(url: str) -> dict[str, Any]:
     """HttpBroker options from an ``http?buffer=64&accept_timeout=1s`` URL's query."""
-    from urllib.parse import parse_qsl, urlsplit
-
     from ..config.values import to_duration, to_int
 
     convert = {
@@ -121,14 +119,7 @@ def http_options(url: str) -> dict[str, Any]:
         "register_ttl": to_duration,
         "register_interval": to_duration,
     }
-    options: dict[str, Any] = {}
-    for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
-        if key not in convert:
-            raise ValueError(
-                f"unknown HTTP broker option {key!r} in {url!r}: use {sorted(convert)}"
-            )
-        options[key] = convert[key](value)
-    return options
+    return url_options(url, convert, "HTTP")
 
 
 class HttpBroker:

@@ -36,7 +36,7 @@ import anyio.abc
 from ..errors import BadRequest
 from ..nats import DEFAULT_URL, NatsClient, NatsUnavailable, Unconfirmed
 from ..nats.protocol import Msg
-from .base import ErrorHandler, Handler, Message, PublishError, new_message_id
+from .base import ErrorHandler, Handler, Message, PublishError, new_message_id, url_options
 from .memory import run_handler
 
 __all__ = ["NatsBroker", "ID_HEADER", "nats_options"]
@@ -51,20 +51,10 @@ DEFAULT_PUBLISH_TIMEOUT = 10.0
 
 def nats_options(url: str) -> tuple[str, dict[str, Any]]:
     """The server URL(s) and NatsBroker options of a ``nats://host:4222?confirm=false`` URL."""
-    from urllib.parse import parse_qsl
-
     from ..config.values import to_bool, to_duration
 
-    servers, _, query = url.partition("?")
     convert = {"confirm": to_bool, "publish_timeout": to_duration}
-    options: dict[str, Any] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key not in convert:
-            raise ValueError(
-                f"unknown NATS broker option {key!r} in {url!r}: use {sorted(convert)}"
-            )
-        options[key] = convert[key](value)
-    return servers, options
+    return url.partition("?")[0], url_options(url, convert, "NATS")
 
 
 class NatsBroker:
