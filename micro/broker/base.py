@@ -10,11 +10,19 @@ Delivery: every subscriber without a queue group gets each message
 A handler that raises does not end its subscription: the broker reports the
 error (log, and the ``on_error`` callback) and goes on with the next message.
 
-No silent loss: ``publish`` returns once the broker has accepted the message
-(memory: handed to every subscription's bounded buffer; http: delivered to a
-subscriber of every group; nats: confirmed by the server with a PING/PONG
-round trip, shared by concurrent publishers, and sent again after a lost
-connection, so at least once), and raises :class:`PublishError` otherwise.
+No silent loss, in one set of terms:
+
+- memory and http: ``publish`` returns once every subscriber and one member
+  of every queue group has *handled* the message (its handler returned);
+  otherwise it raises :class:`PublishError`. Handled at least once: a
+  subscriber that dies after its handler returned but before answering makes
+  the publisher send the message again (a group's next member, or the next
+  ``publish``), so handlers that must not repeat work check the message id.
+- nats: ``publish`` returns once the NATS server has the message (confirmed
+  by a PING/PONG round trip shared by concurrent publishers, and sent again
+  after a lost connection: at least once to the server). Core NATS then
+  delivers at most once: a subscriber that dies holding a message loses it.
+  Event streams (:mod:`micro.events`) are the durable alternative.
 """
 
 from __future__ import annotations

@@ -11,10 +11,15 @@ Publishing: the publisher looks the topic's subscribers up through its
 registry cache and delivers over its pooled HTTP/2 connections: to every
 subscriber without a group, and to one node of each queue group, chosen by
 the selector, trying the group's other nodes when a delivery fails. A
-delivery counts once the subscriber has accepted the message into its
-bounded buffer; a full buffer makes the delivery wait (up to
-``deliver_timeout``) and then fail over. ``publish`` raises PublishError if
-any subscriber or group that should get the message could not take it.
+delivery is answered once the subscriber's handler has run (see
+:mod:`micro.broker.dispatch`): a handler that raises, a subscriber that dies
+or is stopped mid-handler, one busy with ``buffer`` messages for longer than
+``accept_timeout``, or no answer within ``deliver_timeout`` make the delivery
+fail over to the group's next node. ``publish`` raises PublishError if any
+subscriber or group that should get the message did not handle it. So a
+``publish`` that returned was handled, at least once: a subscriber that dies
+after its handler returned but before it answered makes the publisher send
+the message again.
 """
 
 from __future__ import annotations
@@ -26,12 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectSendStream
 
-from ..errors import MicroError, NotFound, TooManyRequests
+from ..errors import MicroError, NotFound
 from ..registry.base import Node, ServiceRecord
 from .base import ErrorHandler, Handler, Message, PublishError, url_options
-from .memory import DEFAULT_BUFFER, run_handler
+from .dispatch import HANDLER_FAILED, SUBSCRIPTION_GONE, Dispatcher, SubscriptionGone
+from .memory import DEFAULT_BUFFER
 
 if TYPE_CHECKING:
     from ..client.client import Client
@@ -49,9 +54,6 @@ __all__ = [
 log = logging.getLogger("micro.broker")
 
 INBOX_NAME = "micro.Broker"
-#: the error id of a delivery to a subscription that has ended (unsubscribed, or its
-#: service stopping) while publishers' registry caches still list it
-SUBSCRIPTION_GONE = "micro.broker.subscription-gone"
 DELIVER_ENDPOINT = f"{INBOX_NAME}.Deliver"
 DELIVER_CONTENT_TYPE = "application/grpc+msgpack"
 
@@ -73,38 +75,25 @@ class Delivery:
 
 
 class BrokerInbox:
-    """The delivery endpoint every service serves, feeding its subscriptions."""
+    """The delivery endpoint every service serves, handing messages to its subscriptions."""
 
     def __init__(self) -> None:
-        self._subscriptions: dict[str, MemoryObjectSendStream[Message]] = {}
+        self._subscriptions: dict[str, Dispatcher] = {}
         self.accept_timeout = 5.0
 
-    def add(self, subscription: str, send: MemoryObjectSendStream[Message]) -> None:
-        self._subscriptions[subscription] = send
+    def add(self, subscription: str, dispatcher: Dispatcher) -> None:
+        self._subscriptions[subscription] = dispatcher
 
     def remove(self, subscription: str) -> None:
         self._subscriptions.pop(subscription, None)
 
     async def deliver(self, req: Delivery) -> dict[str, str]:
-        send = self._subscriptions.get(req.subscription)
-        if send is None:
+        dispatcher = self._subscriptions.get(req.subscription)
+        if dispatcher is None:
             # Unsubscribed meanwhile (the registry will catch up): try another node.
-            raise NotFound(f"no subscription {req.subscription} here", id=SUBSCRIPTION_GONE)
+            raise SubscriptionGone(f"no subscription {req.subscription} here")
         message = Message(req.topic, req.body, req.headers, req.id)
-        try:
-            send.send_nowait(message)
-        except anyio.WouldBlock:
-            try:
-                with anyio.fail_after(self.accept_timeout):
-                    await send.send(message)
-            except TimeoutError:
-                raise TooManyRequests(
-                    f"subscriber {req.subscription} of {req.topic} is full"
-                ) from None
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            raise NotFound(
-                f"subscription {req.subscription} has ended", id=SUBSCRIPTION_GONE
-            ) from None
+        await dispatcher.deliver(message, accept_timeout=self.accept_timeout)
         return {"id": req.id}
 
 
@@ -175,7 +164,7 @@ class HttpBroker:
                 tg.start_soon(self._to_one, message, nodes, failed, queue)
         if failed:
             raise PublishError(
-                f"message {message.id} on {message.topic} was not delivered to " + ", ".join(failed)
+                f"message {message.id} on {message.topic} was not handled by " + ", ".join(failed)
             )
 
     async def _to_one(
@@ -209,12 +198,13 @@ class HttpBroker:
                 self.client.health.succeeded(node)
                 return
             except MicroError as exc:
-                if isinstance(exc, NotFound) and exc.id == SUBSCRIPTION_GONE:
+                if exc.id == SUBSCRIPTION_GONE:
                     # Unsubscribed since the registry said otherwise: not a subscriber now.
                     gone += 1
                     continue
                 last = exc
-                self.client.health.failed(node)
+                if exc.id != HANDLER_FAILED:  # the node answered: its handler failed
+                    self.client.health.failed(node)
                 log.info("delivery of %s to %s failed: %s", message.id, node.address, exc)
         if gone == len(nodes):
             return  # every one had unsubscribed: nobody to deliver to
@@ -235,7 +225,7 @@ class HttpBroker:
         if self.inbox is None or self._address is None:
             raise RuntimeError("subscribing through the HTTP broker needs a running Service")
         subscription = uuid.uuid4().hex
-        send, receive = anyio.create_memory_object_stream[Message](self.buffer)
+        dispatcher = Dispatcher(topic, handler, on_error=on_error, limit=self.buffer)
         record = ServiceRecord(
             name=topic_service(topic),
             metadata={"broker": "http", "topic": topic},
@@ -247,18 +237,15 @@ class HttpBroker:
                 ),
             ),
         )
-        self.inbox.add(subscription, send)
         try:
-            await self.registry.register(record, ttl=self.register_ttl)
             async with anyio.create_task_group() as tg:
+                await tg.start(dispatcher.run)
+                self.inbox.add(subscription, dispatcher)
+                await self.registry.register(record, ttl=self.register_ttl)
                 tg.start_soon(self._heartbeat, record)
                 task_status.started()
-                async with receive:
-                    async for message in receive:
-                        await run_handler(handler, message, on_error)
         finally:
             self.inbox.remove(subscription)
-            send.close()
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 try:
                     await self.registry.deregister(record)

@@ -1,48 +1,37 @@
 """In-process broker: for tests and single-process applications.
 
-Each subscription has a bounded buffer (``buffer`` messages). A publisher
-facing a full buffer waits up to ``publish_timeout`` seconds (None: as long as
-it takes) and then fails with PublishError: memory never grows without bound.
-Queue groups pick one member per message, preferring members with room.
+``publish`` returns once every subscriber without a queue group, and one
+member of each queue group, has handled the message (see
+:mod:`micro.broker.dispatch`); a handler that raises makes the group's next
+member try, then ``publish`` fail. Each subscription runs at most ``buffer``
+handlers at once, and a publisher waits up to ``publish_timeout`` seconds
+(None: as long as it takes) for its message to be handled, then fails with
+PublishError: memory never grows without bound.
 """
 
 from __future__ import annotations
 
-import logging
 import random
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectSendStream
 
+from ..errors import MicroError
 from .base import ErrorHandler, Handler, Message, PublishError
+from .dispatch import Dispatcher, SubscriptionGone
 
-__all__ = ["MemoryBroker", "run_handler", "default_broker"]
+__all__ = ["MemoryBroker", "default_broker", "DEFAULT_BUFFER"]
 
-log = logging.getLogger("micro.broker")
-
+#: handlers a subscription runs at once, by default
 DEFAULT_BUFFER = 1024
 
 
-async def run_handler(handler: Handler, message: Message, on_error: ErrorHandler | None) -> None:
-    """Call a subscriber; its failure is reported, never raised into the subscription."""
-    try:
-        await handler(message)
-    except Exception as exc:
-        log.error("subscriber of %s failed on message %s", message.topic, message.id, exc_info=exc)
-        if on_error is not None:
-            try:
-                await on_error(message, exc)
-            except Exception:
-                log.exception("error handler for %s failed", message.topic)
-
-
 class _Sub:
-    __slots__ = ("queue", "send")
+    __slots__ = ("dispatcher", "queue")
 
-    def __init__(self, queue: str | None, send: MemoryObjectSendStream[Message]) -> None:
+    def __init__(self, queue: str | None, dispatcher: Dispatcher) -> None:
         self.queue = queue
-        self.send = send
+        self.dispatcher = dispatcher
 
 
 class MemoryBroker:
@@ -54,40 +43,49 @@ class MemoryBroker:
         self._subs: dict[str, list[_Sub]] = {}
 
     async def publish(self, message: Message) -> None:
-        subs = list(self._subs.get(message.topic, ()))
         groups: dict[str, list[_Sub]] = {}
-        targets: list[_Sub] = []
-        for sub in subs:
+        targets: list[list[_Sub]] = []
+        for sub in self._subs.get(message.topic, ()):
             if sub.queue is None:
-                targets.append(sub)
+                targets.append([sub])
             else:
                 groups.setdefault(sub.queue, []).append(sub)
         for members in groups.values():
-            with_room = [
-                m for m in members if m.send.statistics().current_buffer_used < self.buffer
-            ]
-            targets.append(random.choice(with_room or members))
-        for sub in targets:
-            await self._deliver(sub, message)
-
-    async def _deliver(self, sub: _Sub, message: Message) -> None:
-        try:
-            sub.send.send_nowait(message)
-            return
-        except anyio.WouldBlock:
-            pass
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            return  # the subscription ended meanwhile
-        try:
-            with anyio.fail_after(self.publish_timeout):
-                await sub.send.send(message)
-        except TimeoutError:
+            # Members with a free slot first, at random; the others after them.
+            random.shuffle(members)
+            members.sort(key=lambda m: m.dispatcher.running >= m.dispatcher.limit)
+            targets.append(members)
+        failed: list[str] = []
+        if len(targets) == 1:
+            await self._to_one(message, targets[0], failed)
+        else:
+            async with anyio.create_task_group() as tg:
+                for members in targets:
+                    tg.start_soon(self._to_one, message, members, failed)
+        if failed:
             raise PublishError(
-                f"a subscriber of {message.topic} is {self.buffer} messages behind; "
-                f"gave up after {self.publish_timeout}s"
-            ) from None
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
+                f"message {message.id} on {message.topic} was not handled: " + "; ".join(failed)
+            )
+
+    async def _to_one(self, message: Message, members: list[_Sub], failed: list[str]) -> None:
+        """Have one of ``members`` handle ``message``, trying each in turn."""
+        last = ""
+        for sub in members:
+            try:
+                with anyio.fail_after(self.publish_timeout):
+                    await sub.dispatcher.deliver(message)
+                return
+            except SubscriptionGone:
+                continue  # ended meanwhile: not a subscriber any more
+            except MicroError as exc:
+                last = exc.detail
+            except TimeoutError:
+                last = (
+                    f"a subscriber of {message.topic} did not handle it within "
+                    f"{self.publish_timeout}s"
+                )
+        if last:
+            failed.append(last)
 
     async def subscribe(
         self,
@@ -98,19 +96,14 @@ class MemoryBroker:
         on_error: ErrorHandler | None = None,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        send, receive = anyio.create_memory_object_stream[Message](self.buffer)
-        sub = _Sub(queue, send)
+        sub = _Sub(queue, Dispatcher(topic, handler, on_error=on_error, limit=self.buffer))
         self._subs.setdefault(topic, []).append(sub)
         try:
-            task_status.started()
-            async with receive:
-                async for message in receive:
-                    await run_handler(handler, message, on_error)
+            await sub.dispatcher.run(task_status=task_status)
         finally:
             self._subs[topic].remove(sub)
             if not self._subs[topic]:
                 del self._subs[topic]
-            send.close()
 
     async def __aenter__(self) -> MemoryBroker:
         return self

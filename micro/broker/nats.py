@@ -37,7 +37,7 @@ from ..errors import BadRequest
 from ..nats import DEFAULT_URL, NatsClient, NatsUnavailable, Unconfirmed
 from ..nats.protocol import Msg
 from .base import ErrorHandler, Handler, Message, PublishError, new_message_id, url_options
-from .memory import run_handler
+from .dispatch import run_handler
 
 __all__ = ["NatsBroker", "ID_HEADER", "nats_options"]
 
