@@ -119,7 +119,8 @@ async def test_metrics_count_timeouts_and_published_and_delivered_messages(
 
     async with service.running():
         await service.publish(f"{name}.created", Req("one"))
-        await service.publish(f"{name}.created", Req("boom"))
+        with pytest.raises(micro.broker.PublishError, match="RuntimeError"):
+            await service.publish(f"{name}.created", Req("boom"))  # told: its handler failed
         await service.publish(f"{name}.created", Req("two"))
         with anyio.fail_after(10):
             await arrived.wait()
@@ -127,7 +128,8 @@ async def test_metrics_count_timeouts_and_published_and_delivered_messages(
             await service.client.call(name, "Greeter.Slow", {"seconds": 5}, Resp, timeout=0.2)
         text = (await _get(f"http://{service.address}/metrics")).text
     topic = f"{name}.created"
-    assert _value(text, "micro_broker_published_total", service=name, topic=topic) == 3
+    assert _value(text, "micro_broker_published_total", service=name, topic=topic) == 2
+    assert _value(text, "micro_broker_publish_errors_total", service=name, topic=topic) == 1
     delivered = "micro_broker_delivered_total"
     ok = _value(text, delivered, service=name, topic=topic, queue="workers", outcome="ok")
     assert ok == 2
