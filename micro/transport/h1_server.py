@@ -2,15 +2,28 @@
 
 Plain calls only: ``POST /`` with ``Micro-Endpoint`` or ``POST /Handler/Method``,
 the body in the ``Content-Type`` codec, errors as status + micro error JSON.
-Requests are served one after another on a keep-alive connection. A body
-declared larger than the limit is refused with 413 before any of it is read,
-and the connection is closed since the rest of it will not be read either.
+Requests are served one after another on a keep-alive connection, pipelined
+ones in order. A request refused before its body is read (unknown endpoint,
+wrong method) has a body within the limit read and dropped, so the next
+request is read from where it starts.
+
+The connection is closed after the answer, which then says
+``Connection: close``, whenever where the next request starts is in doubt or
+it will not be read: a body declared larger than the limit (413, unread) or
+growing past it; a request h11 cannot frame (400, or 431 for a header section
+over 64 KiB); a request with both ``Content-Length`` and
+``Transfer-Encoding`` (answered, framed by its chunks); a refused request
+whose client waits for ``100 Continue`` before sending its body; and the
+client's ``Connection: close`` or HTTP/1.0 (h11's rule). A client that sent
+``Expect: 100-continue`` gets ``100 Continue`` just before its body is read.
+Closing, the server half-closes and reads what the peer still sends for a
+moment (:data:`LINGER`), so the kernel does not reset the connection under the
+answer while a pipelined request is still unread.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, cast
 
@@ -18,7 +31,7 @@ import anyio
 import anyio.abc
 import h11
 
-from ..errors import BadRequest, Cancelled, MicroError, PayloadTooLarge, Unavailable
+from ..errors import Cancelled, MicroError, PayloadTooLarge, Unavailable
 from .calls import (
     RequestHead,
     is_grpc_content_type,
@@ -26,6 +39,7 @@ from .calls import (
     plain_error,
     unsupported_grpc_over_http1,
 )
+from .http1 import closes_connection, declared_length, protocol_error
 from .lines import NDJSON, frame, streamed_media_type
 
 if TYPE_CHECKING:
@@ -37,6 +51,11 @@ __all__ = ["H1ServerConnection"]
 log = logging.getLogger("micro.transport")
 
 READ_SIZE = 64 * 1024
+#: the largest request head (request line and headers) read; larger gets 431
+MAX_HEAD_SIZE = 64 * 1024
+#: seconds to go on reading, and dropping, what a peer sends after the last answer
+#: before closing; Apache waits 2 s for each read of its lingering close
+LINGER = 2.0
 _NET_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 
@@ -55,37 +74,73 @@ class H1ServerConnection:
     def __init__(self, net: anyio.abc.ByteStream, server: Server, prefix: bytes = b"") -> None:
         self._net = net
         self._server = server
-        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
         self._conn.receive_data(prefix)
         self._draining = False
         self._idle = True
+        #: the request being answered forbids reusing the connection after it
+        self._closing = False
+        #: the request being answered is HEAD: its answer has headers only
+        self._head_only = False
+        #: the request being answered declares a body (one in chunks included)
+        self._has_body = False
         self._scope: anyio.CancelScope | None = None
 
     async def serve(self) -> None:
         try:
             with anyio.CancelScope() as self._scope:
-                while not self._draining:
-                    self._idle = True
-                    try:
-                        event = await self._next_event()
-                    except _Closed:
-                        break
-                    if not isinstance(event, h11.Request):
-                        break
-                    self._idle = False
-                    if not await self._serve_one(event):
-                        break
-                    if self._conn.our_state is h11.MUST_CLOSE:
-                        break
-                    try:
-                        self._conn.start_next_cycle()
-                    except h11.LocalProtocolError:
-                        break
-        except h11.RemoteProtocolError as exc:
-            await self._send_error_best_effort(BadRequest(f"malformed HTTP/1.1: {exc}"))
+                if await self._serve_requests():
+                    await self._linger()
         finally:
             with anyio.CancelScope(shield=True):
                 await self._net.aclose()
+
+    async def _serve_requests(self) -> bool:
+        """Answer requests until the connection ends; True if the peer may still send."""
+        try:
+            while not self._draining:
+                self._idle = True
+                try:
+                    event = await self._next_event()
+                except _Closed:
+                    return False
+                if not isinstance(event, h11.Request):
+                    return False
+                self._idle = False
+                self._closing = closes_connection(event)
+                self._head_only = event.method == b"HEAD"
+                self._has_body = declared_length(event) != 0
+                if not await self._serve_one(event) or self._conn.our_state is h11.MUST_CLOSE:
+                    return True
+                try:
+                    self._conn.start_next_cycle()
+                except h11.LocalProtocolError:
+                    return True
+        except h11.RemoteProtocolError as exc:
+            self._closing = True
+            await self._send_error_best_effort(protocol_error(exc))
+            return True
+        return False
+
+    async def _linger(self) -> None:
+        """Half-close, then read and drop what the peer still sends, for up to :data:`LINGER`.
+
+        Closing a socket with unread bytes in its buffer makes the kernel send a
+        reset, which can destroy the answer before the peer has read it.
+        """
+        self._idle = True
+        if self._draining:
+            return
+        with anyio.move_on_after(LINGER):
+            try:
+                try:
+                    await self._net.send_eof()
+                except NotImplementedError:  # TLS cannot half-close; the peer sees close
+                    pass
+                while await self._net.receive(READ_SIZE):
+                    pass
+            except _NET_ERRORS:
+                pass
 
     async def _next_event(self) -> h11.Event:
         while True:
@@ -104,11 +159,12 @@ class H1ServerConnection:
     async def _serve_one(self, request: h11.Request) -> bool:
         """Answer one request; False when the connection must close afterwards."""
         server = self._server
-        if request.method == b"GET" and server.routes:
+        limit = server.options.max_message_size
+        if request.method in (b"GET", b"HEAD") and server.routes:
             path = request.target.partition(b"?")[0].decode("latin-1")
             route = server.routes.get(path)
             if route is not None:
-                return await self._serve_route(route, path, request.headers)
+                return await self._serve_route(route, path, request, limit)
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers]
         content_type = next((v for k, v in headers if k == "content-type"), "")
         try:
@@ -121,19 +177,13 @@ class H1ServerConnection:
             )
             ep = server.lookup(head.endpoint, head.metadata)
             lines = server.streams_as_lines(head, ep)
-            limit = server.options.max_message_size
-            if head.content_length is not None and head.content_length > limit:
-                raise PayloadTooLarge(
-                    f"request body of {head.content_length} bytes is over "
-                    f"the limit of {limit} bytes"
-                )
+            _check_declared_length(request, limit)
         except MicroError as err:
-            await self._send_error(err)
-            return self._conn.their_state is h11.DONE
+            return await self._refuse(err, request, limit)
         try:
             body = await self._read_body(limit)
         except MicroError as err:
-            await self._send_error(err)
+            await self._send_error(err, close=True)
             return False
         except _Closed:
             return False
@@ -165,7 +215,7 @@ class H1ServerConnection:
             if not started:
                 started = True
                 headers = [("content-type", media_type), ("cache-control", "no-cache")]
-                if self._draining:
+                if self._closing or self._draining:
                     headers.append(("connection", "close"))
                 out = conn.send(h11.Response(status_code=200, headers=headers, reason=b"OK"))
             out += conn.send(h11.Data(data=frame(media_type, data)))
@@ -222,14 +272,19 @@ class H1ServerConnection:
         scope.cancel()
 
     async def _serve_route(
-        self, route: WebRoute, path: str, headers: Iterable[tuple[bytes, bytes]]
+        self, route: WebRoute, path: str, request: h11.Request, limit: int
     ) -> bool:
         try:
-            await self._read_body(self._server.options.max_message_size)
-        except (MicroError, _Closed):
+            _check_declared_length(request, limit)
+            await self._read_body(limit)
+        except MicroError as err:
+            await self._send_error(err, close=True)
+            return False
+        except _Closed:
             return False
         guard = self._server.route_guard
         if guard is not None:
+            headers = request.headers
             try:
                 guard(path, {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers})
             except MicroError as err:
@@ -243,7 +298,43 @@ class H1ServerConnection:
         await self._send(response.status, response.content_type, response.body)
         return True
 
+    async def _refuse(self, err: MicroError, request: h11.Request, limit: int) -> bool:
+        """Answer ``err`` to a request whose body is unread; False when the connection must close.
+
+        A body within the limit is read and dropped first, so the connection can
+        serve the next request. One declared over the limit, or whose client
+        waits for ``100 Continue`` before sending it, is left unread and the
+        connection closed (RFC 9110 §10.1.1): reading it would mean waiting for
+        bytes the client may never send.
+        """
+        length = declared_length(request)
+        if self._awaits_continue() or (length is not None and length > limit):
+            await self._send_error(err, close=True)
+            return False
+        try:
+            await self._read_body(limit)
+        except MicroError:
+            await self._send_error(err, close=True)
+            return False
+        except _Closed:
+            return False
+        await self._send_error(err)
+        return True
+
+    def _awaits_continue(self) -> bool:
+        """Whether the client waits for ``100 Continue`` before sending a body."""
+        return self._has_body and self._conn.they_are_waiting_for_100_continue
+
     async def _read_body(self, limit: int) -> bytes:
+        """The request's body; raises PayloadTooLarge past ``limit``, _Closed if the peer left."""
+        if self._awaits_continue():
+            data = self._conn.send(
+                h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+            )
+            try:
+                await self._net.send(data)
+            except _NET_ERRORS:
+                raise _Closed from None
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -258,28 +349,29 @@ class H1ServerConnection:
             else:
                 raise _Closed
 
-    async def _send(self, status: int, content_type: str, body: bytes) -> None:
+    async def _send(self, status: int, content_type: str, body: bytes, close: bool = False) -> None:
         conn = self._conn
         headers = [
             ("content-type", content_type),
             ("content-length", str(len(body))),
         ]
-        if self._draining:
+        if close or self._closing or self._draining:
             headers.append(("connection", "close"))
         data = conn.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
-        data += conn.send(h11.Data(data=body)) if body else b""
+        if body and not self._head_only:  # HEAD: the headers GET would have, no body
+            data += conn.send(h11.Data(data=body))
         data += conn.send(h11.EndOfMessage())
         try:
             await self._net.send(data)
         except _NET_ERRORS:
             raise _Closed from None
 
-    async def _send_error(self, err: MicroError) -> None:
+    async def _send_error(self, err: MicroError, close: bool = False) -> None:
         if not err.id:
             err.id = self._server.name
         _, body = plain_error(err)
         try:
-            await self._send(err.code, "application/json", body)
+            await self._send(err.code, "application/json", body, close)
         except _Closed:
             pass
 
@@ -287,7 +379,7 @@ class H1ServerConnection:
         if self._conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         try:
-            await self._send_error(err)
+            await self._send_error(err, close=True)
         except h11.LocalProtocolError:
             pass
 
@@ -296,3 +388,10 @@ class H1ServerConnection:
         self._draining = True
         if self._idle and self._scope is not None:
             self._scope.cancel()
+
+
+def _check_declared_length(request: h11.Request, limit: int) -> None:
+    """Refuse a body declared over ``limit`` before any of it is read."""
+    length = declared_length(request)
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limit} bytes")
