@@ -23,11 +23,11 @@ import pytest
 import micro
 from micro.registry import resolve_registry
 
-from ..servers import ServerProcess
+from ...servers import ServerProcess
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class NodeProcess:
