@@ -5,7 +5,9 @@ Backends are chosen by URL, in code or with ``MICRO_EVENTS``:
 - ``file`` (the default): a durable SQLite file on this machine, by default
   ``events.db`` under the user's data directory; ``file:///abs/path.db`` or
   ``file://relative/path.db`` names another;
-- ``memory``: in-process only, for tests and single-process applications.
+- ``memory``: in-process only, for tests and single-process applications;
+- ``redis://[user:password@]host:port/db``: Redis Streams (``rediss://`` for
+  TLS), which needs ``pip install 'micro-runtime[redis]'``.
 
 Backend modules are imported on first use.
 """
@@ -27,30 +29,52 @@ from .memory import MemoryEventStream, default_events
 
 if TYPE_CHECKING:
     from .file import FileEventStream
+    from .redis import RedisEventStream
 
 #: the event stream used when none is given and ``MICRO_EVENTS`` is unset
 DEFAULT_EVENTS = "file"
 
-_BACKENDS: dict[str, str] = {
-    "FileEventStream": ".file",
+#: backend class -> (module, the extra that installs its dependency)
+_BACKENDS: dict[str, tuple[str, str | None]] = {
+    "FileEventStream": (".file", None),
+    "RedisEventStream": (".redis", "redis"),
 }
 
 _shared: dict[str, EventStream] = {}
 
 
 def __getattr__(name: str) -> Any:
-    """Import a backend on first use."""
+    """Import a backend on first use; a missing dependency gives a stub naming the extra."""
     if name not in _BACKENDS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, extra = _BACKENDS[name]
     from importlib import import_module
 
-    backend = getattr(import_module(_BACKENDS[name], __name__), name)
+    try:
+        backend = getattr(import_module(module, __name__), name)
+    except ImportError as exc:
+        if extra is None:
+            raise
+        backend = _missing(name, extra, exc)
     globals()[name] = backend
     return backend
 
 
+def _missing(name: str, extra: str, error: ImportError) -> type:
+    message = (
+        f"{name} needs {error.name or 'a missing package'}: pip install 'micro-runtime[{extra}]'"
+    )
+
+    class Missing:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise ImportError(message) from error
+
+    Missing.__name__ = Missing.__qualname__ = name
+    return Missing
+
+
 def from_url(url: str) -> EventStream:
-    """A new, unopened event stream for ``url`` (``file``, ``file:///path``, ``memory``)."""
+    """A new, unopened event stream for ``url`` (``file``, ``memory``, ``redis://…``)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, _, rest = url.partition(":")
@@ -60,7 +84,12 @@ def from_url(url: str) -> EventStream:
     if scheme == "file":
         stream: EventStream = __getattr__("FileEventStream")(rest or None)
         return stream
-    raise ValueError(f"unknown event stream {url!r}: use file, file:///path or memory")
+    if scheme in ("redis", "rediss"):
+        stream = __getattr__("RedisEventStream")(url)
+        return stream
+    raise ValueError(
+        f"unknown event stream {url!r}: use file, file:///path, memory or redis://host:port/db"
+    )
 
 
 def resolve_events(value: EventStream | str | None) -> EventStream:
@@ -89,6 +118,7 @@ __all__ = [
     "MemoryEventStream",
     "Offset",
     "PublishError",
+    "RedisEventStream",
     "default_events",
     "from_url",
     "resolve_events",

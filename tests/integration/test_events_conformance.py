@@ -7,25 +7,33 @@ from pathlib import Path
 
 import pytest
 
-from micro.events import EventStream, FileEventStream, MemoryEventStream
+from micro.events import EventStream, FileEventStream, MemoryEventStream, RedisEventStream
 from micro.testing import EVENTS_CHECKS, EventsFactory
+from tests.servers import ServerProcess
 
 pytestmark = pytest.mark.anyio
 
 Check = Callable[[EventsFactory], Awaitable[None]]
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(params=["memory", "file", "redis"])
 def events_factory(request: pytest.FixtureRequest, tmp_path: Path) -> EventsFactory:
     if request.param == "memory":
         memory = MemoryEventStream()
         return lambda: memory  # one stream, so events outlive a close as in the others
-    path = tmp_path / "events.db"
+    if request.param == "file":
+        path = tmp_path / "events.db"
 
-    def file() -> EventStream:
-        return FileEventStream(path)
+        def file() -> EventStream:
+            return FileEventStream(path)
 
-    return file
+        return file
+    redis: ServerProcess = request.getfixturevalue("redis_server")
+
+    def redis_stream() -> EventStream:
+        return RedisEventStream(redis.url)
+
+    return redis_stream
 
 
 @pytest.mark.parametrize("check", list(EVENTS_CHECKS.values()), ids=list(EVENTS_CHECKS))

@@ -13,6 +13,7 @@ from micro.events import (
     Event,
     FileEventStream,
     MemoryEventStream,
+    RedisEventStream,
     default_events,
     from_url,
     resolve_events,
@@ -112,6 +113,10 @@ def test_streams_by_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     file = from_url(f"file://{tmp_path}/e.db")
     assert isinstance(file, FileEventStream) and file.path == tmp_path / "e.db"
     assert isinstance(from_url("file"), FileEventStream)
+    redis = from_url("redis://user:pw@127.0.0.1:6390/2")
+    assert isinstance(redis, RedisEventStream) and redis.address == "127.0.0.1:6390/2"
+    with pytest.raises(ValueError, match="must be a number"):
+        from_url("redis://127.0.0.1:6390/x")
     with pytest.raises(ValueError, match="unknown event stream"):
         from_url("kafka://x")
     assert resolve_events("memory") is default_events()
