@@ -5,10 +5,10 @@ HTTP API gateway and dashboard.
 ``main()`` is the console script; ``app`` is the typer application.
 """
 
-from . import calls, data, gateway, runner, scaffold, services
+from . import calls, data, gateway, mcp, runner, scaffold, services
 from ._app import app
 
-__all__ = ["app", "calls", "data", "gateway", "main", "runner", "scaffold", "services"]
+__all__ = ["app", "calls", "data", "gateway", "main", "mcp", "runner", "scaffold", "services"]
 
 
 def main() -> None:

@@ -10,6 +10,9 @@ Routes (``service`` is a registered name, ``Endpoint`` is ``Handler.Method``):
   per message (NDJSON), or Server-Sent Events with ``Accept:
   text/event-stream``; ``Accept: application/x-ndjson`` asks for NDJSON from
   any endpoint.
+- ``/mcp`` the services as tools for AI agents (Model Context Protocol,
+  Streamable HTTP; see :mod:`micro.gateway.mcp`), when served by
+  :func:`~micro.gateway.open_gateway` with the ``mcp`` extra installed.
 - ``GET /`` the dashboard; ``GET /api/services``, ``GET /api/services/{service}``
   and ``GET /api/health/{service}`` the JSON it reads.
 
@@ -45,6 +48,7 @@ from ..server.server import DEFAULT_MAX_MESSAGE_SIZE
 from ..transport.headers import metadata_from_headers
 from .asgi import (
     NDJSON,
+    ASGIApp,
     EventStream,
     Receive,
     Scope,
@@ -99,8 +103,11 @@ class Gateway:
         timeout: float | None = 30.0,
         dashboard: bool = True,
         max_body_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        mcp: ASGIApp | None = None,
     ) -> None:
         self.client = client
+        #: the MCP endpoint served at ``/mcp`` (see :mod:`micro.gateway.mcp`)
+        self.mcp = mcp
         self.cors_origins = frozenset(cors_origins)
         self.timeout = timeout
         self.dashboard = dashboard
@@ -111,6 +118,9 @@ class Gateway:
             await serve_lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if self.mcp is not None and request_path(scope).rstrip("/") == "/mcp":
+            await self.mcp(scope, receive, send)
             return
         headers = request_headers(scope)
         cors = self._cors_headers(headers)

@@ -23,6 +23,7 @@ from ..registry.base import Registry
 from ..transport.listener import parse_address
 from .app import Gateway
 from .asgi import ASGIApp
+from .tools import McpOptions
 
 __all__ = ["bind", "bound_address", "open_gateway", "serve_asgi", "serve_gateway"]
 
@@ -30,6 +31,9 @@ log = logging.getLogger("micro.gateway")
 
 #: seconds requests in flight may take to finish once serving stops
 GRACEFUL_TIMEOUT = 5.0
+
+#: the gateway's MCP endpoint offers every endpoint; calls carry the caller's token
+DEFAULT_MCP = McpOptions()
 
 
 def bind(address: str) -> socket.socket:
@@ -110,19 +114,44 @@ async def open_gateway(
     registry: Registry | str | None = None,
     cors_origins: Sequence[str] = (),
     timeout: float | None = 30.0,
+    mcp: McpOptions | None = DEFAULT_MCP,
 ) -> AsyncIterator[str]:
     """Serve the gateway and dashboard on ``address`` while the block runs; yields the
-    bound ``host:port``."""
+    bound ``host:port``.
+
+    ``mcp`` chooses the tools of the MCP endpoint at ``/mcp`` (None: no endpoint);
+    it is served when the ``mcp`` extra is installed.
+    """
     sock = bind(address)
     try:
-        async with Client(registry=registry, timeout=timeout) as client:
-            app = Gateway(client, cors_origins=cors_origins, timeout=timeout)
+        async with (
+            Client(registry=registry, timeout=timeout) as client,
+            _mcp_endpoint(client, mcp) as mcp_app,
+        ):
+            app = Gateway(client, cors_origins=cors_origins, timeout=timeout, mcp=mcp_app)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(serve_asgi, app, sock)
                 yield bound_address(sock)
                 tg.cancel_scope.cancel()
     finally:
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def _mcp_endpoint(
+    client: Client, options: McpOptions | None
+) -> AsyncIterator[ASGIApp | None]:
+    if options is None:
+        yield None
+        return
+    try:
+        from .mcp import open_mcp
+    except ImportError:
+        log.info("no MCP endpoint at /mcp: pip install 'micro-runtime[mcp]' to serve one")
+        yield None
+        return
+    async with open_mcp(client, options) as server, server.http_app() as app:
+        yield app
 
 
 async def serve_gateway(

@@ -112,6 +112,11 @@ def inspect_callable(fn: Callable[..., Any], name: str, **options: Any) -> Endpo
         raise TypeError(f"endpoint {name} must take exactly one request argument")
     req_t = hints.get(params[0].name, Any)
     resp_t = hints.get("return", Any)
+    doc = inspect.getdoc(fn)
+    if doc:
+        # The docstring travels in the registry record: what `micro describe`
+        # shows and what agents read as the tool's description (MCP).
+        options["metadata"] = {"description": doc, **(options.get("metadata") or {})}
     if req_t is Stream or typing.get_origin(req_t) is Stream:
         args = typing.get_args(req_t)
         return Endpoint(
