@@ -8,7 +8,10 @@ Backends are chosen by URL, in code or with ``MICRO_STORE``:
 - ``memory``: in-process only, for tests and single-process applications;
 - ``etcd://host:port``: an etcd cluster (``etcd+https://`` for TLS);
 - ``redis://[user:password@]host:port/db``: Redis (``rediss://`` for TLS),
-  which needs ``pip install 'micro-runtime[redis]'``.
+  which needs ``pip install 'micro-runtime[redis]'``;
+- ``postgres://user:password@host:5432/dbname`` (or ``postgresql://``), and
+  ``cockroachdb://user@host:26257/dbname`` for CockroachDB: a SQL database,
+  which needs ``pip install 'micro-runtime[postgres]'``.
 
 Backend modules are imported on first use. :class:`Table` binds one
 database/table of a store and stores typed values with micro's codecs.
@@ -36,6 +39,7 @@ from .table import Table
 if TYPE_CHECKING:
     from .etcd import EtcdStore
     from .file import FileStore
+    from .postgres import PostgresStore
     from .redis import RedisStore
 
 #: the store used when none is given and ``MICRO_STORE`` is unset
@@ -46,6 +50,7 @@ _BACKENDS: dict[str, tuple[str, str | None]] = {
     "FileStore": (".file", None),
     "EtcdStore": (".etcd", None),
     "RedisStore": (".redis", "redis"),
+    "PostgresStore": (".postgres", "postgres"),
 }
 
 _shared: dict[str, Store] = {}
@@ -82,7 +87,8 @@ def _missing(name: str, extra: str, error: ImportError) -> type:
 
 
 def from_url(url: str, *, options: StoreOptions | None = None) -> Store:
-    """A new, unopened store for ``url`` (``file``, ``memory``, ``etcd://…``, ``redis://…``)."""
+    """A new, unopened store for ``url`` (``file``, ``memory``, ``etcd://…``, ``redis://…``,
+    ``postgres://…`` or ``cockroachdb://…``)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, _, rest = url.partition(":")
@@ -100,9 +106,12 @@ def from_url(url: str, *, options: StoreOptions | None = None) -> Store:
     if scheme in ("redis", "rediss"):
         store = __getattr__("RedisStore")(url, options=options)
         return store
+    if scheme in ("postgres", "postgresql", "cockroachdb", "cockroach"):
+        store = __getattr__("PostgresStore")(url, options=options)
+        return store
     raise ValueError(
-        f"unknown store {url!r}: use file, file:///path, memory, etcd://host:port "
-        "or redis://host:port/db"
+        f"unknown store {url!r}: use file, file:///path, memory, etcd://host:port, "
+        "redis://host:port/db or postgres://host:port/dbname"
     )
 
 
@@ -130,6 +139,7 @@ __all__ = [
     "FileStore",
     "InvalidKey",
     "MemoryStore",
+    "PostgresStore",
     "Record",
     "RecordNotFound",
     "RedisStore",

@@ -1,0 +1,523 @@
+"""A store in PostgreSQL or CockroachDB, through psycopg 3 and its connection pool.
+
+Theory: each (database, table) of the Store API is one SQL table, created on
+first use, named ``micro_store_<readable name>_<hash>`` (the hash of both
+names keeps any two apart, whatever characters they hold). A row holds the
+key as ``BYTEA`` (its UTF-8 bytes with lone surrogates passed through, so
+every key round-trips and byte order is code point order), the value as
+``BYTEA``, the metadata as ``JSONB`` and the expiry as a ``DOUBLE PRECISION``
+timestamp. Prefixes are key ranges on the primary key; suffixes compare the
+key's last bytes. Every query skips rows whose expiry has passed by this
+process's clock; writes delete them, a table at a time, at most once a minute.
+
+The SQL is what PostgreSQL and CockroachDB both accept: ``INSERT ... ON
+CONFLICT ... DO UPDATE``, ``substring``/``length`` on bytes, a partial index.
+
+psycopg's async API runs only on asyncio, so the blocking API runs in worker
+threads (``anyio.to_thread``), which works under asyncio and Trio alike. As
+in the file store, operations in flight together share one hop to a thread:
+writes go as one transaction (group commit), point reads and scans as one
+batch on one connection. A connection lost (a server restart) is retried on
+another; a server that stays down is :class:`StoreUnavailable` carrying the
+server's or the network's message, after at most ``timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import anyio.to_thread
+import psycopg
+import psycopg.errors
+from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..errors import BadRequest
+from ._group import Batcher, Pending
+from ._records import (
+    PREFIX_END,
+    Prepared,
+    check_page,
+    decode_key,
+    decode_metadata,
+    encode_affix,
+    encode_key,
+    namespace,
+    not_open,
+    prepare_write,
+)
+from .base import Record, RecordNotFound, StoreOptions, StoreUnavailable
+
+__all__ = ["PostgresStore"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: seconds to connect, and to wait for a pooled connection, before a call fails
+DEFAULT_TIMEOUT = 10.0
+#: connections the pool keeps at most (batching keeps few busy at once)
+DEFAULT_POOL_SIZE = 4
+#: prefix of the SQL tables' names
+DEFAULT_TABLE_PREFIX = "micro_store_"
+#: seconds between deletions of a table's expired rows (queries skip them in between)
+SWEEP_INTERVAL = 60.0
+#: most expired rows one sweep deletes (keeps a sweep's transaction small)
+SWEEP_ROWS = 1000
+#: tries of one operation when its connection is lost or the server is restarting
+ATTEMPTS = 3
+#: most writes, and bytes of values, one transaction commits
+GROUP_ITEMS = 512
+GROUP_BYTES = 16 * 1024 * 1024
+#: most queries one hop to a worker thread runs
+READ_ITEMS = 256
+#: PostgreSQL's longest identifier, in bytes
+MAX_IDENTIFIER = 63
+
+_LIVE = "(expiry IS NULL OR expiry > %s)"
+_COLUMNS = "key, value, CAST(metadata AS TEXT), expiry"
+_NOW: Any = object()  # a query argument that becomes the time when the query runs
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """The SQL names of one (database, table)."""
+
+    name: str
+    index: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    table: _Table
+    key: bytes
+    value: Prepared | None  # None: a delete
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    table: _Table
+    query: sql.Composed
+    args: tuple[Any, ...]
+
+
+class PostgresStore:
+    """A Store in PostgreSQL or CockroachDB;
+    ``async with PostgresStore("postgres://user:pass@host:5432/db") as store:``.
+
+    ``url`` is a libpq URL (``postgres://``, ``postgresql://``, or
+    ``cockroachdb://``, which means the same), query parameters included.
+    """
+
+    kind = "postgres"
+
+    def __init__(
+        self,
+        url: str = "postgres://127.0.0.1:5432/postgres",
+        *,
+        options: StoreOptions | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        table_prefix: str = DEFAULT_TABLE_PREFIX,
+    ) -> None:
+        self._conninfo, self.address = _conninfo(url)
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,29}", table_prefix):
+            raise ValueError(
+                f"table_prefix {table_prefix!r}: use at most 30 lowercase letters, digits or _"
+            )
+        self.options = options if options is not None else StoreOptions()
+        self.timeout = timeout
+        self.pool_size = pool_size
+        self.table_prefix = table_prefix
+        self._pool: ConnectionPool | None = None
+        self._users = 0
+        self._created: set[str] = set()
+        self._swept: dict[str, float] = {}
+        # Set after a call found the server unreachable: the next call connects on its
+        # own first, so it fails at once (with the server's word) or finds it back.
+        self._down = False
+        self._writes: Batcher[_Write, None] = Batcher(
+            self._commit, max_items=GROUP_ITEMS, max_bytes=GROUP_BYTES
+        )
+        self._reads: Batcher[_Query, builtins.list[Any]] = Batcher(
+            self._query, max_items=READ_ITEMS, max_bytes=0
+        )
+
+    # -- lifecycle --
+
+    async def __aenter__(self) -> PostgresStore:
+        if self._users == 0:
+            pool: ConnectionPool = ConnectionPool(
+                self._conninfo,
+                min_size=1,
+                max_size=max(1, self.pool_size),
+                open=False,
+                timeout=self.timeout,
+                kwargs={"autocommit": True, "connect_timeout": max(1, math.ceil(self.timeout))},
+                name=f"micro-store-{self.address}",
+            )
+            pool.open(wait=False)  # connects in the pool's own threads; calls wait for it
+            self._pool = pool
+        self._users += 1
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._users -= 1
+        if self._users > 0 or self._pool is None:
+            return
+        with anyio.CancelScope(shield=True):
+            await self._writes.wait_idle()
+            await self._reads.wait_idle()
+            pool, self._pool = self._pool, None
+            await anyio.to_thread.run_sync(pool.close, self.timeout)
+
+    # -- the Store protocol --
+
+    async def read(
+        self,
+        key: str,
+        *,
+        prefix: bool = False,
+        suffix: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+        database: str | None = None,
+        table: str | None = None,
+    ) -> builtins.list[Record]:
+        names = self._table(database, table)
+        if not (prefix or suffix):
+            data = encode_key(key, self.options, self.kind)
+            query = sql.SQL(f"SELECT {_COLUMNS} FROM {{}} WHERE key = %s AND " + _LIVE).format(
+                sql.Identifier(names.name)
+            )
+            rows = await self._run_query(_Query(names, query, (data, _NOW)))
+            if not rows:
+                raise RecordNotFound(f"no record {key!r}")
+        else:
+            affixes = (key if prefix else "", key if suffix else "")
+            query, args = _scan(names, _COLUMNS, *affixes, limit, offset)
+            rows = await self._run_query(_Query(names, query, args))
+        return [_record(*row) for row in rows]
+
+    async def list(
+        self,
+        *,
+        prefix: str = "",
+        suffix: str = "",
+        limit: int | None = None,
+        offset: int = 0,
+        database: str | None = None,
+        table: str | None = None,
+    ) -> builtins.list[str]:
+        names = self._table(database, table)
+        query, args = _scan(names, "key", prefix, suffix, limit, offset)
+        rows = await self._run_query(_Query(names, query, args))
+        return [decode_key(k) for (k,) in rows]
+
+    async def write(
+        self,
+        record: Record,
+        *,
+        ttl: float | None = None,
+        expiry: float | None = None,
+        database: str | None = None,
+        table: str | None = None,
+    ) -> None:
+        self._check_open()
+        done = prepare_write(
+            record, self.options, self.kind, ttl=ttl, expiry=expiry, database=database, table=table
+        )
+        _check_jsonb(record.metadata)
+        names = self._table(done.database, done.table)
+        await self._writes.submit(
+            _Write(names, done.key, done), len(done.value) + len(done.metadata)
+        )
+
+    async def delete(
+        self, key: str, *, database: str | None = None, table: str | None = None
+    ) -> None:
+        names = self._table(database, table)
+        data = encode_key(key, self.options, self.kind)
+        await self._writes.submit(_Write(names, data, None), len(data))
+
+    async def sweep(self, *, database: str | None = None, table: str | None = None) -> int:
+        """Delete the table's expired rows now (writes do it once a minute); returns how many.
+
+        Raises :class:`StoreUnavailable` when the server cannot be reached.
+        """
+        names = self._table(database, table)
+        return await anyio.to_thread.run_sync(self._attempt, partial(self._sweep, names=names))
+
+    # -- batches (in worker threads) --
+
+    async def _run_query(self, query: _Query) -> builtins.list[Any]:
+        rows = await self._reads.submit(query)
+        assert rows is not None
+        return rows
+
+    async def _query(self, batch: builtins.list[Pending[_Query, builtins.list[Any]]]) -> None:
+        await anyio.to_thread.run_sync(self._query_in_thread, batch)
+
+    def _query_in_thread(self, batch: builtins.list[Pending[_Query, builtins.list[Any]]]) -> None:
+        def run(con: psycopg.Connection[Any]) -> None:
+            for pending in batch:
+                if pending.done:
+                    continue
+                query = pending.item
+                self._create(con, query.table)
+                # Expiry is judged when the query runs, not when it was queued.
+                now = time.time()
+                args = tuple(now if arg is _NOW else arg for arg in query.args)
+                pending.finish(con.execute(query.query, args).fetchall())
+
+        try:
+            self._attempt(run)
+        except StoreUnavailable as exc:
+            for pending in batch:
+                if not pending.done:
+                    pending.fail(StoreUnavailable(exc.detail))
+
+    async def _commit(self, batch: builtins.list[Pending[_Write, None]]) -> None:
+        await anyio.to_thread.run_sync(self._commit_in_thread, batch)
+
+    def _commit_in_thread(self, batch: builtins.list[Pending[_Write, None]]) -> None:
+        """One transaction for the batch: every write of it commits, or none does."""
+        tables = {pending.item.table.name: pending.item.table for pending in batch}
+
+        def run(con: psycopg.Connection[Any]) -> None:
+            for names in tables.values():
+                self._create(con, names)
+            with con.transaction():
+                for pending in batch:
+                    write = pending.item
+                    ident = sql.Identifier(write.table.name)
+                    if write.value is None:
+                        delete = sql.SQL("DELETE FROM {} WHERE key = %s").format(ident)
+                        con.execute(delete, (write.key,))
+                    else:
+                        v = write.value
+                        con.execute(
+                            sql.SQL(
+                                "INSERT INTO {} (key, value, metadata, expiry) "
+                                "VALUES (%s, %s, CAST(%s AS JSONB), %s) "
+                                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                                "metadata = excluded.metadata, expiry = excluded.expiry"
+                            ).format(ident),
+                            (write.key, v.value, (v.metadata or b"{}").decode(), v.expiry),
+                        )
+
+        try:
+            self._attempt(run)
+        except (StoreUnavailable, BadRequest) as exc:
+            kind = type(exc)
+            for pending in batch:  # an error of its own for each writer to raise
+                pending.fail(kind(exc.detail))
+            return
+        for pending in batch:
+            pending.finish()
+        now = time.monotonic()
+        for names in tables.values():
+            if now - self._swept.get(names.name, 0.0) > SWEEP_INTERVAL:
+                self._swept[names.name] = now
+                try:
+                    self._attempt(partial(self._sweep, names=names))
+                except StoreUnavailable as exc:  # the writes committed; the next sweep may do it
+                    log.warning("sweeping %s: %s", names.name, exc.detail)
+
+    def _sweep(self, con: psycopg.Connection[Any], names: _Table) -> int:
+        self._create(con, names)
+        ident = sql.Identifier(names.name)
+        query = sql.SQL(
+            "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expiry <= %s LIMIT %s)"
+        ).format(t=ident)
+        return con.execute(query, (time.time(), SWEEP_ROWS)).rowcount
+
+    # -- connections --
+
+    def _attempt(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``work`` on a connection, retrying on another when one is lost."""
+        error: Exception | None = None
+        for attempt in range(ATTEMPTS):
+            pool = self._pool
+            if pool is None:
+                raise not_open(self.kind)
+            if attempt:
+                time.sleep(0.05 * 2**attempt)
+            try:
+                with self._errors():
+                    if self._down:
+                        result = self._direct(work)
+                    else:
+                        with pool.connection() as con:
+                            result = work(con)
+            except PoolTimeout as exc:
+                # The pool found no connection in time: the next try connects on its
+                # own, to work if the server is back or to say why it is not.
+                self._down = True
+                error = exc
+                continue
+            except psycopg.errors.UndefinedTable as exc:  # dropped behind our back
+                self._created.clear()
+                error = exc
+                continue
+            except psycopg.errors.SerializationFailure as exc:  # CockroachDB asks to retry
+                error = exc
+                continue
+            except psycopg.OperationalError as exc:
+                # A lost connection (the pool drops it) or a server restarting: drop the
+                # pool's other dead connections, then try again.
+                error = exc
+                self._down = True
+                try:
+                    pool.check()
+                except psycopg.Error:
+                    pass
+                continue
+            self._down = False
+            return result
+        assert error is not None
+        raise StoreUnavailable(f"postgres at {self.address} failed: {_message(error)}") from error
+
+    def _direct(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``work`` on a connection of its own: fails at once with the reason when the
+        server is down, and works as soon as it is back, whatever the pool's backoff."""
+        try:
+            con = psycopg.connect(
+                self._conninfo, autocommit=True, connect_timeout=max(1, math.ceil(self.timeout))
+            )
+        except psycopg.OperationalError as exc:
+            self._down = True
+            raise StoreUnavailable(
+                f"postgres at {self.address} is unreachable: {_message(exc)}"
+            ) from exc
+        with con:
+            return work(con)
+
+    def _create(self, con: psycopg.Connection[Any], names: _Table) -> None:
+        """Create the table on first use (once per process, unless dropped since)."""
+        if names.name in self._created:
+            return
+        table, index = sql.Identifier(names.name), sql.Identifier(names.index)
+        statements = [
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (key BYTEA PRIMARY KEY, value BYTEA NOT NULL, "
+                "metadata JSONB NOT NULL, expiry DOUBLE PRECISION)"
+            ).format(table),
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (expiry) WHERE expiry IS NOT NULL").format(
+                index, table
+            ),
+        ]
+        for statement in statements:
+            try:
+                con.execute(statement)
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
+                pass  # another process created it at the same moment
+        self._created.add(names.name)
+
+    # -- helpers --
+
+    def _table(self, database: str | None, table: str | None) -> _Table:
+        self._check_open()
+        database, table = namespace(self.options, database, table)
+        return _names(self.table_prefix, database, table)
+
+    def _check_open(self) -> None:
+        if self._pool is None:
+            raise not_open(self.kind)
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (
+            PoolTimeout,
+            psycopg.OperationalError,
+            psycopg.errors.SerializationFailure,
+            psycopg.errors.UndefinedTable,
+            StoreUnavailable,
+        ):
+            raise
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"postgres at {self.address} failed: {_message(exc)}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"postgres at {self.address} is unreachable: {exc}") from exc
+
+
+def _conninfo(url: str) -> tuple[str, str]:
+    """(the libpq URL, ``host:port/dbname`` for messages) for a store URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("postgres", "postgresql", "cockroachdb", "cockroach"):
+        raise ValueError(f"not a postgres URL: {url!r} (use postgres://user:pass@host:5432/dbname)")
+    default_port = 26257 if scheme.startswith("cockroach") else 5432
+    try:
+        port = parts.port or default_port
+    except ValueError as exc:
+        raise ValueError(f"bad port in {url!r}: {exc}") from None
+    host = parts.hostname or "localhost"
+    address = f"{host}:{port}/{parts.path.strip('/') or '(default database)'}"
+    return urlunsplit(("postgresql", *parts[1:])), address
+
+
+def _names(prefix: str, database: str, table: str) -> _Table:
+    raw = [name.encode("utf-8", "surrogatepass") for name in (database, table)]
+    digest = hashlib.sha256(b"".join(len(b).to_bytes(4, "big") + b for b in raw)).hexdigest()[:12]
+    readable = re.sub(r"[^a-z0-9]+", "_", f"{database}_{table}".lower()).strip("_")
+    readable = readable[: MAX_IDENTIFIER - len(prefix) - len(digest) - 1]
+    name = f"{prefix}{readable}_{digest}" if readable else f"{prefix}{digest}"
+    return _Table(name, f"{prefix}x_{digest}")
+
+
+def _scan(
+    names: _Table, columns: str, prefix: str, suffix: str, limit: int | None, offset: int
+) -> tuple[sql.Composed, tuple[Any, ...]]:
+    """A query of live rows whose keys have the prefix and suffix, in key order, paged."""
+    start, end = encode_affix(prefix, "prefix"), encode_affix(suffix, "suffix")
+    check_page(limit, offset)
+    text = f"SELECT {columns} FROM {{}} WHERE key >= %s AND key < %s AND {_LIVE}"
+    args: tuple[Any, ...] = (start, start + PREFIX_END, _NOW)
+    if end:
+        text += " AND length(key) >= %s AND substring(key FROM length(key) - %s + 1) = %s"
+        args += (len(end), len(end), end)
+    text += " ORDER BY key"
+    if limit is not None:
+        text += " LIMIT %s"
+        args += (limit,)
+    text += " OFFSET %s"
+    return sql.SQL(text).format(sql.Identifier(names.name)), (*args, offset)
+
+
+def _record(key: bytes, value: bytes, metadata: str | bytes, expiry: float | None) -> Record:
+    # Text comes back as bytes from a database whose encoding is SQL_ASCII.
+    data = metadata if isinstance(metadata, bytes) else metadata.encode()
+    return Record(decode_key(key), bytes(value), decode_metadata(data), expiry)
+
+
+def _check_jsonb(value: object) -> None:
+    """JSONB holds no NUL character: refuse such metadata before it reaches the server."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadRequest("metadata holds a NUL character, which PostgreSQL's jsonb cannot")
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _check_jsonb(name)
+            _check_jsonb(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_jsonb(item)
+
+
+def _message(exc: BaseException) -> str:
+    """The server's (or libpq's) message, on one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,0 +1,143 @@
+"""The PostgreSQL store against a real PostgreSQL: the whole conformance suite,
+a server restart mid-run, a server that stays down, and what it keeps in SQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+import anyio
+import pytest
+
+from micro.errors import BadRequest
+from micro.store import PostgresStore, Record, Store, StoreUnavailable, from_url
+from micro.testing import STORE_CHECKS, StoreFactory
+from tests.servers import ServerProcess, free_port
+
+pytestmark = pytest.mark.anyio
+
+Check = Callable[[StoreFactory], Awaitable[None]]
+
+
+def _db() -> str:
+    return f"pg-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.mark.parametrize("check", list(STORE_CHECKS.values()), ids=list(STORE_CHECKS))
+async def test_postgres_store_conforms(postgres_server: ServerProcess, check: Check) -> None:
+    def factory() -> Store:
+        return from_url(postgres_server.url)
+
+    await check(factory)
+
+
+async def _all_calls_fail(store: Store, where: str) -> list[str]:
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: store.write(Record("k", b"v")),
+        lambda: store.write(Record("k", b"v"), ttl=5),
+        lambda: store.read("k"),
+        lambda: store.read("k", prefix=True),
+        lambda: store.list(),
+        lambda: store.delete("k"),
+    ]
+    details = []
+    for call in calls:
+        with anyio.fail_after(15), pytest.raises(StoreUnavailable) as caught:
+            await call()
+        assert where in caught.value.detail, caught.value
+        details.append(caught.value.detail)
+    return details
+
+
+async def test_an_unreachable_server_is_a_clear_error() -> None:
+    port = free_port()  # nothing listens there
+    async with PostgresStore(f"postgres://u@127.0.0.1:{port}/db", timeout=2) as store:
+        details = await _all_calls_fail(store, f"127.0.0.1:{port}/db")
+    assert all("refused" in detail.lower() for detail in details), details
+
+
+async def test_a_restart_mid_run_and_a_server_that_stays_down(
+    fresh_postgres_server: ServerProcess,
+) -> None:
+    db = _db()
+    async with PostgresStore(fresh_postgres_server.url, timeout=2) as store:
+        await store.write(Record("before", b"1", {"n": 1}), database=db)
+
+        async def writer(n: int) -> None:
+            await store.write(Record(f"w{n:02d}", b"x"), database=db)
+
+        async with anyio.create_task_group() as tg:  # a pool of live connections
+            for n in range(20):
+                tg.start_soon(writer, n)
+        fresh_postgres_server.restart()  # same port and data: every pooled connection is dead
+        # A lost connection is retried on a new one: the first call after works.
+        await store.write(Record("after", b"2"), database=db)
+        assert await store.read("before", database=db) == [Record("before", b"1", {"n": 1})]
+        assert len(await store.list(database=db)) == 22
+
+        fresh_postgres_server.stop()
+        details = await _all_calls_fail(store, fresh_postgres_server.url.split("@")[1])
+        assert all("refused" in detail.lower() for detail in details), details
+
+        fresh_postgres_server.start()
+        with anyio.fail_after(15):
+            assert await store.list(prefix="a", database=db) == ["after"]
+
+
+async def test_rows_are_in_one_sql_table_per_namespace(postgres_server: ServerProcess) -> None:
+    import psycopg
+
+    db = _db()
+    async with PostgresStore(postgres_server.url) as store:
+        await store.write(Record("k\x00\ud800", b"v", {"tag": "ü"}), ttl=60, database=db)
+        await store.write(Record("k", b"v"), database=db, table="Other Table/2")
+        with psycopg.connect(postgres_server.url, autocommit=True) as con:
+            rows = con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_name LIKE %s "
+                "ORDER BY table_name",
+                (f"micro_store_{db.replace('-', '_')}%",),
+            ).fetchall()
+            assert len(rows) == 2, rows
+            assert rows[1][0].startswith(f"micro_store_{db.replace('-', '_')}_other_table_2_")
+            table = rows[0][0]
+            key, metadata, expiry = con.execute(
+                f'SELECT key, metadata, expiry FROM "{table}"'
+            ).fetchone()  # type: ignore[misc]
+            assert bytes(key) == "k\x00\ud800".encode("utf-8", "surrogatepass")
+            assert metadata == {"tag": "ü"} and expiry is not None
+
+
+async def test_sweep_deletes_expired_rows(postgres_server: ServerProcess) -> None:
+    db = _db()
+    async with PostgresStore(postgres_server.url) as store:
+        await store.write(Record("short", b"v"), ttl=0.2, database=db)
+        await store.write(Record("long", b"v"), ttl=60, database=db)
+        with anyio.fail_after(10):
+            while await store.list(database=db) != ["long"]:
+                await anyio.sleep(0.05)
+        assert await store.sweep(database=db) == 1
+        assert await store.sweep(database=db) == 0
+
+
+async def test_metadata_postgres_cannot_hold_is_a_bad_request(
+    postgres_server: ServerProcess,
+) -> None:
+    db = _db()
+    async with PostgresStore(postgres_server.url) as store:
+        with pytest.raises(BadRequest, match="NUL"):
+            await store.write(Record("k", b"v", {"x": ["a\x00b"]}), database=db)
+        assert await store.list(database=db) == []
+
+
+def test_postgres_urls() -> None:
+    store = PostgresStore("postgresql://user:secret@db.example/app?sslmode=require")
+    assert store.address == "db.example:5432/app"
+    assert "secret" not in store.address
+    for url in ("cockroachdb://root@crdb:26257/defaultdb", "cockroachdb://root@crdb/defaultdb"):
+        assert PostgresStore(url).address == "crdb:26257/defaultdb"
+    assert isinstance(from_url("postgres://h/db"), PostgresStore)
+    assert isinstance(from_url("cockroachdb://h/db"), PostgresStore)
+    with pytest.raises(ValueError, match="not a postgres URL"):
+        PostgresStore("mysql://h/db")
+    with pytest.raises(ValueError, match="table_prefix"):
+        PostgresStore("postgres://h/db", table_prefix="Bad-Prefix")
