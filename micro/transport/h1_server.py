@@ -14,7 +14,9 @@ growing past it; a request h11 cannot frame (400, or 431 for a header section
 over 64 KiB); a request with both ``Content-Length`` and
 ``Transfer-Encoding`` (answered, framed by its chunks); a refused request
 whose client waits for ``100 Continue`` before sending its body; and the
-client's ``Connection: close`` or HTTP/1.0 (h11's rule). A client that sent
+client's ``Connection: close`` or HTTP/1.0 (h11's rule). A connection whose
+next request head has not come within :data:`REQUEST_HEAD_TIMEOUT` is closed,
+with 408 if part of it came. A client that sent
 ``Expect: 100-continue`` gets ``100 Continue`` just before its body is read.
 Closing, the server half-closes and reads what the peer still sends for a
 moment (:data:`LINGER`), so the kernel does not reset the connection under the
@@ -31,7 +33,7 @@ import anyio
 import anyio.abc
 import h11
 
-from ..errors import Cancelled, MicroError, PayloadTooLarge, Unavailable
+from ..errors import Cancelled, MicroError, PayloadTooLarge, Timeout, Unavailable
 from .calls import (
     RequestHead,
     is_grpc_content_type,
@@ -53,6 +55,11 @@ log = logging.getLogger("micro.transport")
 READ_SIZE = 64 * 1024
 #: the largest request head (request line and headers) read; larger gets 431
 MAX_HEAD_SIZE = 64 * 1024
+#: seconds a connection may wait for a whole request head, from its start or the end of
+#: the previous answer; then it is closed (with 408 if part of a head came). nginx keeps
+#: idle connections 75 s: longer than the 60 s idle timeout of common load balancers,
+#: so that they, and not we, close an idle connection (closing races their next request)
+REQUEST_HEAD_TIMEOUT = 75.0
 #: seconds to go on reading, and dropping, what a peer sends after the last answer
 #: before closing; Apache waits 2 s for each read of its lingering close
 LINGER = 2.0
@@ -101,9 +108,12 @@ class H1ServerConnection:
             while not self._draining:
                 self._idle = True
                 try:
-                    event = await self._next_event()
+                    with anyio.move_on_after(REQUEST_HEAD_TIMEOUT) as waiting:
+                        event = await self._next_event()
                 except _Closed:
                     return False
+                if waiting.cancelled_caught:
+                    return await self._time_out()
                 if not isinstance(event, h11.Request):
                     return False
                 self._idle = False
@@ -121,6 +131,20 @@ class H1ServerConnection:
             await self._send_error_best_effort(protocol_error(exc))
             return True
         return False
+
+    async def _time_out(self) -> bool:
+        """Close a connection whose next request did not come in time; True if it may send.
+
+        An idle one is closed silently, as any keep-alive connection may be; one
+        that sent part of a head is told 408 first.
+        """
+        partial, _ = self._conn.trailing_data
+        if not partial:
+            return False
+        self._closing = True
+        self._head_only = False
+        await self._send_error(Timeout("request head not received in time"), close=True)
+        return True
 
     async def _linger(self) -> None:
         """Half-close, then read and drop what the peer still sends, for up to :data:`LINGER`.

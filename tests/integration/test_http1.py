@@ -19,6 +19,7 @@ import pytest
 
 import micro
 from micro.registry import MemoryRegistry
+from micro.transport import h1_server
 
 from .conftest import Greeter
 
@@ -435,3 +436,31 @@ async def test_expect_100_continue_without_a_body_gets_no_interim_answer(raw: Ra
     resp = await raw.response()
     assert resp.status == 200
     assert resp.header("connection") is None
+
+
+@pytest.fixture
+def short_head_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(h1_server, "REQUEST_HEAD_TIMEOUT", 0.5)
+
+
+@pytest.mark.usefixtures("short_head_timeout")
+async def test_an_idle_kept_alive_connection_is_closed_in_time(
+    service: micro.Service, raw: RawHTTP1
+) -> None:
+    await raw.send(post("once"))
+    assert (await raw.response()).json() == {"message": "Hello once"}
+    assert await raw.rest_until_closed() == b""
+    await still_serves(service)
+
+
+@pytest.mark.usefixtures("short_head_timeout")
+async def test_a_head_that_does_not_finish_in_time_is_408_and_closes(
+    service: micro.Service, raw: RawHTTP1
+) -> None:
+    # One header line and then nothing: the connection is not held forever.
+    await raw.send(b"POST /Greeter/Hello HTTP/1.1\r\nHost: x\r\n")
+    resp = await raw.response()
+    assert resp.status == 408
+    assert resp.header("connection") == "close"
+    assert await raw.rest_until_closed() == b""
+    await still_serves(service)
