@@ -128,7 +128,7 @@ class H1ServerConnection:
                     return True
         except h11.RemoteProtocolError as exc:
             self._closing = True
-            await self._send_error_best_effort(protocol_error(exc))
+            await self._send_error_best_effort(protocol_error(exc, in_body=not self._idle))
             return True
         return False
 

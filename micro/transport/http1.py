@@ -58,14 +58,17 @@ def declared_length(request: h11.Request) -> int | None:
 _HEADERS_TOO_LARGE = 431
 
 
-def protocol_error(exc: h11.RemoteProtocolError) -> MicroError:
+def protocol_error(exc: h11.RemoteProtocolError, *, in_body: bool = False) -> MicroError:
     """The answer to a request h11 could not read: 431 for a head over the limit, else 400.
 
     h11 hints 501 for any transfer coding but chunked. RFC 9112 §6.3 asks for
     400 when chunked is not the final coding, since the body's length is then
     unknown; and for one we cannot decode (``gzip, chunked``) 400 says as much,
-    while the connection closes after either.
+    while the connection closes after either. ``in_body``: the head was read
+    and the body's framing failed, so an over-long line is a chunk's (400).
     """
+    if in_body:
+        return BadRequest(f"malformed HTTP/1.1 body: {exc}")
     if exc.error_status_hint == _HEADERS_TOO_LARGE:
         return MicroError("request header section too large", code=_HEADERS_TOO_LARGE)
     return BadRequest(f"malformed HTTP/1.1: {exc}")

@@ -349,6 +349,17 @@ BAD_FRAMING = {
     "chunk-size-not-hex": b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
     "chunk-size-overflow": b"Transfer-Encoding: chunked\r\n\r\n" + b"f" * 40 + b"\r\nxx\r\n",
     "chunk-without-crlf": b"Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",
+    "chunk-extension-too-long": (
+        b"Transfer-Encoding: chunked\r\n\r\n5;x=" + b"a" * (80 * 1024) + b"\r\nhello\r\n"
+    ),
+    # Spellings one parser may take for chunked and another ignore.
+    "transfer-encoding-space-before-colon": (
+        b"Content-Length: 5\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n"
+    ),
+    "transfer-encoding-xchunked": b"Content-Length: 5\r\nTransfer-Encoding: xchunked\r\n\r\n",
+    "transfer-encoding-vertical-tab": (
+        b"Content-Length: 5\r\nTransfer-Encoding:\x0bchunked\r\n\r\n0\r\n\r\n"
+    ),
 }
 
 

@@ -81,3 +81,15 @@ def test_framing_h11_refuses_is_400(head: bytes) -> None:
 def test_the_rules_do_no_io() -> None:
     outside, _ = imports_of("micro.transport.http1")
     assert outside.isdisjoint(FORBIDDEN), sorted(outside & FORBIDDEN)
+
+
+def test_an_over_long_chunk_line_is_400_not_431() -> None:
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=1024)
+    conn.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert isinstance(conn.next_event(), h11.Request)
+    conn.receive_data(b"5;x=" + b"a" * 2048)
+    with pytest.raises(h11.RemoteProtocolError) as info:
+        conn.next_event()
+    error = protocol_error(info.value, in_body=True)
+    assert error.code == 400
+    assert "body" in error.detail
