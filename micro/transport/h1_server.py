@@ -16,7 +16,8 @@ over 64 KiB); a request with both ``Content-Length`` and
 whose client waits for ``100 Continue`` before sending its body; and the
 client's ``Connection: close`` or HTTP/1.0 (h11's rule). A connection whose
 next request head has not come within :data:`REQUEST_HEAD_TIMEOUT` is closed,
-with 408 if part of it came. A client that sent
+with 408 if part of it came; so is one whose body stalls for
+:data:`BODY_IDLE_TIMEOUT`. A client that sent
 ``Expect: 100-continue`` gets ``100 Continue`` just before its body is read.
 Closing, the server half-closes and reads what the peer still sends for a
 moment (:data:`LINGER`), so the kernel does not reset the connection under the
@@ -60,6 +61,9 @@ MAX_HEAD_SIZE = 64 * 1024
 #: idle connections 75 s: longer than the 60 s idle timeout of common load balancers,
 #: so that they, and not we, close an idle connection (closing races their next request)
 REQUEST_HEAD_TIMEOUT = 75.0
+#: seconds a request body may go without a byte arriving before it is answered 408 and
+#: the connection closed; nginx's client_body_timeout
+BODY_IDLE_TIMEOUT = 60.0
 #: seconds to go on reading, and dropping, what a peer sends after the last answer
 #: before closing; Apache waits 2 s for each read of its lingering close
 LINGER = 2.0
@@ -350,7 +354,8 @@ class H1ServerConnection:
         return self._has_body and self._conn.they_are_waiting_for_100_continue
 
     async def _read_body(self, limit: int) -> bytes:
-        """The request's body; raises PayloadTooLarge past ``limit``, _Closed if the peer left."""
+        """The request's body; raises PayloadTooLarge past ``limit``, Timeout if it stalls,
+        _Closed if the peer left."""
         if self._awaits_continue():
             data = self._conn.send(
                 h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
@@ -362,7 +367,10 @@ class H1ServerConnection:
         chunks: list[bytes] = []
         size = 0
         while True:
-            event = await self._next_event()
+            with anyio.move_on_after(BODY_IDLE_TIMEOUT) as waiting:
+                event = await self._next_event()
+            if waiting.cancelled_caught:
+                raise Timeout(f"request body stalled for {BODY_IDLE_TIMEOUT:g} s")
             if isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > limit:

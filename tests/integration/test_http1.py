@@ -450,11 +450,12 @@ async def test_expect_100_continue_without_a_body_gets_no_interim_answer(raw: Ra
 
 
 @pytest.fixture
-def short_head_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+def short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(h1_server, "REQUEST_HEAD_TIMEOUT", 0.5)
+    monkeypatch.setattr(h1_server, "BODY_IDLE_TIMEOUT", 0.5)
 
 
-@pytest.mark.usefixtures("short_head_timeout")
+@pytest.mark.usefixtures("short_timeouts")
 async def test_an_idle_kept_alive_connection_is_closed_in_time(
     service: micro.Service, raw: RawHTTP1
 ) -> None:
@@ -464,7 +465,7 @@ async def test_an_idle_kept_alive_connection_is_closed_in_time(
     await still_serves(service)
 
 
-@pytest.mark.usefixtures("short_head_timeout")
+@pytest.mark.usefixtures("short_timeouts")
 async def test_a_head_that_does_not_finish_in_time_is_408_and_closes(
     service: micro.Service, raw: RawHTTP1
 ) -> None:
@@ -472,6 +473,21 @@ async def test_a_head_that_does_not_finish_in_time_is_408_and_closes(
     await raw.send(b"POST /Greeter/Hello HTTP/1.1\r\nHost: x\r\n")
     resp = await raw.response()
     assert resp.status == 408
+    assert resp.header("connection") == "close"
+    assert await raw.rest_until_closed() == b""
+    await still_serves(service)
+
+
+@pytest.mark.parametrize("path", [b"/Greeter/Hello", b"/Greeter/Nope"], ids=["call", "refused"])
+@pytest.mark.usefixtures("short_timeouts")
+async def test_a_body_that_stalls_is_408_and_closes(
+    service: micro.Service, raw: RawHTTP1, path: bytes
+) -> None:
+    await raw.send(
+        b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" % path + b'{"name": '
+    )
+    resp = await raw.response()
+    assert resp.status == (408 if path == b"/Greeter/Hello" else 404)
     assert resp.header("connection") == "close"
     assert await raw.rest_until_closed() == b""
     await still_serves(service)
