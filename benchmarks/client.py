@@ -14,7 +14,7 @@ import anyio
 from echo_pb2 import EchoMessage
 from loadgen import LoadResult, StreamMeter, emit, run_load
 from protos import PAYLOAD, payload
-from systems import SYSTEMS, backend, is_grpcio
+from systems import SYSTEMS, backend, is_bytes, is_grpcio, is_grpclib
 
 HOST = "127.0.0.1"
 CONNECT_TIMEOUT = 20.0
@@ -74,6 +74,52 @@ async def unary_micro(port: int, args: argparse.Namespace) -> LoadResult:
 
         with anyio.fail_after(CONNECT_TIMEOUT):
             await call()  # connect (and fail fast) before the clock starts
+        return await run_unary(call, args)
+
+
+async def unary_grpclib(port: int, args: argparse.Namespace) -> LoadResult:
+    """One grpclib ``Channel``: a single HTTP/2 connection for all workers."""
+    from grpclib.client import Channel, UnaryUnaryMethod
+
+    data = payload(args.payload_bytes)
+    check = checker(data)
+    request = EchoMessage(payload=data)
+    channel = Channel(HOST, port)
+    try:
+        echo = UnaryUnaryMethod(channel, "/Echo/Echo", EchoMessage, EchoMessage)
+
+        async def call() -> None:
+            check(await echo(request))
+
+        with anyio.fail_after(CONNECT_TIMEOUT):
+            await call()
+        return await run_unary(call, args)
+    finally:
+        channel.close()
+
+
+async def unary_micro_bytes(port: int, args: argparse.Namespace) -> LoadResult:
+    """``micro.Client`` calling a ``bytes`` handler with ``content_type="application/grpc"``."""
+    import micro
+
+    data = payload(args.payload_bytes)
+    address = f"{HOST}:{port}"
+    async with micro.Client() as client:
+
+        async def call() -> None:
+            resp = await client.call(
+                "bench",
+                "bench.Echo.Echo",
+                data,
+                bytes,
+                content_type="application/grpc",
+                address=address,
+            )
+            if resp != data:
+                raise ValueError(f"echo returned {len(resp)} different bytes")
+
+        with anyio.fail_after(CONNECT_TIMEOUT):
+            await call()
         return await run_unary(call, args)
 
 
@@ -160,11 +206,54 @@ async def stream_micro(port: int, args: argparse.Namespace) -> LoadResult:
         return meter.result(system=args.system, payload_bytes=len(PAYLOAD), first_error=error)
 
 
+async def stream_grpclib(port: int, args: argparse.Namespace) -> LoadResult:
+    """A grpclib stream-stream call: a sender task and this task receiving."""
+    from grpclib.client import Channel, StreamStreamMethod
+
+    check = checker(PAYLOAD)
+    request = EchoMessage(payload=PAYLOAD)
+    channel = Channel(HOST, port)
+    meter = StreamMeter(args.window, args.warmup, args.duration)
+    error = None
+    try:
+        method = StreamStreamMethod(channel, "/Echo/Stream", EchoMessage, EchoMessage)
+        async with method.open() as stream, anyio.create_task_group() as tg:
+            await stream.send_request()  # headers first: receiving needs them sent
+
+            async def sender() -> None:
+                while meter.sending():
+                    await meter.before_send()
+                    await stream.send_message(request)
+                await stream.end()
+
+            tg.start_soon(sender)
+            async for resp in stream:
+                check(resp)
+                meter.received_one()
+    except Exception as exc:  # reported in the result, not raised
+        error = describe(exc)
+    finally:
+        channel.close()
+    return meter.result(system=args.system, payload_bytes=len(PAYLOAD), first_error=error)
+
+
 async def main_async(args: argparse.Namespace) -> None:
+    run: Callable[[int, argparse.Namespace], Awaitable[LoadResult]]
     if args.mode == "stream":
-        run = stream_grpcio if is_grpcio(args.system) else stream_micro
+        if is_grpcio(args.system):
+            run = stream_grpcio
+        elif is_grpclib(args.system):
+            run = stream_grpclib
+        else:
+            run = stream_micro
+    elif is_grpcio(args.system):
+        run = unary_grpcio
+    elif is_grpclib(args.system):
+        run = unary_grpclib
+    elif is_bytes(args.system):
+        run = unary_micro_bytes
     else:
-        run = unary_grpcio if is_grpcio(args.system) else unary_micro
+        run = unary_micro
     result = await run(args.port, args)
     emit(result.to_json())
 

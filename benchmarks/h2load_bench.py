@@ -7,8 +7,8 @@ from pathlib import Path
 
 from procs import BenchError, pinned, run_child
 
-STREAMS = 64
-PATH = "/Echo/Echo"
+#: streams in flight on the one connection: one at a time, and 64
+STREAMS: tuple[int, ...] = (1, 64)
 HEADERS = ("content-type: application/grpc", "te: trailers")
 
 _FINISHED = re.compile(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s")
@@ -40,13 +40,15 @@ def parse(output: str) -> H2loadResult:
     return H2loadResult(total, elapsed, float(finished.group(3)), ok, failed, errored)
 
 
-def h2load(port: int, body: Path, requests: int, core: int | None) -> H2loadResult:
-    """``h2load -n requests -c 1 -m 64`` POSTing ``body`` to ``/Echo/Echo``."""
-    cmd = ["h2load", "-n", str(requests), "-c", "1", "-m", str(STREAMS), "-t", "1"]
+def h2load(
+    port: int, path: str, body: Path, requests: int, streams: int, core: int | None
+) -> H2loadResult:
+    """``h2load -n requests -c 1 -m streams`` POSTing ``body`` to ``path``."""
+    cmd = ["h2load", "-n", str(requests), "-c", "1", "-m", str(streams), "-t", "1"]
     cmd += ["-d", str(body)]
     for header in HEADERS:
         cmd += ["-H", header]
-    cmd.append(f"http://127.0.0.1:{port}{PATH}")
+    cmd.append(f"http://127.0.0.1:{port}{path}")
     result = parse(run_child(pinned(cmd, core), timeout=120))
     if result.succeeded < result.requests:
         raise BenchError(
@@ -55,10 +57,19 @@ def h2load(port: int, body: Path, requests: int, core: int | None) -> H2loadResu
     return result
 
 
-def measure(port: int, body: Path, warmup: float, duration: float, core: int | None) -> float:
+def measure(
+    port: int,
+    path: str,
+    body: Path,
+    streams: int,
+    warmup: float,
+    duration: float,
+    core: int | None,
+) -> float:
     """Warm up for about ``warmup`` seconds, size ``-n`` from that rate, return req/s."""
-    probe = h2load(port, body, 500, core)
+    probe = h2load(port, path, body, 500, streams, core)
     rate = probe.req_s
     if warmup > probe.elapsed_s:
-        rate = h2load(port, body, max(500, int(rate * (warmup - probe.elapsed_s))), core).req_s
-    return h2load(port, body, max(1000, int(rate * duration)), core).req_s
+        more = max(500, int(rate * (warmup - probe.elapsed_s)))
+        rate = h2load(port, path, body, more, streams, core).req_s
+    return h2load(port, path, body, max(1000, int(rate * duration)), streams, core).req_s

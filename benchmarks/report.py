@@ -16,7 +16,8 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("c64_req_s", "64 in flight req/s"),
     ("c64_p50_ms", "p50 ms"),
     ("c64_p99_ms", "p99 ms"),
-    ("h2load_req_s", "h2load -c1 -m64 req/s"),
+    ("h2load1_req_s", "h2load -c1 -m1 req/s"),
+    ("h2load64_req_s", "h2load -c1 -m64 req/s"),
     ("stream_msg_s", "stream msg/s"),
     ("large_mib_s", "1 MiB echo MiB/s"),
     ("large_p50_ms", "p50 ms"),
@@ -71,7 +72,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def render(results: Results) -> str:
-    """Markdown table of medians, then micro/grpcio ratios from the same run."""
+    """Markdown table of medians, then micro's ratios to each reference from the same run."""
     metrics = [m for m in METRICS if any(results.values[s][m[0]] for s in results.systems)]
     header = ["system", *(title for _, title in metrics)]
     rows = [

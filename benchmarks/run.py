@@ -1,4 +1,4 @@
-"""Echo RPC benchmark: grpcio vs micro (asyncio and trio), server and client pinned apart.
+"""Echo RPC benchmark: grpcio and grpclib vs micro (asyncio and trio), pinned apart.
 
 Usage: ``python benchmarks/run.py [--workloads unary,stream,large] [--duration S]
 [--rounds N] [--quick] [--only a,b]``.
@@ -6,6 +6,7 @@ See README.md in this folder for what is measured and how to read the output.
 """
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 import time
@@ -16,10 +17,11 @@ import procs
 import protos
 from loadgen import LoadResult
 from report import Results, render
-from systems import SYSTEMS, environment, is_micro
+from systems import DEFAULT_SYSTEMS, GRPCLIB, SYSTEMS, echo_path, environment, is_micro
 
 WORKLOADS: tuple[str, ...] = ("unary", "stream", "large")
-"""unary: 1 caller, 64 in flight, h2load; stream: one bidi stream; large: 1 MiB echoes."""
+"""unary: 1 caller, 64 in flight, h2load -m1 and -m64; stream: one bidi stream;
+large: 1 MiB echoes."""
 
 # (metric prefix, calls in flight on one connection) of the unary workload
 UNARY: tuple[tuple[str, int], ...] = (("seq", 1), ("c64", 64))
@@ -45,8 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         type=csv,
-        default=list(SYSTEMS),
-        help=f"comma-separated systems to run (default: {','.join(SYSTEMS)})",
+        default=list(DEFAULT_SYSTEMS),
+        help=(
+            f"comma-separated systems to run, of {','.join(SYSTEMS)}"
+            f" (default: {','.join(DEFAULT_SYSTEMS)})"
+        ),
     )
     parser.add_argument(
         "--workloads",
@@ -157,9 +162,13 @@ def bench_unary(
         if not server.alive():
             return
     if not args.no_h2load:
-        rate = h2load_bench.measure(server.port, body, args.warmup, args.duration, core)
-        results.add(system, "h2load_req_s", rate)
-        log(f"  {tag}: h2load -c1 -m64 {rate:9,.0f} req/s")
+        path = echo_path(system)
+        for streams in h2load_bench.STREAMS:
+            rate = h2load_bench.measure(
+                server.port, path, body, streams, args.warmup, args.duration, core
+            )
+            results.add(system, f"h2load{streams}_req_s", rate)
+            log(f"  {tag}: h2load -c1 -m{streams} {rate:9,.0f} req/s")
 
 
 def bench_stream(
@@ -224,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         if any(is_micro(s) for s in systems) and (why := micro_importable(env)):
             log(f"micro is not importable ({why}): skipping micro systems")
             systems = [s for s in systems if not is_micro(s)]
+        if GRPCLIB in systems and importlib.util.find_spec("grpclib") is None:
+            log("grpclib is not installed (pip install grpclib): skipping it")
+            systems.remove(GRPCLIB)
         if not systems:
             log("nothing to run")
             return 1

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import anyio
 from echo_pb2 import EchoMessage
 from loadgen import emit
-from systems import GRPCIO, SYSTEMS, backend, is_grpcio
+from systems import GRPCIO, SYSTEMS, backend, is_grpcio, is_grpclib
 
 HOST = "127.0.0.1"
 
@@ -54,6 +54,52 @@ async def serve_grpcio(port: int, system: str = GRPCIO) -> None:
     announce(system, port)
     await stop.wait()
     await server.stop(0)
+
+
+async def serve_grpclib(port: int, system: str) -> None:
+    """grpclib's server, with the handler mapping its generated code would write."""
+    from grpclib.const import Cardinality, Handler
+    from grpclib.server import Server, Stream
+
+    class Servicer:
+        async def echo(self, stream: Stream[EchoMessage, EchoMessage]) -> None:
+            request = await stream.recv_message()
+            assert request is not None
+            await stream.send_message(request)
+
+        async def stream(self, stream: Stream[EchoMessage, EchoMessage]) -> None:
+            async for message in stream:
+                await stream.send_message(message)
+
+        def __mapping__(self) -> dict[str, Handler]:
+            return {
+                "/Echo/Echo": Handler(self.echo, Cardinality.UNARY_UNARY, EchoMessage, EchoMessage),
+                "/Echo/Stream": Handler(
+                    self.stream, Cardinality.STREAM_STREAM, EchoMessage, EchoMessage
+                ),
+            }
+
+    server = Server([Servicer()])
+    await server.start(HOST, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    announce(system, port)
+    await stop.wait()
+    server.close()
+    await server.wait_closed()
+
+
+class BytesEcho:
+    """micro handler of raw payloads, served as ``bench.Echo`` (``/bench.Echo/Echo``)."""
+
+    async def echo(self, req: bytes) -> bytes:
+        return req
+
+    async def stream(self, reqs: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for req in reqs:
+            yield req
 
 
 class Echo:
@@ -140,6 +186,7 @@ async def serve_micro(system: str, port: int, telemetry: str = "default") -> Non
         **telemetry_options(telemetry),
     )
     service.handle(Echo())
+    service.handle(BytesEcho(), name="bench.Echo")
     async with anyio.create_task_group() as tg:
         tg.start_soon(service.serve)
         await anyio.to_thread.run_sync(wait_port, port)
@@ -156,6 +203,8 @@ def main() -> None:
     args = parser.parse_args()
     if is_grpcio(args.system):
         asyncio.run(serve_grpcio(args.port, args.system))
+    elif is_grpclib(args.system):
+        asyncio.run(serve_grpclib(args.port, args.system))
     else:
         anyio.run(serve_micro, args.system, args.port, args.telemetry, backend=backend(args.system))
 

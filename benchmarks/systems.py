@@ -5,25 +5,57 @@ from micro.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD
 GRPCIO = "grpcio"
 #: grpcio with the glibc malloc thresholds micro sets in its own processes
 GRPCIO_MALLOC = "grpcio-malloc"
+#: grpclib, the other pure-Python gRPC stack (asyncio, h2)
+GRPCLIB = "grpclib"
 MICRO_ASYNCIO = "micro-asyncio"
 MICRO_TRIO = "micro-trio"
+#: micro as the README shows it for raw payloads: a ``bytes`` handler named ``bench.Echo``,
+#: called with ``content_type="application/grpc"``
+MICRO_ASYNCIO_BYTES = "micro-asyncio-bytes"
+MICRO_TRIO_BYTES = "micro-trio-bytes"
 
-SYSTEMS: tuple[str, ...] = (GRPCIO, GRPCIO_MALLOC, MICRO_ASYNCIO, MICRO_TRIO)
+SYSTEMS: tuple[str, ...] = (
+    GRPCIO,
+    GRPCIO_MALLOC,
+    GRPCLIB,
+    MICRO_ASYNCIO,
+    MICRO_TRIO,
+    MICRO_ASYNCIO_BYTES,
+    MICRO_TRIO_BYTES,
+)
+#: the systems run unless ``--only`` says otherwise
+DEFAULT_SYSTEMS: tuple[str, ...] = (GRPCIO, GRPCIO_MALLOC, GRPCLIB, MICRO_ASYNCIO, MICRO_TRIO)
 #: systems micro is compared with, each in its own table of ratios
-REFERENCES: tuple[str, ...] = (GRPCIO, GRPCIO_MALLOC)
+REFERENCES: tuple[str, ...] = (GRPCIO, GRPCIO_MALLOC, GRPCLIB)
+#: the gRPC path of the echo endpoint, by system
+ECHO_PATH = "/Echo/Echo"
+BYTES_ECHO_PATH = "/bench.Echo/Echo"
 
 
 def backend(system: str) -> str:
     """The AnyIO backend a system's processes run on."""
-    return "trio" if system == MICRO_TRIO else "asyncio"
+    return "trio" if system.startswith(MICRO_TRIO) else "asyncio"
 
 
 def is_micro(system: str) -> bool:
     return system.startswith("micro")
 
 
+def is_bytes(system: str) -> bool:
+    """micro with a ``bytes`` handler rather than the protobuf one."""
+    return is_micro(system) and system.endswith("-bytes")
+
+
 def is_grpcio(system: str) -> bool:
     return system.startswith("grpcio")
+
+
+def is_grpclib(system: str) -> bool:
+    return system == GRPCLIB
+
+
+def echo_path(system: str) -> str:
+    return BYTES_ECHO_PATH if is_bytes(system) else ECHO_PATH
 
 
 def environment(system: str) -> dict[str, str]:
