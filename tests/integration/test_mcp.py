@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +26,7 @@ from typing import Any
 
 import anyio
 import pytest
+import sniffio
 
 import micro
 from micro.auth import Account, Auth, KeySet, Resource, Rule
@@ -152,9 +155,10 @@ async def connected(server: Any, mode: str) -> AsyncIterator[Session]:
 
 
 def stdio(etcd: ServerProcess, *args: str, **env: str) -> StdioServerParameters:
+    """``micro mcp`` on the test's event loop (``--backend``), with the test's etcd."""
     return StdioServerParameters(
         command=sys.executable,
-        args=["-m", "micro.cli", "mcp", *args],
+        args=["-m", "micro.cli", "--backend", sniffio.current_async_library(), "mcp", *args],
         env={
             **os.environ,
             "MICRO_REGISTRY": "etcd://" + etcd.url.removeprefix("http://"),
@@ -405,3 +409,33 @@ async def test_http_cancelled_request_cancels_the_call(
                 await anyio.sleep(0.02)
         assert not scope.cancelled_caught
         assert greeter.finished_slow == ["cancelled"]
+
+
+async def test_micro_mcp_serves_streamable_http_with_address(etcd_server: ServerProcess) -> None:
+    name = unique("todo")
+    params = stdio(etcd_server, "--expose", f"{name}.*", "--address", "127.0.0.1:0")
+    async with todo_service(EtcdRegistry(etcd_server.url), name):
+        process = await anyio.open_process(
+            [params.command, *params.args], env=params.env, stdin=subprocess.DEVNULL
+        )
+        try:
+            assert process.stderr is not None
+            seen = b""
+            with anyio.fail_after(REQUEST_TIMEOUT):
+                while b"MCP serving on " not in seen or not seen.endswith(b"\n"):
+                    seen += await process.stderr.receive()
+            url = seen.decode().split("MCP serving on ")[1].split()[0]
+            async with connected(http(url), "legacy") as session:
+                await check_tools(session, name)
+                listed = await session.call(f"{name}.Todo.List", {})
+                assert listed.structured_content == {"tasks": []}
+            async with httpx2.AsyncClient() as plain:
+                other = await plain.get(url.removesuffix("/mcp") + "/elsewhere")
+                assert other.status_code == 404
+            process.send_signal(signal.SIGINT)
+            with anyio.fail_after(REQUEST_TIMEOUT):
+                assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+            await process.aclose()
