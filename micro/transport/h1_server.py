@@ -10,8 +10,8 @@ request is read from where it starts.
 The connection is closed after the answer, which then says
 ``Connection: close``, whenever where the next request starts is in doubt or
 it will not be read: a body declared larger than the limit (413, unread) or
-growing past it; a request h11 cannot frame (400, or 431 for a header section
-over 64 KiB); a request with both ``Content-Length`` and
+growing past it; a request h11 cannot frame (400, or 414 for a request line and
+431 for a header section over 64 KiB); a request with both ``Content-Length`` and
 ``Transfer-Encoding`` (answered, framed by its chunks); a refused request
 whose client waits for ``100 Continue`` before sending its body; and the
 client's ``Connection: close`` or HTTP/1.0 (h11's rule). A connection whose
@@ -132,7 +132,9 @@ class H1ServerConnection:
                     return True
         except h11.RemoteProtocolError as exc:
             self._closing = True
-            await self._send_error_best_effort(protocol_error(exc, in_body=not self._idle))
+            unread, _ = self._conn.trailing_data
+            error = protocol_error(exc, in_body=not self._idle, unread=unread)
+            await self._send_error_best_effort(error)
             return True
         return False
 

@@ -9,7 +9,7 @@ lives here in one function, with no I/O:
   afterwards (:func:`closes_connection`);
 * how large a body the request declares before any of it is read, so an
   oversized one is refused unread (:func:`declared_length`);
-* which answer a framing error gets (:func:`protocol_error`).
+* which answer a request h11 cannot read gets (:func:`protocol_error`).
 
 Every one of them ends the connection after the answer: once a message's
 length is in doubt, so is where the next one starts.
@@ -56,19 +56,26 @@ def declared_length(request: h11.Request) -> int | None:
 
 #: h11's hint for a request head larger than its buffer limit
 _HEADERS_TOO_LARGE = 431
+_URI_TOO_LONG = 414
 
 
-def protocol_error(exc: h11.RemoteProtocolError, *, in_body: bool = False) -> MicroError:
-    """The answer to a request h11 could not read: 431 for a head over the limit, else 400.
+def protocol_error(
+    exc: h11.RemoteProtocolError, *, in_body: bool = False, unread: bytes = b""
+) -> MicroError:
+    """The answer to a request h11 could not read: 414 or 431 for a head over the limit, else 400.
 
     h11 hints 501 for any transfer coding but chunked. RFC 9112 §6.3 asks for
     400 when chunked is not the final coding, since the body's length is then
     unknown; and for one we cannot decode (``gzip, chunked``) 400 says as much,
     while the connection closes after either. ``in_body``: the head was read
     and the body's framing failed, so an over-long line is a chunk's (400).
+    ``unread``: the bytes h11 held when it gave up; a head over the limit with
+    no line end in it is a request line too long (414, RFC 9112 §3).
     """
     if in_body:
         return BadRequest(f"malformed HTTP/1.1 body: {exc}")
     if exc.error_status_hint == _HEADERS_TOO_LARGE:
+        if b"\n" not in unread:
+            return MicroError("request line too long", code=_URI_TOO_LONG)
         return MicroError("request header section too large", code=_HEADERS_TOO_LARGE)
     return BadRequest(f"malformed HTTP/1.1: {exc}")

@@ -382,6 +382,17 @@ async def test_a_body_length_that_cannot_be_trusted_is_400_and_closes(
     await still_serves(service)
 
 
+async def test_oversized_request_line_is_414_and_closes(
+    service: micro.Service, raw: RawHTTP1
+) -> None:
+    await raw.send(b"GET /" + b"a" * (128 * 1024) + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    resp = await raw.response()
+    assert resp.status == 414
+    assert resp.header("connection") == "close"
+    await raw.rest_until_closed()
+    await still_serves(service)
+
+
 async def test_oversized_header_section_is_431_and_closes(
     service: micro.Service, raw: RawHTTP1
 ) -> None:

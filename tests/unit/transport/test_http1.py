@@ -54,10 +54,17 @@ def test_declared_length(head: bytes, length: int | None) -> None:
 
 
 def test_a_head_over_the_limit_is_431() -> None:
-    exc = refusal(b"POST / HTTP/1.1\r\nX-Big: " + b"a" * 20_000)
-    error = protocol_error(exc)
+    data = b"POST / HTTP/1.1\r\nX-Big: " + b"a" * 20_000
+    error = protocol_error(refusal(data), unread=data)
     assert error.code == 431
     assert error.status == "Request Header Fields Too Large"
+
+
+def test_a_request_line_over_the_limit_is_414() -> None:
+    data = b"GET /" + b"a" * 20_000
+    error = protocol_error(refusal(data), unread=data)
+    assert error.code == 414
+    assert error.status == "Request-URI Too Long"
 
 
 @pytest.mark.parametrize(
