@@ -8,6 +8,12 @@ key deleted from elsewhere) the body of the ``async with`` is cancelled and
 :class:`LockLost` or :class:`LeadershipLost` is raised out of the block: code
 that relied on the hold never goes on as if it still had it.
 
+A hold is exclusive until its *local expiry*: the TTL after the last grant or
+renewal was sent, less a margin; the backend cannot give the name to anyone
+else before then. The body's cancel scope has that deadline, and ``held`` and
+``fence()`` say False or raise past it, whether or not the lease keeper has run
+since (a paused process finds its deadline passed when it runs again).
+
 Each hold has a fencing token: an int that is larger for every later hold of
 the same name (etcd: the key's create revision). Pass it to the storage you
 write under the lock, and have the storage refuse writes with smaller tokens.
@@ -101,7 +107,11 @@ class Lock(Protocol):
 
     @property
     def held(self) -> bool:
-        """Still held: no loss reported and not released."""
+        """Held now: not lost or released, and the local expiry not passed."""
+        ...
+
+    def fence(self) -> int:
+        """The fencing token, checked now: raises LockLost if lost, NotHeld if released."""
         ...
 
     async def release(self) -> None:

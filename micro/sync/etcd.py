@@ -11,11 +11,12 @@ package, with no polling.
 
 The keeper renews the lease every third of the TTL and watches the hold's own
 key. The hold is lost when the key is deleted (lease revoked or expired,
-resigned from elsewhere), when etcd no longer knows the lease, or when no
-renewal succeeds within the TTL after the last one that did, measured from
-when that renewal was *sent*, less a margin (a tenth of the TTL, at most half a
-second): this node gives up before etcd could expire the lease and let the
-next in line take over.
+resigned from elsewhere), when etcd no longer knows the lease, or at its local
+expiry: the TTL after the last renewal that succeeded, measured from when that
+renewal was *sent*, less a margin (see ``lease``). etcd keeps the lease at
+least that long, so this node gives up, and its body is cancelled, before etcd
+could expire the lease and let the next in line take over, even if the node
+was paused and its keeper could not run at all.
 
 etcd counts TTLs in whole seconds, so a TTL is rounded up (and etcd may raise
 it to its minimum, about 1.5 election timeouts).
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -50,7 +52,7 @@ class _Lease:
     key: bytes
     line: bytes  # the prefix every hold of this name shares
     ttl: int
-    granted_at: float  # anyio.current_time() when the grant was sent
+    granted_at: float  # time.monotonic() when the grant was sent
 
 
 class EtcdSync(LeasedSync):
@@ -88,7 +90,7 @@ class EtcdSync(LeasedSync):
         ttl = max(1, math.ceil(hold.ttl))
         line = self._line(hold.kind, hold.name)
         with self._errors():
-            sent = anyio.current_time()
+            sent = time.monotonic()
             lease = await self.client.lease_grant(ttl)
             key = line + f"{lease.id:016x}".encode()
             try:
@@ -137,13 +139,15 @@ class EtcdSync(LeasedSync):
         lease: _Lease = hold.lease
         last = lease.granted_at
         while True:
-            await anyio.sleep_until(last + lease.ttl / 3)
+            await anyio.sleep(max(0.0, last + lease.ttl / 3 - time.monotonic()))
+            if hold.expired():  # paused past the local expiry: too late to renew
+                return
             renewed = False
-            # Give up a little before etcd could expire the lease, so the body is
-            # cancelled before anyone else can be granted the name.
-            with anyio.move_on_at(last + lease.ttl - min(0.5, lease.ttl / 10)):
+            # Give up at the local expiry, a little before etcd could expire the
+            # lease, so the body is cancelled before anyone else can be granted the name.
+            with anyio.move_on_after(max(0.0, hold.expires - time.monotonic())):
                 while not renewed:
-                    sent = anyio.current_time()
+                    sent = time.monotonic()
                     try:
                         left = await self.client.lease_keepalive_once(lease.id)
                     except NotFound:
@@ -151,12 +155,17 @@ class EtcdSync(LeasedSync):
                     except MicroError as exc:
                         # Unreachable, or shutting down: retry until the deadline.
                         log.info("renewing %s: %s; retrying", hold.describe(), exc)
+                        hold.renewal_failed = (
+                            f"etcd at {self.client.endpoint} could not be reached to renew it"
+                        )
                         await anyio.sleep(min(RETRY_INTERVAL, lease.ttl / 10))
                         continue
                     if left <= 0:
                         hold.fire("lost", "its lease expired (etcd no longer knows it)")
                         return
                     last, renewed = sent, True
+                    hold.renewal_failed = ""
+                    hold.renewed(sent)
             if not renewed:
                 hold.fire(
                     "lost",

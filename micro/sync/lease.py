@@ -9,6 +9,22 @@ held. The hold is *held* when no entry is ahead of it; until then the taker
 waits for the one entry just ahead to go (etcd: a watch on that key), never
 polling.
 
+Local expiry. The holder never trusts a lease longer than the backend could
+keep it: a grant or renewal sent at monotonic time *t* keeps the lease at
+least until *t* + TTL at the backend, so the hold *expires locally* at
+*t* + TTL - margin (:data:`EXPIRY_MARGIN`), moved on by every renewal. The
+body's cancel scope has that deadline; ``held`` is False and ``fence()``
+raises past it, computed from the clock when they are read, not from what the
+keeper last saw; reading them past it ends the hold at once. So a process
+that was paused (SIGSTOP, a GC pause, a VM migration) longer than that sees
+its deadline in the past when it runs again: the body's cancellation is due
+before the keeper can even ask the backend, the next wait in the body is
+cancelled, and code that checks ``held`` sees False. (Under Trio, deadlines
+are processed before any task runs, so even a wait that ended during the pause
+raises. Under asyncio, timers run in the order they were due: a wait that
+ended during the pause earlier than the deadline may return, and the body runs
+on to its next checkpoint, with ``held`` already False.)
+
 The hold's lifecycle is the table ``_NEXT`` below. The keeper reports a loss
 (lease expired, backend unreachable until the TTL ran out, entry deleted from
 elsewhere), closing the Sync reports one for every hold, and a stopped keeper
@@ -30,6 +46,7 @@ import logging
 import math
 import os
 import socket
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
@@ -64,6 +81,13 @@ Kind = Literal["lock", "leader"]
 RELEASE_TIMEOUT = 5.0
 #: seconds between attempts while the backend cannot be reached during a wait
 RETRY_INTERVAL = 0.2
+#: share of the TTL by which a hold expires here before its lease can expire at
+#: the backend: it covers clock rate differences between hosts (NTP keeps them
+#: far below 0.1 %) and the time from the deadline to the body's next
+#: checkpoint, where its cancellation lands ...
+EXPIRY_MARGIN = 0.1
+#: ... but at most this many seconds, so long TTLs are not cut short for nothing
+MAX_EXPIRY_MARGIN = 0.5
 
 
 class HoldState(StrEnum):
@@ -119,6 +143,44 @@ class Hold:
         self.keeper_scope: anyio.CancelScope | None = None
         self.keeper_stopped = False
         self.released: anyio.Event | None = None  # set once the lease is ended
+        # time.monotonic() from which the lease may have expired at the backend
+        self.expires = math.inf
+        self.renewal_failed = ""  # why the last renewal attempt failed, if it did
+
+    @property
+    def margin(self) -> float:
+        """Seconds by which the hold expires here before it can at the backend."""
+        return min(MAX_EXPIRY_MARGIN, self.ttl * EXPIRY_MARGIN)
+
+    def renewed(self, sent: float) -> None:
+        """The lease was granted or renewed by a request sent at ``sent`` (time.monotonic()).
+
+        Moves the local expiry, and the body's deadline with it, to a margin
+        before the earliest time the backend could let the lease go.
+        """
+        expires = sent + self.ttl - self.margin
+        if self.expires != math.inf and expires <= self.expires:
+            return
+        self.expires = expires
+        if self.state is HoldState.HELD and self.scope is not None:
+            self.scope.deadline = self.deadline()
+
+    def deadline(self) -> float:
+        """The local expiry on the event loop's clock (anyio.current_time())."""
+        return anyio.current_time() + (self.expires - time.monotonic())
+
+    def expired(self) -> bool:
+        """True from the local expiry on; a hold still waiting or held is then lost."""
+        if time.monotonic() < self.expires:
+            return False
+        reason = (
+            f"its lease expired here first: not renewed within its TTL ({self.ttl:g}s) "
+            f"less a {self.margin:g}s margin"
+        )
+        if self.renewal_failed:
+            reason += f" ({self.renewal_failed})"
+        self.fire("lost", reason)
+        return True
 
     def fire(self, event: str, reason: str = "", cause: BaseException | None = None) -> bool:
         """Apply ``event``; True if the state changed."""
@@ -166,7 +228,17 @@ class HeldLock:
 
     @property
     def held(self) -> bool:
-        return self._hold.state is HoldState.HELD
+        """Held now: not ended, and the local expiry not passed (read from the clock)."""
+        hold = self._hold
+        return hold.state is HoldState.HELD and not hold.expired()
+
+    def fence(self) -> int:
+        """The fencing token, if the hold is held now; raises LockLost or NotHeld if not."""
+        if self.held:
+            return self._hold.token
+        if self._hold.state is HoldState.LOST:
+            raise self._hold.lost_error()
+        raise NotHeld(f"{self._hold.describe()} is not held ({self._hold.state})", id="sync")
 
     async def release(self) -> None:
         """Release now; the rest of the block runs without the hold.
@@ -174,7 +246,7 @@ class HeldLock:
         Raises NotHeld when the hold has ended already (released, resigned or lost).
         """
         hold = self._hold
-        if hold.state is not HoldState.HELD:
+        if not self.held:
             raise NotHeld(f"{hold.describe()} is not held ({hold.state})", id="sync")
         await self._sync._release(hold)
 
@@ -395,6 +467,7 @@ class LeasedSync(ABC):
             log.warning("releasing %s timed out; it ends within its TTL", hold.describe())
 
     async def _resign_hold(self, hold: Hold) -> None:
+        hold.expired()  # too late to resign: the hold was lost
         hold.fire("resigned", "resigned")
         await self._release(hold)
         await anyio.lowlevel.checkpoint()  # the body's cancellation takes effect here
@@ -437,7 +510,9 @@ class _Holding:
         if hold.state is not HoldState.WAITING or hold.lease is not None:
             raise RuntimeError("a lock or leadership context can be entered only once")
         task_group = sync._task_group()
+        sent = time.monotonic()
         await sync._grant(hold)
+        hold.renewed(sent)
         sync._holds.add(hold)
         acquired = False
         try:
@@ -455,6 +530,8 @@ class _Holding:
             await sync._release(hold)
             raise
         hold.scope = None
+        if acquired:
+            hold.expired()  # a lease that lapsed while waiting is lost
         if hold.state is not HoldState.WAITING:
             await sync._release(hold)
             await _raise_lost(hold)
@@ -469,7 +546,8 @@ class _Holding:
             return None
         hold.fire("acquired")
         # No checkpoint since the wait ended: the hold cannot have been lost since.
-        self._body = anyio.CancelScope()
+        # The body ends at the local expiry, moved on by each renewal.
+        self._body = anyio.CancelScope(deadline=hold.deadline())
         hold.scope = self._body
         self._body.__enter__()
         if hold.kind == "leader":
@@ -483,6 +561,7 @@ class _Holding:
         hold = self._hold
         swallowed = bool(body.__exit__(exc_type, exc, tb))
         hold.scope = None
+        hold.expired()  # a body that ran or was cancelled past the local expiry lost the hold
         await self._sync._release(hold)
         if hold.state is HoldState.LOST and (exc_type is None or swallowed):
             await _raise_lost(hold)

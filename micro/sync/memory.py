@@ -6,8 +6,10 @@ wait per name in the order of their tokens, drawn from one counter as etcd
 draws revisions. A lease is a deadline on the monotonic clock that the keeper
 pushes back every third of the TTL; a deadline that passed is expired by
 whoever looks next (lazy expiry, as in the memory registry). So a holder whose
-event loop stalls past its TTL loses the hold to the next in line, and its
-keeper reports the loss when it runs again. A waiter waits for the entry just
+event loop stalls past its TTL loses the hold to the next in line. The holder
+knows it first: its hold expires locally a margin before the entry's deadline
+(see ``lease``), so its body is cancelled at its next wait and ``held`` is
+False as soon as the loop runs again, before any keeper runs. A waiter waits for the entry just
 ahead of it to be removed, or for that entry's deadline.
 
 All users of one state must run in one event loop.
@@ -161,9 +163,13 @@ class MemorySync(LeasedSync):
         while True:
             with anyio.move_on_after(hold.ttl / 3):
                 await entry.gone.wait()
+            if hold.expired():
+                return
+            sent = time.monotonic()
             if not self.state.refresh(entry):
                 hold.fire("lost", entry.reason)
                 return
+            hold.renewed(sent)
 
     async def _revoke(self, hold: Hold) -> None:
         self.state.remove(hold.lease, "released")

@@ -34,6 +34,7 @@ __all__ = [
     "check_release_on_error_and_cancel",
     "check_lease_renewed_while_held",
     "check_stalled_holder_loses_lock",
+    "check_paused_holder_expires_locally",
     "check_leader_election_and_watch",
     "check_resign",
     "check_resign_from_elsewhere",
@@ -214,6 +215,70 @@ async def check_stalled_holder_loses_lock(factory: SyncFactory, *, ttl: float = 
         assert not lock.held
         async with b.try_lock(name) as other:
             assert other is not None, "the lock of a holder that lost it is still taken"
+
+
+async def check_paused_holder_expires_locally(factory: SyncFactory, *, ttl: float = 2.0) -> None:
+    """A holder paused past its TTL finds its hold ended the moment it runs again,
+    before its lease keeper could run: ``held`` is False, ``fence()`` raises
+    LockLost, and its next wait is cancelled, whether the pause hit the body
+    itself or the whole event loop while the body waited."""
+    name = unique_name("paused")
+    async with factory() as a, factory() as b:
+        went_on = None
+        try:
+            async with a.lock(name, ttl=ttl) as lock:
+                assert lock.fence() == lock.token
+                time.sleep(ttl + 0.3)  # noqa: ASYNC251 - the pause under test
+                # No checkpoint since the pause: only the clock can tell.
+                assert not lock.held, "held after a pause past the TTL"
+                try:
+                    lock.fence()
+                except LockLost:
+                    pass
+                else:
+                    raise AssertionError("fence() gave a token after a pause past the TTL")
+                went_on = False
+                await anyio.lowlevel.checkpoint()
+                went_on = True
+        except LockLost as exc:
+            assert "expired" in exc.reason, exc.reason
+        else:
+            raise AssertionError("a holder paused past its TTL must get LockLost")
+        assert went_on is False, "the body went on past a checkpoint after its hold expired"
+
+        # The whole event loop stalls (another task blocks it) while the body waits.
+        iterations: list[tuple[float, bool]] = []
+        lost: list[LockLost] = []
+        looping, ended = anyio.Event(), anyio.Event()
+        resumed = 0.0
+
+        async def hold_and_loop() -> None:
+            try:
+                async with a.lock(name, ttl=ttl) as lock:
+                    while True:
+                        iterations.append((time.monotonic(), lock.held))
+                        looping.set()
+                        await anyio.sleep(ttl / 20)
+            except LockLost as exc:
+                lost.append(exc)
+            finally:
+                ended.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hold_and_loop)
+            with anyio.fail_after(EVENT_TIMEOUT):
+                await looping.wait()
+            time.sleep(ttl + 0.3)  # noqa: ASYNC251 - the pause under test
+            resumed = time.monotonic()
+            with anyio.fail_after(PROMPT):
+                await ended.wait()
+        assert lost, "the body of a holder paused past its TTL ended without LockLost"
+        after = [held for at, held in iterations if at > resumed]
+        assert not any(after), "the body believed it held the lock after the pause"
+        # Under asyncio a wait that ended during the pause may return once (see lease).
+        assert len(after) <= 1, f"the body ran {len(after)} times after the pause"
+        async with b.try_lock(name) as other:
+            assert other is not None, "the lock of a paused holder that lost it is still taken"
 
 
 async def check_leader_election_and_watch(factory: SyncFactory, *, ttl: float = 2.0) -> None:
@@ -446,6 +511,7 @@ SYNC_CHECKS: dict[str, SyncCheck] = {
     "release_on_error_and_cancel": check_release_on_error_and_cancel,
     "lease_renewed_while_held": check_lease_renewed_while_held,
     "stalled_holder_loses_lock": check_stalled_holder_loses_lock,
+    "paused_holder_expires_locally": check_paused_holder_expires_locally,
     "leader_election_and_watch": check_leader_election_and_watch,
     "resign": check_resign,
     "resign_from_elsewhere": check_resign_from_elsewhere,

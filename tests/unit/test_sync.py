@@ -14,6 +14,7 @@ from micro.sync import (
     LockLost,
     MemorySync,
     MemorySyncState,
+    NotHeld,
     Sync,
     SyncUnavailable,
     default_state,
@@ -21,7 +22,7 @@ from micro.sync import (
     resolve_sync,
 )
 from micro.sync.etcd import EtcdSync
-from micro.sync.lease import Hold, HoldState
+from micro.sync.lease import MAX_EXPIRY_MARGIN, Hold, HoldState
 from micro.testing import SYNC_CHECKS, SyncCheck
 
 pytestmark = pytest.mark.anyio
@@ -78,6 +79,84 @@ async def test_a_stalled_leader_loses_and_the_next_takes_over() -> None:
                     "scheduler", "next", leadership.token
                 )
                 await lost.wait()
+
+
+async def test_a_paused_leader_never_leads_after_the_next_is_elected() -> None:
+    # The event loop stalls past the TTL while the leader's body waits, as in a
+    # process stopped by SIGSTOP: once it runs again, the leader's body must not
+    # believe it leads, before or after the next candidate's term started.
+    state = MemorySyncState()
+    log: list[tuple[str, float, int, bool]] = []  # who, when, token, held
+    lost: list[LeadershipLost] = []
+    leading = anyio.Event()
+
+    async def campaign(sync: Sync, who: str) -> None:
+        try:
+            async with sync.leader("paused", ttl=TTL, id=who) as leadership:
+                while True:
+                    log.append((who, time.monotonic(), leadership.token, leadership.held))
+                    leading.set()
+                    await anyio.sleep(TTL / 20)
+        except LeadershipLost as exc:
+            lost.append(exc)
+
+    async with (
+        MemorySync(state=state) as a,
+        MemorySync(state=state) as b,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(campaign, a, "old")
+        await leading.wait()
+        time.sleep(TTL * 2)  # noqa: ASYNC251 - the pause under test
+        resumed = time.monotonic()
+        # The next candidate stands for a process the pause did not stop (one
+        # waiting in this process was paused too, and its own lease lapsed).
+        tg.start_soon(campaign, b, "new")
+        with anyio.fail_after(5):
+            while not lost or not any(who == "new" for who, *_ in log):
+                await anyio.sleep(TTL / 20)
+        tg.cancel_scope.cancel()
+    term = min(at for who, at, _, _ in log if who == "new")
+    old = [(at, token, held) for who, at, token, held in log if who == "old"]
+    new_token = next(token for who, _, token, _ in log if who == "new")
+    assert all(token < new_token for _, token, _ in old)
+    assert not [at for at, _, held in old if held and at >= term], (old, term)
+    assert not [at for at, _, held in old if held and at > resumed], (old, resumed)
+    assert "expired here first" in lost[0].reason, lost[0].reason
+
+
+def test_local_expiry_is_the_ttl_after_the_last_renewal_was_sent_less_a_margin() -> None:
+    hold = Hold("lock", "n", "me", 2.0)
+    hold.renewed(100.0)
+    assert hold.expires == 100.0 + 2.0 - 0.2  # a tenth of the TTL
+    hold.renewed(99.0)  # a late answer to an earlier request moves nothing back
+    assert hold.expires == 101.8
+    hold.renewed(101.0)
+    assert hold.expires == 102.8
+    assert Hold("lock", "n", "me", 60.0).margin == MAX_EXPIRY_MARGIN
+
+    hold = Hold("lock", "n", "me", 1.0)
+    hold.renewed(time.monotonic())
+    hold.fire("acquired")
+    assert not hold.expired() and hold.state is HoldState.HELD
+    hold = Hold("lock", "n", "me", 1.0)
+    hold.fire("acquired")
+    hold.renewed(time.monotonic() - 1.0)  # sent a TTL ago: it may have expired already
+    assert hold.expired() and hold.state is HoldState.LOST
+    assert "expired here first" in hold.reason and "0.1s margin" in hold.reason
+
+
+async def test_fence_gives_the_token_only_while_held() -> None:
+    async with MemorySync(state=MemorySyncState()) as sync:
+        async with sync.leader("fenced", ttl=5) as leadership:
+            assert leadership.fence() == leadership.token
+            await leadership.resign()
+        with pytest.raises(NotHeld):
+            leadership.fence()
+        async with sync.lock("fenced", ttl=5) as lock:
+            await lock.release()
+            with pytest.raises(NotHeld):
+                lock.fence()
 
 
 async def test_memory_syncs_share_the_process_state_by_default() -> None:
