@@ -9,6 +9,7 @@ import anyio
 import typer
 
 from ..gateway.server import open_gateway
+from ..gateway.tools import McpOptions, patterns
 from ._app import app, run, state
 
 __all__ = ["gateway"]
@@ -21,13 +22,21 @@ def gateway(
         [], "--cors", help="an origin browsers may call from, or '*' (repeatable)"
     ),
     timeout: float = typer.Option(30.0, "--timeout", help="seconds a call may take"),
+    mcp_expose: list[str] = typer.Option(
+        [], "--mcp-expose", help="tools /mcp offers: service.Handler.Method patterns (default all)"
+    ),
+    mcp_hide: list[str] = typer.Option([], "--mcp-hide", help="tools /mcp never offers"),
 ) -> None:
-    """Serve POST /{service}/{Endpoint} JSON calls and the dashboard at / until interrupted."""
+    """Serve POST /{service}/{Endpoint} JSON calls, the dashboard at / and MCP at /mcp until
+    interrupted."""
 
     async def main() -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            tools = McpOptions(
+                expose=patterns(mcp_expose) or ("*",), hide=patterns(mcp_hide), timeout=timeout
+            )
             async with open_gateway(
-                address, registry=state.registry, cors_origins=cors, timeout=timeout
+                address, registry=state.registry, cors_origins=cors, timeout=timeout, mcp=tools
             ) as bound:
                 print(f"gateway serving on http://{bound}", file=sys.stderr, flush=True)
                 async for _ in signals:

@@ -97,6 +97,7 @@ class McpServer:
         # Connections on handshake-era protocols, told of changes on their own stream.
         self._sessions: set[ServerSession] = set()
         self._changed = anyio.Event()
+        self._refreshing = anyio.Lock()
         self.server = _ToolsServer(
             "micro",
             title="micro services",
@@ -116,6 +117,10 @@ class McpServer:
 
     async def refresh(self) -> bool:
         """Read the registry again; notify clients and return True if the tools changed."""
+        async with self._refreshing:
+            return await self._refresh()
+
+    async def _refresh(self) -> bool:
         registry = self.client.registry
         records: list[ServiceRecord] = []
         names = sorted({r.name for r in await registry.list_services()})

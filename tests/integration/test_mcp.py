@@ -411,31 +411,57 @@ async def test_http_cancelled_request_cancels_the_call(
         assert greeter.finished_slow == ["cancelled"]
 
 
+@asynccontextmanager
+async def serving(argv: list[str], env: dict[str, str], banner: bytes) -> AsyncIterator[str]:
+    """Run a ``micro`` command that serves HTTP; yield the URL its ``banner`` line names.
+
+    The command must stop cleanly on SIGINT.
+    """
+    process = await anyio.open_process(argv, env=env, stdin=subprocess.DEVNULL)
+    try:
+        assert process.stderr is not None
+        seen = b""
+        with anyio.fail_after(REQUEST_TIMEOUT):
+            while banner not in seen or not seen.endswith(b"\n"):
+                seen += await process.stderr.receive()
+        yield seen.decode().split(banner.decode())[1].split()[0]
+        process.send_signal(signal.SIGINT)
+        with anyio.fail_after(REQUEST_TIMEOUT):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.aclose()
+
+
 async def test_micro_mcp_serves_streamable_http_with_address(etcd_server: ServerProcess) -> None:
     name = unique("todo")
     params = stdio(etcd_server, "--expose", f"{name}.*", "--address", "127.0.0.1:0")
-    async with todo_service(EtcdRegistry(etcd_server.url), name):
-        process = await anyio.open_process(
-            [params.command, *params.args], env=params.env, stdin=subprocess.DEVNULL
-        )
-        try:
-            assert process.stderr is not None
-            seen = b""
-            with anyio.fail_after(REQUEST_TIMEOUT):
-                while b"MCP serving on " not in seen or not seen.endswith(b"\n"):
-                    seen += await process.stderr.receive()
-            url = seen.decode().split("MCP serving on ")[1].split()[0]
-            async with connected(http(url), "legacy") as session:
-                await check_tools(session, name)
-                listed = await session.call(f"{name}.Todo.List", {})
-                assert listed.structured_content == {"tasks": []}
-            async with httpx2.AsyncClient() as plain:
-                other = await plain.get(url.removesuffix("/mcp") + "/elsewhere")
-                assert other.status_code == 404
-            process.send_signal(signal.SIGINT)
-            with anyio.fail_after(REQUEST_TIMEOUT):
-                assert await process.wait() == 0
-        finally:
-            if process.returncode is None:
-                process.kill()
-            await process.aclose()
+    assert params.env is not None
+    async with (
+        todo_service(EtcdRegistry(etcd_server.url), name),
+        serving([params.command, *params.args], params.env, b"MCP serving on ") as url,
+    ):
+        async with connected(http(url), "legacy") as session:
+            await check_tools(session, name)
+            listed = await session.call(f"{name}.Todo.List", {})
+            assert listed.structured_content == {"tasks": []}
+        async with httpx2.AsyncClient() as plain:
+            other = await plain.get(url.removesuffix("/mcp") + "/elsewhere")
+            assert other.status_code == 404
+
+
+async def test_micro_gateway_serves_mcp_with_its_patterns(etcd_server: ServerProcess) -> None:
+    name = unique("todo")
+    params = stdio(etcd_server)
+    assert params.env is not None
+    argv = [params.command, "-m", "micro.cli", "gateway", "--address", "127.0.0.1:0"]
+    argv += ["--mcp-expose", f"{name}.*", "--mcp-hide", "*.Todo.Export,*.Todo.Complete"]
+    async with (
+        todo_service(EtcdRegistry(etcd_server.url), name),
+        serving(argv, params.env, b"gateway serving on ") as url,
+        connected(http(url + "/mcp"), "auto") as session,
+    ):
+        with anyio.fail_after(CHANGE_TIMEOUT):
+            while sorted(await session.tools()) != [f"{name}.Todo.Add", f"{name}.Todo.List"]:
+                await anyio.sleep(0.05)
