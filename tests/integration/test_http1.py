@@ -502,3 +502,20 @@ async def test_a_body_that_stalls_is_408_and_closes(
     assert resp.header("connection") == "close"
     assert await raw.rest_until_closed() == b""
     await still_serves(service)
+
+
+async def test_an_upgrade_to_h2c_is_declined_and_the_connection_goes_on(raw: RawHTTP1) -> None:
+    # curl --http2 asks so on a plain port; h2c is spoken with prior knowledge only.
+    upgrade = (
+        b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: AAMAAABkAAQAAP__\r\n"
+    )
+    await raw.send(
+        b"GET /health HTTP/1.1\r\nHost: x\r\n" + upgrade + b"\r\n" + post("up", extra=upgrade)
+    )
+    health, resp = await raw.response(), await raw.response()
+    assert health.status == 200
+    assert health.header("upgrade") is None
+    assert (resp.status, resp.json()) == (200, {"message": "Hello up"})
+    await raw.send(post("after"))
+    assert (await raw.response()).json() == {"message": "Hello after"}
