@@ -1,24 +1,29 @@
 """HTTP/1.1 server connection (h11), for curl, browsers and simple clients.
 
 Plain calls only: ``POST /`` with ``Micro-Endpoint`` or ``POST /Handler/Method``,
-the body in the ``Content-Type`` codec, errors as status + micro error JSON.
+the body in the ``Content-Type`` codec, errors as status + micro error JSON;
+plus the server's GET routes (``/health``, ``/metrics``), which answer HEAD too.
+
 Requests are served one after another on a keep-alive connection, pipelined
-ones in order. A request refused before its body is read (unknown endpoint,
-wrong method) has a body within the limit read and dropped, so the next
-request is read from where it starts.
+ones in order. A client that sent ``Expect: 100-continue`` gets
+``100 Continue`` just before its body is read. A request refused before its
+body is read (unknown endpoint, wrong method) has a body within the limit read
+and dropped, so the next request is read from where it starts.
 
 The connection is closed after the answer, which then says
 ``Connection: close``, whenever where the next request starts is in doubt or
-it will not be read: a body declared larger than the limit (413, unread) or
-growing past it; a request h11 cannot frame (400, or 414 for a request line and
-431 for a header section over 64 KiB); a request with both ``Content-Length`` and
-``Transfer-Encoding`` (answered, framed by its chunks); a refused request
-whose client waits for ``100 Continue`` before sending its body; and the
-client's ``Connection: close`` or HTTP/1.0 (h11's rule). A connection whose
-next request head has not come within :data:`REQUEST_HEAD_TIMEOUT` is closed,
-with 408 if part of it came; so is one whose body stalls for
-:data:`BODY_IDLE_TIMEOUT`. A client that sent
-``Expect: 100-continue`` gets ``100 Continue`` just before its body is read.
+the rest of this one will not be read (RFC 9112 §6.3, §9.6):
+
+* a request h11 cannot frame: 400, or 414 / 431 for a request line / header
+  section over :data:`MAX_HEAD_SIZE` (the rules are in :mod:`.http1`);
+* a request with both ``Content-Length`` and ``Transfer-Encoding``, answered
+  as framed by its chunks;
+* a body declared over the limit (413, unread) or growing past it, and a
+  refused request whose client waits for ``100 Continue`` to send its body;
+* a head not complete within :data:`REQUEST_HEAD_TIMEOUT` (408 if part of it
+  came, else closed silently) or a body stalled for :data:`BODY_IDLE_TIMEOUT`;
+* the client's ``Connection: close`` or HTTP/1.0 (h11's rule).
+
 Closing, the server half-closes and reads what the peer still sends for a
 moment (:data:`LINGER`), so the kernel does not reset the connection under the
 answer while a pipelined request is still unread.
@@ -54,7 +59,7 @@ __all__ = ["H1ServerConnection"]
 log = logging.getLogger("micro.transport")
 
 READ_SIZE = 64 * 1024
-#: the largest request head (request line and headers) read; larger gets 431
+#: the largest request head (request line and headers) read; larger gets 414 or 431
 MAX_HEAD_SIZE = 64 * 1024
 #: seconds a connection may wait for a whole request head, from its start or the end of
 #: the previous answer; then it is closed (with 408 if part of a head came). nginx keeps
