@@ -27,15 +27,18 @@ import anyio
 from micro.sync import Lock, LockLost, Sync, from_url
 
 
-def append(log: TextIO, *fields: object) -> None:
-    log.write(" ".join([f"{time.monotonic():.6f}", *map(str, fields)]) + "\n")
+def append(log: TextIO, at: float, *fields: object) -> None:
+    log.write(" ".join([f"{at:.6f}", *map(str, fields)]) + "\n")
     log.flush()
 
 
 async def body(lock: Lock, log: TextIO, interval: float) -> None:
-    append(log, "enter", lock.token)
+    append(log, time.monotonic(), "enter", lock.token)
     while True:
-        append(log, "iter", lock.token, int(lock.held))
+        # The time first: a line says the node believed it held NAME at or
+        # after its time, even if a pause struck between the two.
+        at = time.monotonic()
+        append(log, at, "iter", lock.token, int(lock.held))
         await anyio.sleep(interval)
 
 
@@ -52,7 +55,7 @@ async def hold(sync: Sync, args: argparse.Namespace, log: TextIO) -> None:
                     token = lock.token
                     await body(lock, log, args.interval)
         except LockLost as exc:
-            append(log, "lost", token, exc.reason)
+            append(log, time.monotonic(), "lost", token, exc.reason)
 
 
 async def run(args: argparse.Namespace, log: TextIO) -> None:

@@ -123,31 +123,40 @@ async def pause_the_holder(
         for node in started:
             await node.ready()
 
-        def holders() -> list[Node]:
-            # A holder that has run its body a few times (it is in its loop).
-            return [n for n in started if sum(x.kind == "iter" for x in n.lines()) >= 3]
+        def holder() -> tuple[Node, int] | None:
+            # The node of the latest hold whose body ran a few times, not lost.
+            holds = []
+            for node in started:
+                lines = node.lines()
+                for token in {x.token for x in lines if x.kind == "enter"}:
+                    ran = sum(x.kind == "iter" and x.token == token for x in lines)
+                    lost = any(x.kind == "lost" and x.token == token for x in lines)
+                    if ran >= 3 and not lost:
+                        holds.append((token, node))
+            return max(holds, key=lambda hold: hold[0])[::-1] if holds else None
 
         with anyio.fail_after(START_TIMEOUT):
-            while not holders():
+            while (found := holder()) is None:
                 await anyio.sleep(POLL)
-        [old] = holders()
-        old_token = max(x.token for x in old.lines() if x.kind == "enter")
+        old, old_token = found
         old.process.send_signal(signal.SIGSTOP)
         stopped = time.monotonic()
 
-        def took_over() -> list[tuple[Node, int]]:
-            return [
-                (n, x.token)
+        def took_over() -> tuple[Node, int] | None:
+            # The first hold after the stopped one's, by token.
+            holds = [
+                (x.token, n)
                 for n in started
                 if n is not old
                 for x in n.lines()
                 if x.kind == "enter" and x.token > old_token
             ]
+            return min(holds, key=lambda hold: hold[0])[::-1] if holds else None
 
         with anyio.fail_after(ttl + TAKEOVER_SLACK):
-            while not took_over():
+            while (taken := took_over()) is None:
                 await anyio.sleep(POLL)
-        [(new, new_token)] = took_over()
+        new, new_token = taken
         # The pause lasts past the TTL, as a long GC pause or a VM migration would.
         await anyio.sleep(max(0.0, stopped + ttl + OVERSLEEP - time.monotonic()))
         old.process.send_signal(signal.SIGCONT)
