@@ -11,7 +11,9 @@ Backends are chosen by URL, in code or with ``MICRO_STORE``:
   which needs ``pip install 'micro-runtime[redis]'``;
 - ``postgres://user:password@host:5432/dbname`` (or ``postgresql://``), and
   ``cockroachdb://user@host:26257/dbname`` for CockroachDB: a SQL database,
-  which needs ``pip install 'micro-runtime[postgres]'``.
+  which needs ``pip install 'micro-runtime[postgres]'``;
+- ``s3://bucket/prefix?endpoint=http://host:9000&region=us-east-1``: objects in
+  S3 or an S3-compatible server, which needs ``pip install 'micro-runtime[s3]'``.
 
 Backend modules are imported on first use. :class:`Table` binds one
 database/table of a store and stores typed values with micro's codecs.
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from .file import FileStore
     from .postgres import PostgresStore
     from .redis import RedisStore
+    from .s3 import S3Store
 
 #: the store used when none is given and ``MICRO_STORE`` is unset
 DEFAULT_STORE = "file"
@@ -51,6 +54,7 @@ _BACKENDS: dict[str, tuple[str, str | None]] = {
     "EtcdStore": (".etcd", None),
     "RedisStore": (".redis", "redis"),
     "PostgresStore": (".postgres", "postgres"),
+    "S3Store": (".s3", "s3"),
 }
 
 _shared: dict[str, Store] = {}
@@ -88,7 +92,7 @@ def _missing(name: str, extra: str, error: ImportError) -> type:
 
 def from_url(url: str, *, options: StoreOptions | None = None) -> Store:
     """A new, unopened store for ``url`` (``file``, ``memory``, ``etcd://…``, ``redis://…``,
-    ``postgres://…`` or ``cockroachdb://…``)."""
+    ``postgres://…``, ``cockroachdb://…``, ``s3://…``)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, _, rest = url.partition(":")
@@ -109,9 +113,12 @@ def from_url(url: str, *, options: StoreOptions | None = None) -> Store:
     if scheme in ("postgres", "postgresql", "cockroachdb", "cockroach"):
         store = __getattr__("PostgresStore")(url, options=options)
         return store
+    if scheme == "s3":
+        store = __getattr__("S3Store")(url, options=options)
+        return store
     raise ValueError(
         f"unknown store {url!r}: use file, file:///path, memory, etcd://host:port, "
-        "redis://host:port/db or postgres://host:port/dbname"
+        "redis://host:port/db, postgres://host:port/dbname or s3://bucket/prefix"
     )
 
 
@@ -143,6 +150,7 @@ __all__ = [
     "Record",
     "RecordNotFound",
     "RedisStore",
+    "S3Store",
     "Store",
     "StoreOptions",
     "StoreUnavailable",

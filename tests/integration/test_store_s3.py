@@ -1,0 +1,168 @@
+"""The S3 store against a real S3 server (moto's, run by the suite): the whole
+conformance suite, the objects it keeps, expiry markers and their sweep, and
+clear errors when the server is unreachable or goes away."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import anyio
+import pytest
+
+from micro.store import InvalidKey, Record, S3Store, Store, StoreOptions, StoreUnavailable, from_url
+from micro.store._s3api import S3Client
+from micro.store.s3 import decode_name, encode_name
+from micro.testing import STORE_CHECKS, StoreFactory
+from tests.servers import ServerProcess, free_port
+from tests.servers_s3 import ACCESS_KEY, S3_BUCKET, SECRET_KEY, s3_url
+
+pytestmark = pytest.mark.anyio
+
+Check = Callable[[StoreFactory], Awaitable[None]]
+
+
+def _prefix() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.mark.parametrize("check", list(STORE_CHECKS.values()), ids=list(STORE_CHECKS))
+async def test_s3_store_conforms(s3_server: ServerProcess, check: Check) -> None:
+    url = s3_url(s3_server, _prefix())
+
+    def factory() -> Store:
+        return from_url(url)
+
+    await check(factory)
+
+
+async def _names(server: ServerProcess, prefix: str) -> list[str]:
+    from botocore.credentials import Credentials
+
+    client = S3Client(
+        S3_BUCKET,
+        endpoint=server.url,
+        region="us-east-1",
+        credentials=Credentials(ACCESS_KEY, SECRET_KEY),
+        timeout=10,
+    )
+    await client.open()
+    try:
+        return [item.name async for page in client.list(prefix) for item in page]
+    finally:
+        await client.close()
+
+
+async def test_records_are_objects_with_their_metadata(s3_server: ServerProcess) -> None:
+    prefix = _prefix()
+    async with S3Store(s3_url(s3_server, prefix)) as store:
+        await store.write(Record("a/b", b"v", {"tag": "ü"}), database="db 1", table="t")
+        await store.write(Record("c", b"w"), ttl=60, database="db 1", table="t")
+        names = await _names(s3_server, prefix + "/")
+        assert names[:2] == [
+            f"{prefix}/db~201/t/d/{encode_name(b'a/b')}",
+            f"{prefix}/db~201/t/d/{encode_name(b'c')}",
+        ], names
+        [marker] = names[2:]
+        assert marker.startswith(f"{prefix}/db~201/t/x/") and marker.endswith(encode_name(b"c"))
+        [record] = await store.read("a/b", database="db 1", table="t")
+        assert record == Record("a/b", b"v", {"tag": "ü"})
+
+
+def test_key_names_keep_order_and_round_trip() -> None:
+    keys = [b"", b"\x00", b"\x00\x00", b"\x01", b"a", b"a\x00", b"ab", b"b", b"\xef\xbf\xbf"]
+    keys += [bytes([n]) * k for n in (0, 63, 64, 200) for k in range(1, 5)]
+    keys.sort()
+    names = [encode_name(k) for k in keys]
+    assert names == sorted(names)
+    assert [decode_name(n) for n in names] == keys
+    for key in keys:
+        for cut in range(len(key) + 1):
+            known = encode_name(key[:cut])[: cut * 8 // 6]
+            assert encode_name(key).startswith(known)
+
+
+async def test_expired_records_are_swept(s3_server: ServerProcess) -> None:
+    prefix = _prefix()
+    async with S3Store(s3_url(s3_server, prefix)) as store:
+        expiry = time.time() + 0.2
+        await store.write(Record("short", b"v"), expiry=expiry)
+        await store.write(Record("rewritten", b"v"), expiry=expiry)
+        await store.write(Record("rewritten", b"kept"))  # its marker is left behind
+        await store.write(Record("long", b"v"), ttl=60)
+        with anyio.fail_after(10):
+            while await store.list() != ["long", "rewritten"]:
+                await anyio.sleep(0.05)
+        assert await store.sweep() == 1
+        names = await _names(s3_server, prefix + "/")
+        assert len([n for n in names if "/d/" in n]) == 2, names
+        assert len([n for n in names if "/x/" in n]) == 1, names  # long's marker
+        assert await store.read("rewritten") == [Record("rewritten", b"kept")]
+        assert await store.sweep() == 0
+
+
+async def _all_calls_fail(store: Store, where: str) -> None:
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: store.write(Record("k", b"v")),
+        lambda: store.write(Record("k", b"v"), ttl=5),
+        lambda: store.read("k"),
+        lambda: store.read("k", prefix=True),
+        lambda: store.list(),
+        lambda: store.delete("k"),
+    ]
+    for call in calls:
+        with anyio.fail_after(15), pytest.raises(StoreUnavailable) as caught:
+            await call()
+        assert where in caught.value.detail, caught.value
+
+
+async def test_an_unreachable_server_is_a_clear_error() -> None:
+    port = free_port()  # nothing listens there
+    url = f"s3://k:s@bucket/p?endpoint=http://127.0.0.1:{port}"
+    async with from_url(url) as store:
+        await _all_calls_fail(store, f"http://127.0.0.1:{port} bucket bucket is unreachable")
+
+
+async def test_a_missing_bucket_is_the_servers_error(s3_server: ServerProcess) -> None:
+    url = f"s3://{ACCESS_KEY}:{SECRET_KEY}@no-such-bucket/p?endpoint={s3_server.url}"
+    async with from_url(url) as store:
+        await _all_calls_fail(store, "NoSuchBucket")
+
+
+async def test_the_server_going_away(fresh_s3_server: ServerProcess) -> None:
+    async with S3Store(s3_url(fresh_s3_server, _prefix())) as store:
+        await store.write(Record("before", b"1"))
+        fresh_s3_server.stop()
+        await _all_calls_fail(store, "is unreachable")
+
+
+def test_s3_urls_and_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "env-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    store = S3Store("s3://bucket/some/prefix?endpoint=http://127.0.0.1:9000&region=eu-west-1")
+    assert (store.bucket, store.prefix, store.region) == ("bucket", "some/prefix/", "eu-west-1")
+    assert store.where == "http://127.0.0.1:9000 bucket bucket"
+    aws = S3Store("s3://bucket")
+    assert (aws.prefix, aws.region, aws.endpoint) == ("", "us-east-1", None)
+    assert aws.where == "https://bucket.s3.us-east-1.amazonaws.com"
+    assert isinstance(from_url("s3://bucket/p"), S3Store)
+    with pytest.raises(ValueError, match="unknown options"):
+        S3Store("s3://bucket?endpont=http://x")
+    with pytest.raises(ValueError, match="not an s3 URL"):
+        S3Store("s3:///prefix")
+    with pytest.raises(ValueError, match="http:// or https://"):
+        S3Store("s3://bucket?endpoint=ftp://x")
+    with pytest.raises(ValueError, match="2 KiB"):
+        S3Store("s3://bucket", options=StoreOptions(max_metadata_size=64 * 1024))
+
+
+async def test_a_key_too_long_for_s3_is_invalid(s3_server: ServerProcess) -> None:
+    long_prefix = "p" * 700
+    async with S3Store(s3_url(s3_server, long_prefix)) as store:
+        with pytest.raises(InvalidKey, match="over S3's 1024"):
+            await store.write(Record("k" * 500, b"v"))
+        await store.write(Record("short", b"v"))
+        assert await store.list() == ["short"]
