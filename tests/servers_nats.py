@@ -4,7 +4,8 @@
 subjects); ``fresh_nats_server`` is a test's own, for tests that stop, pause or
 restart it. Both are :class:`~tests.servers.ServerProcess` objects whose
 ``url`` is ``nats://127.0.0.1:<port>`` and whose ``monitor`` attribute is the
-HTTP monitoring URL (``/connz``, ``/subsz``, ``/healthz``).
+HTTP monitoring URL (``/connz``, ``/subsz``, ``/healthz``). JetStream is on,
+storing in the server's temp dir.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ def start_nats(workdir: Path, *, config: str = "", args: Sequence[str] = ()) -> 
     binary = require_binary("nats-server", "nats-server")
     port, monitor_port = free_port(), free_port()
     monitor = f"http://127.0.0.1:{monitor_port}"
-    argv = [binary, "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port), *args]
+    argv = [binary, "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port)]
+    # JetStream on, its data in the server's own dir (kept across restart()).
+    argv += ["-js", "-sd", str(workdir / "jetstream"), *args]
     if config:
         path = workdir / "nats.conf"
         path.write_text(config)

@@ -7,7 +7,9 @@ Backends are chosen by URL, in code or with ``MICRO_EVENTS``:
   ``file://relative/path.db`` names another;
 - ``memory``: in-process only, for tests and single-process applications;
 - ``redis://[user:password@]host:port/db``: Redis Streams (``rediss://`` for
-  TLS), which needs ``pip install 'micro-runtime[redis]'``.
+  TLS), which needs ``pip install 'micro-runtime[redis]'``;
+- ``nats://host:port``: NATS JetStream (``tls://`` for TLS, several servers
+  comma-separated; ``?storage=memory`` keeps events in the server's memory).
 
 Backend modules are imported on first use.
 """
@@ -29,6 +31,7 @@ from .memory import MemoryEventStream, default_events
 
 if TYPE_CHECKING:
     from .file import FileEventStream
+    from .nats import JetStreamEventStream
     from .redis import RedisEventStream
 
 #: the event stream used when none is given and ``MICRO_EVENTS`` is unset
@@ -38,6 +41,7 @@ DEFAULT_EVENTS = "file"
 _BACKENDS: dict[str, tuple[str, str | None]] = {
     "FileEventStream": (".file", None),
     "RedisEventStream": (".redis", "redis"),
+    "JetStreamEventStream": (".nats", None),
 }
 
 _shared: dict[str, EventStream] = {}
@@ -74,7 +78,8 @@ def _missing(name: str, extra: str, error: ImportError) -> type:
 
 
 def from_url(url: str) -> EventStream:
-    """A new, unopened event stream for ``url`` (``file``, ``memory``, ``redis://…``)."""
+    """A new, unopened event stream for ``url`` (``file``, ``memory``, ``redis://…``,
+    ``nats://…``)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, _, rest = url.partition(":")
@@ -87,8 +92,15 @@ def from_url(url: str) -> EventStream:
     if scheme in ("redis", "rediss"):
         stream = __getattr__("RedisEventStream")(url)
         return stream
+    if scheme in ("nats", "tls"):
+        from .nats import jetstream_options
+
+        servers, options = jetstream_options(url)
+        stream = __getattr__("JetStreamEventStream")(servers, **options)
+        return stream
     raise ValueError(
-        f"unknown event stream {url!r}: use file, file:///path, memory or redis://host:port/db"
+        f"unknown event stream {url!r}: use file, file:///path, memory, "
+        "redis://host:port/db or nats://host:port"
     )
 
 
@@ -115,6 +127,7 @@ __all__ = [
     "EventStream",
     "EventsUnavailable",
     "FileEventStream",
+    "JetStreamEventStream",
     "MemoryEventStream",
     "Offset",
     "PublishError",

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from micro.events import EventStream, FileEventStream, MemoryEventStream, RedisEventStream
+from micro.events import (
+    EventStream,
+    FileEventStream,
+    JetStreamEventStream,
+    MemoryEventStream,
+    RedisEventStream,
+)
 from micro.testing import EVENTS_CHECKS, EventsFactory
 from tests.servers import ServerProcess
 
@@ -16,7 +22,7 @@ pytestmark = pytest.mark.anyio
 Check = Callable[[EventsFactory], Awaitable[None]]
 
 
-@pytest.fixture(params=["memory", "file", "redis"])
+@pytest.fixture(params=["memory", "file", "redis", "nats"])
 def events_factory(request: pytest.FixtureRequest, tmp_path: Path) -> EventsFactory:
     if request.param == "memory":
         memory = MemoryEventStream()
@@ -28,12 +34,19 @@ def events_factory(request: pytest.FixtureRequest, tmp_path: Path) -> EventsFact
             return FileEventStream(path)
 
         return file
-    redis: ServerProcess = request.getfixturevalue("redis_server")
+    if request.param == "redis":
+        redis: ServerProcess = request.getfixturevalue("redis_server")
 
-    def redis_stream() -> EventStream:
-        return RedisEventStream(redis.url)
+        def redis_stream() -> EventStream:
+            return RedisEventStream(redis.url)
 
-    return redis_stream
+        return redis_stream
+    nats: ServerProcess = request.getfixturevalue("nats_server")
+
+    def jetstream() -> EventStream:
+        return JetStreamEventStream(nats.url)
+
+    return jetstream
 
 
 @pytest.mark.parametrize("check", list(EVENTS_CHECKS.values()), ids=list(EVENTS_CHECKS))

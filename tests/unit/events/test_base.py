@@ -124,3 +124,14 @@ def test_streams_by_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert resolve_events(None) is resolve_events(None)
     given = MemoryEventStream()
     assert resolve_events(given) is given
+
+
+def test_nats_streams_by_url() -> None:
+    from micro.events import JetStreamEventStream
+
+    stream = from_url("nats://127.0.0.1:4333?storage=memory")
+    assert isinstance(stream, JetStreamEventStream) and stream.storage == "memory"
+    with pytest.raises(ValueError, match="unknown NATS events broker option"):
+        from_url("nats://127.0.0.1:4333?confirm=false")
+    with pytest.raises(ValueError, match="storage is file or memory"):
+        from_url("nats://127.0.0.1:4333?storage=disk")

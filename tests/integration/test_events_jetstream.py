@@ -1,0 +1,78 @@
+"""JetStream through micro's NATS client, against a real nats-server with -js."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from micro.errors import NotFound
+from micro.events import JetStreamEventStream
+from micro.nats import NatsClient
+from micro.nats.jetstream import JetStream, JetStreamError
+from tests.servers import ServerProcess
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_publish_with_the_same_id_is_stored_once(nats_server: ServerProcess) -> None:
+    async with NatsClient(nats_server.url) as nc:
+        js = JetStream(nc)
+        name = f"DEDUPE-{id(nc)}"
+        await js.add_stream({"name": name, "subjects": [f"dedupe.{id(nc)}"], "storage": "memory"})
+        try:
+            first = await js.publish(f"dedupe.{id(nc)}", b"one", msg_id="m1")
+            again = await js.publish(f"dedupe.{id(nc)}", b"one", msg_id="m1")
+            other = await js.publish(f"dedupe.{id(nc)}", b"two", msg_id="m2")
+            assert (first.seq, first.duplicate) == (1, False)
+            assert (again.seq, again.duplicate) == (1, True)
+            assert other.seq == 2
+            info = await js.stream_info(name)
+            assert info is not None and info["state"]["messages"] == 2
+            with pytest.raises(NotFound):
+                await js.publish("nobody.stores.this", b"x")
+            with pytest.raises(JetStreamError) as error:
+                await js.api("STREAM.INFO.NO-SUCH-STREAM")
+            assert error.value.err_code == 10059
+            assert await js.stream_info("NO-SUCH-STREAM") is None
+        finally:
+            await js.delete_stream(name)
+
+
+async def test_published_events_survive_a_server_restart(
+    fresh_nats_server: ServerProcess,
+) -> None:
+    """An event whose publish returned is delivered after the server restarted."""
+    async with JetStreamEventStream(fresh_nats_server.url) as stream:
+        published = [(await stream.publish("restart.orders", {"n": n})).id for n in range(50)]
+    fresh_nats_server.restart()
+    async with (
+        JetStreamEventStream(fresh_nats_server.url) as stream,
+        stream.consume("restart.orders", group="billing", offset="start") as events,
+    ):
+        got: list[str] = []
+        with anyio.fail_after(20):
+            async for event in events:
+                got.append(event.id)
+                await event.ack()
+                if len(got) == len(published):
+                    break
+        assert got == published
+
+
+async def test_consumers_go_on_after_a_server_restart(fresh_nats_server: ServerProcess) -> None:
+    """A consumer and a publisher that outlive a restart lose nothing published after it."""
+    async with (
+        JetStreamEventStream(fresh_nats_server.url) as stream,
+        stream.consume("restart.live", group="g", offset="start") as events,
+    ):
+        before = await stream.publish("restart.live", "before")
+        with anyio.fail_after(20):
+            event = await events.__anext__()
+        assert event.id == before.id
+        await event.ack()
+        fresh_nats_server.restart()
+        after = await stream.publish("restart.live", "after")  # waits for the reconnection
+        with anyio.fail_after(30):
+            while (event := await events.__anext__()).id != after.id:
+                await event.ack()  # "before" again, if its ack was lost with the server
+        await event.ack()
