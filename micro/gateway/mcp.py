@@ -216,14 +216,7 @@ class McpServer:
         try:
             if tool.kind == "server_stream":
                 return await self._collect(ctx, tool, request, metadata)
-            result = await self.client.call(
-                tool.service,
-                tool.endpoint,
-                request,
-                Any,
-                metadata=metadata,
-                timeout=self.options.timeout,
-            )
+            result = await self._unary(ctx, tool, request, metadata)
         except MicroError as error:
             return _tool_error(error)
         structured = {"result": result} if tool.wraps_result else result
@@ -231,6 +224,51 @@ class McpServer:
             content=[types.TextContent(type="text", text=_json(result))],
             structured_content=structured if isinstance(structured, dict) else None,
         )
+
+    async def _unary(
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        tool: ServiceTool,
+        request: Any,
+        metadata: dict[str, str],
+    ) -> Any:
+        """Call, reporting the seconds waited while the call runs if the client asked."""
+
+        async def call() -> Any:
+            return await self.client.call(
+                tool.service,
+                tool.endpoint,
+                request,
+                Any,
+                metadata=metadata,
+                timeout=self.options.timeout,
+            )
+
+        if not _wants_progress(ctx):
+            return await call()
+        outcome: list[Any] = []
+        failed: list[MicroError] = []
+
+        async def run(scope: anyio.CancelScope) -> None:
+            try:
+                outcome.append(await call())
+            except MicroError as error:
+                failed.append(error)
+            finally:
+                scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, tg.cancel_scope)
+            waited = 0.0
+            while True:
+                await anyio.sleep(self.options.progress_interval)
+                waited += self.options.progress_interval
+                await ctx.session.report_progress(
+                    waited, None, f"waiting for {tool.service}: {waited:g}s"
+                )
+        if failed:
+            raise failed[0]
+        return outcome[0]
 
     async def _collect(
         self,
@@ -337,6 +375,11 @@ def _mcp_tool(tool: ServiceTool) -> types.Tool:
         output_schema=tool.output_schema,
         annotations=types.ToolAnnotations(idempotent_hint=True) if tool.idempotent else None,
     )
+
+
+def _wants_progress(ctx: ServerRequestContext[Any, Any]) -> bool:
+    meta = ctx.meta
+    return bool(meta) and meta.get("progress_token") is not None  # type: ignore[union-attr]
 
 
 def _tool_error(error: MicroError) -> types.CallToolResult:

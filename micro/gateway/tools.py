@@ -63,7 +63,8 @@ class McpOptions:
     ``expose``/``hide``: patterns over ``service.Handler.Method``; ``token``:
     the bearer token calls carry when the caller brings none; ``timeout``:
     seconds a call (or a stream's collection) may take; ``max_stream_messages``:
-    messages a server stream returns at most.
+    messages a server stream returns at most; ``progress_interval``: seconds
+    between the progress reports of a unary call.
     """
 
     expose: tuple[str, ...] = ("*",)
@@ -71,8 +72,13 @@ class McpOptions:
     token: str | None = None
     timeout: float | None = 30.0
     max_stream_messages: int = 100
+    #: seconds between the progress reports of a unary call, for a client that
+    #: asked for progress (hosts may restart their own timeout on each)
+    progress_interval: float = 5.0
 
     def __post_init__(self) -> None:
+        if self.progress_interval <= 0:
+            raise ValueError("progress_interval must be positive")
         if self.max_stream_messages < 1:
             raise ValueError("max_stream_messages must be at least 1")
         if self.timeout is not None and self.timeout <= 0:

@@ -51,6 +51,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from micro.gateway import McpOptions
 from micro.gateway.server import open_gateway
 
 pytestmark = pytest.mark.anyio
@@ -465,3 +466,44 @@ async def test_micro_gateway_serves_mcp_with_its_patterns(etcd_server: ServerPro
         with anyio.fail_after(CHANGE_TIMEOUT):
             while sorted(await session.tools()) != [f"{name}.Todo.Add", f"{name}.Todo.List"]:
                 await anyio.sleep(0.05)
+
+
+class Waiter:
+    """A handler that answers once released."""
+
+    def __init__(self) -> None:
+        self.release = anyio.Event()
+
+    async def wait(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Wait until released."""
+        await self.release.wait()
+        return {"released": True}
+
+
+async def test_http_long_unary_call_reports_progress(registry: MemoryRegistry, mode: str) -> None:
+    service = micro.Service("waiter", address="127.0.0.1:0", registry=registry, grace_period=1)
+    waiter = Waiter()
+    service.handle(waiter)
+    progress: list[tuple[float, str | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, message))
+        if len(progress) == 3:
+            waiter.release.set()  # the call ends only once progress came
+
+    options = McpOptions(progress_interval=0.01)
+    async with (
+        service.running(),
+        open_gateway("127.0.0.1:0", registry=registry, mcp=options) as bound,
+        connected(http(f"http://{bound}/mcp"), mode) as session,
+    ):
+        result = await session.call("waiter.Waiter.Wait", {}, progress_callback=on_progress)
+        assert result.structured_content == {"released": True}
+        assert len(progress) >= 3
+        done = [p[0] for p in progress]
+        assert done == sorted(done) and len(set(done)) == len(done)
+        assert progress[0][1] is not None and progress[0][1].startswith("waiting for waiter")
+        # Without a progress token, none is sent.
+        waiter.release = anyio.Event()
+        waiter.release.set()
+        assert not (await session.call("waiter.Waiter.Wait", {})).is_error

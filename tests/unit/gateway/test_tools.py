@@ -163,3 +163,5 @@ def test_options_refuse_nonsense() -> None:
         McpOptions(max_stream_messages=0)
     with pytest.raises(ValueError, match="timeout"):
         McpOptions(timeout=-1)
+    with pytest.raises(ValueError, match="progress_interval"):
+        McpOptions(progress_interval=0)
