@@ -507,3 +507,31 @@ async def test_http_long_unary_call_reports_progress(registry: MemoryRegistry, m
         waiter.release = anyio.Event()
         waiter.release.set()
         assert not (await session.call("waiter.Waiter.Wait", {})).is_error
+
+
+async def test_stdio_cancelled_request_cancels_the_call(
+    etcd_server: ServerProcess, mode: str
+) -> None:
+    name = unique("greeter")
+    service = micro.Service(
+        name, address="127.0.0.1:0", registry=EtcdRegistry(etcd_server.url), grace_period=1
+    )
+    greeter = Greeter()
+    service.handle(greeter)
+    async with (
+        service.running(),
+        connected(stdio(etcd_server, "--expose", f"{name}.*"), mode) as session,
+    ):
+        with anyio.move_on_after(REQUEST_TIMEOUT) as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(session.call, f"{name}.Greeter.Slow", {"seconds": 600})
+                while greeter.started == 0:
+                    await anyio.sleep(0.02)
+                tg.cancel_scope.cancel()
+            while not greeter.finished_slow:
+                await anyio.sleep(0.02)
+        assert not scope.cancelled_caught
+        assert greeter.finished_slow == ["cancelled"]
+        # The connection goes on serving.
+        tools = await session.tools()
+        assert f"{name}.Greeter.Hello" in tools
