@@ -141,3 +141,29 @@ def test_postgres_urls() -> None:
         PostgresStore("mysql://h/db")
     with pytest.raises(ValueError, match="table_prefix"):
         PostgresStore("postgres://h/db", table_prefix="Bad-Prefix")
+
+
+async def test_a_service_and_the_micro_command_use_it(postgres_server: ServerProcess) -> None:
+    import micro
+    from tests.integration.test_cli_local import micro_cmd
+
+    db = _db()
+    environ = {"MICRO_STORE": postgres_server.url}
+    svc = micro.Service("pgstored", address="127.0.0.1:0", registry="memory", environ=environ)
+    assert isinstance(svc.store, PostgresStore)
+    async with svc.running():
+        await svc.store.write(Record("user/1", b"alice"), database=db)
+
+    def cli(*args: str) -> tuple[int, str]:
+        done = micro_cmd("--store", postgres_server.url, "store", *args, "--database", db)
+        return done.returncode, done.stdout
+
+    assert await anyio.to_thread.run_sync(cli, "get", "user/1") == (0, "alice\n")
+    assert (await anyio.to_thread.run_sync(cli, "put", "user/2", "bob"))[0] == 0
+    assert await anyio.to_thread.run_sync(cli, "list", "--prefix", "user/") == (
+        0,
+        "user/1\nuser/2\n",
+    )
+    assert (await anyio.to_thread.run_sync(cli, "delete", "user/1"))[0] == 0
+    async with PostgresStore(postgres_server.url) as store:
+        assert await store.list(database=db) == ["user/2"]

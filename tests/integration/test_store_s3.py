@@ -166,3 +166,28 @@ async def test_a_key_too_long_for_s3_is_invalid(s3_server: ServerProcess) -> Non
             await store.write(Record("k" * 500, b"v"))
         await store.write(Record("short", b"v"))
         assert await store.list() == ["short"]
+
+
+async def test_a_service_and_the_micro_command_use_it(s3_server: ServerProcess) -> None:
+    import micro
+    from tests.integration.test_cli_local import micro_cmd
+
+    url = s3_url(s3_server, _prefix())
+    svc = micro.Service("s3stored", address="127.0.0.1:0", registry="memory", store=url)
+    assert isinstance(svc.store, S3Store)
+    async with svc.running():
+        await svc.store.write(Record("user/1", b"alice"))
+
+    def cli(*args: str) -> tuple[int, str]:
+        done = micro_cmd("store", *args, env={"MICRO_STORE": url})
+        return done.returncode, done.stdout
+
+    assert await anyio.to_thread.run_sync(cli, "get", "user/1") == (0, "alice\n")
+    assert (await anyio.to_thread.run_sync(cli, "put", "user/2", "bob"))[0] == 0
+    assert await anyio.to_thread.run_sync(cli, "list", "--prefix", "user/") == (
+        0,
+        "user/1\nuser/2\n",
+    )
+    assert (await anyio.to_thread.run_sync(cli, "delete", "user/1"))[0] == 0
+    async with S3Store(url) as store:
+        assert await store.list() == ["user/2"]
