@@ -36,6 +36,8 @@ from .broker.subscriber import encode, typed_handler
 from .client.client import Client, ClientMiddleware
 from .config import Config
 from .config.options import service_options
+from .events import Event, EventStream, Offset, resolve_events
+from .events.consumer import ConsumerFn, EventConsumer, publish_observed
 from .health import (
     HEALTH_SERVICE_NAME,
     Check,
@@ -90,6 +92,7 @@ class Service:
         registry: Registry | str | None = None,
         broker: Broker | str | None = None,
         store: Store | str | None = None,
+        events: EventStream | str | None = None,
         sync: Sync | str | None = None,
         register: bool | None = None,
         register_ttl: float | None = None,
@@ -156,6 +159,11 @@ class Service:
         self.store: Store = resolve_store(option(store, "store", None))
         registry = resolve_registry(registry)
         parse_address(address)
+        events = option(events, "events", None)
+        self._events_given = events is not None
+        #: durable event streams (opened with the service once given or consumed)
+        self.events: EventStream = resolve_events(events)
+        self._consumers: list[EventConsumer] = []
         self.name = name
         self.version = version
         self.metadata = dict(metadata or {})
@@ -371,6 +379,60 @@ class Service:
         message = encode(topic, value, content_type=content_type, headers=headers)
         await self.telemetry.publish(message, self.broker.publish)
 
+    # -- event streams ---------------------------------------------------------
+
+    def consumer(
+        self,
+        topic: str,
+        *,
+        group: str | None = None,
+        offset: Offset = None,
+        ack_wait: float = 30.0,
+        retry_limit: int = 5,
+    ) -> Callable[[ConsumerFn], ConsumerFn]:
+        """Consume an event topic with a typed async function, as a supervised part::
+
+        @service.consumer("orders", group="billing")
+        async def bill(order: Order) -> None: ...
+
+        The event is acknowledged when the function returns and nacked when it raises.
+        """
+
+        def register(fn: ConsumerFn) -> ConsumerFn:
+            if self._supervisor is not None:
+                raise RuntimeError("add consumers before the service starts")
+            consumer = EventConsumer(
+                topic,
+                fn,
+                group=group,
+                offset=offset,
+                ack_wait=ack_wait,
+                retry_limit=retry_limit,
+                telemetry=self.telemetry,
+            )
+            self._consumers.append(consumer)
+            return fn
+
+        return register
+
+    async def publish_event(
+        self,
+        topic: str,
+        value: Any,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> Event:
+        """Store ``value`` on ``topic`` of the event stream, counted and traced as publish is."""
+        return await publish_observed(
+            self.events,
+            self.telemetry,
+            topic,
+            value,
+            metadata=metadata,
+            content_type=content_type,
+        )
+
     def _advertised_address(self) -> str:
         host, port = parse_address(self.address)
         if self._advertise is not None:
@@ -433,6 +495,8 @@ class Service:
             await stack.enter_async_context(self.client)
             await stack.enter_async_context(self.broker)
             await stack.enter_async_context(self.store)
+            if self._events_given or self._consumers:
+                await stack.enter_async_context(self.events)
             tg = await stack.enter_async_context(anyio.create_task_group())
             await stack.enter_async_context(self.sync.running(tg))
             supervisor = self._supervisor = Supervisor(tg)
@@ -454,6 +518,8 @@ class Service:
                     supervisor.start_soon("registry heartbeat", self._heartbeat)
                 for subscription in self._subscriptions:
                     await self._start_subscription(subscription)
+                for consumer in self._consumers:
+                    await supervisor.start(f"consumer {consumer.topic}", consumer.run, self.events)
                 self._phase = "serving"
                 self._add_default_checks()
                 self.health.set("", ServingStatus.SERVING)

@@ -32,6 +32,7 @@ SERVICE_OPTIONS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "registry": (to_str, "registry URL: `mdns`, `etcd://host:port`, `memory`"),
     "broker": (to_str, "broker URL: `http`, `nats://host:port`, `memory`"),
     "store": (to_str, "store URL: `memory`, `file:///path`, `etcd://host:port`, ..."),
+    "events": (to_str, "event stream URL: `file`, `memory`, `nats://host:port`, `redis://...`"),
     "sync": (to_str, "locks and leader election URL: `memory`, `etcd://host:port`"),
     "register": (to_bool, "register at all (`true`/`false`)"),
     "register_ttl": (to_duration, "registration TTL (`30s`)"),

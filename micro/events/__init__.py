@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .base import (
     DEAD_SUFFIX,
+    Encoded,
     Event,
     EventStream,
     EventsUnavailable,
@@ -123,6 +124,7 @@ def resolve_events(value: EventStream | str | None) -> EventStream:
 __all__ = [
     "DEAD_SUFFIX",
     "DEFAULT_EVENTS",
+    "Encoded",
     "Event",
     "EventStream",
     "EventsUnavailable",

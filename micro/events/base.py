@@ -32,6 +32,7 @@ from ..errors import BadRequest, PayloadTooLarge, Unavailable
 
 __all__ = [
     "DEAD_SUFFIX",
+    "Encoded",
     "Event",
     "EventStream",
     "EventsUnavailable",
@@ -73,6 +74,14 @@ class EventsUnavailable(Unavailable):
 
 class PublishError(EventsUnavailable):
     """The event was not stored; nothing was kept on its behalf."""
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A message already encoded: published as these bytes, with this content type."""
+
+    payload: bytes
+    content_type: str
 
 
 Settle = Callable[["Event", str, str], Awaitable[None]]
@@ -136,7 +145,8 @@ class EventStream(Protocol):
         metadata: Mapping[str, str] | None = None,
         content_type: str | None = None,
     ) -> Event:
-        """Store ``message`` (encoded by content type, JSON by default) on ``topic``.
+        """Store ``message`` (encoded by content type, JSON by default; an
+        :class:`Encoded` as it is) on ``topic``.
 
         Returns once the event is stored, with its id and timestamp; raises
         :class:`PublishError` when it was not.
@@ -247,15 +257,18 @@ def encode_event(
     """The checked payload and metadata (content type included) of an event to publish."""
     check_topic(topic)
     meta = check_metadata(metadata)
-    try:
-        encoded = encode(topic, message, content_type=content_type, headers=meta)
-    except TypeError as exc:
-        raise BadRequest(f"cannot encode the event for {topic}: {exc}") from None
-    if len(encoded.body) > MAX_PAYLOAD:
-        raise PayloadTooLarge(
-            f"an event of {len(encoded.body)} bytes is over the {MAX_PAYLOAD}-byte limit"
-        )
-    return encoded.body, dict(encoded.headers)
+    if isinstance(message, Encoded):
+        check_metadata({CONTENT_TYPE_HEADER: message.content_type})
+        body, meta[CONTENT_TYPE_HEADER] = bytes(message.payload), message.content_type
+    else:
+        try:
+            encoded = encode(topic, message, content_type=content_type, headers=meta)
+        except TypeError as exc:
+            raise BadRequest(f"cannot encode the event for {topic}: {exc}") from None
+        body, meta = encoded.body, dict(encoded.headers)
+    if len(body) > MAX_PAYLOAD:
+        raise PayloadTooLarge(f"an event of {len(body)} bytes is over the {MAX_PAYLOAD}-byte limit")
+    return body, meta
 
 
 def dead_metadata(event: Event, group: str | None, reason: str) -> dict[str, str]:
