@@ -63,6 +63,8 @@ log = logging.getLogger("micro.mcp")
 SETTLE = 0.1
 #: seconds to wait before watching the registry again after a watch is lost
 REWATCH_DELAY = 1.0
+#: seconds one client may take to accept a list-changed notification
+NOTIFY_TIMEOUT = 5.0
 
 
 class _ToolsServer(Server[Any]):
@@ -153,7 +155,9 @@ class McpServer:
                         self._changed.set()
                         async for _ in events:
                             self._changed.set()
-                except MicroError as exc:
+                except Exception as exc:
+                    # The watch is lost (a backend restart, a network fault): the
+                    # tools stay as they were until it is back.
                     log.warning("MCP: watching the registry failed: %s", exc)
                 await anyio.sleep(REWATCH_DELAY)
 
@@ -164,18 +168,27 @@ class McpServer:
             self._changed = anyio.Event()
             try:
                 await self.refresh()
-            except MicroError as exc:
+            except Exception as exc:
                 log.warning("MCP: reading the registry failed: %s", exc)
                 self._changed.set()
                 await anyio.sleep(REWATCH_DELAY)
 
+    async def _try_refresh(self) -> None:
+        """Refresh inside a request: the registry failing leaves the tools as they were."""
+        try:
+            await self.refresh()
+        except Exception as exc:
+            log.warning("MCP: reading the registry failed: %s", exc)
+
     async def _tell_changed(self) -> None:
         await self._bus.publish(ToolsListChanged())
         for session in list(self._sessions):
-            try:
-                await session.send_tool_list_changed()
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._sessions.discard(session)
+            # Best effort, and bounded: a client that stopped reading delays no one.
+            with anyio.move_on_after(NOTIFY_TIMEOUT):
+                try:
+                    await session.send_tool_list_changed()
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    self._sessions.discard(session)
 
     async def _initialized(
         self, ctx: ServerRequestContext[Any, Any], params: types.NotificationParams
@@ -193,8 +206,7 @@ class McpServer:
     ) -> types.ListToolsResult:
         if self._changed.is_set():
             # A change is known and not read yet: answer with it.
-            with contextlib.suppress(MicroError):
-                await self.refresh()
+            await self._try_refresh()
         return types.ListToolsResult(tools=[_mcp_tool(t) for t in self.tools.values()])
 
     # -- calls -----------------------------------------------------------------------
@@ -205,8 +217,7 @@ class McpServer:
         tool = self.tools.get(params.name)
         if tool is None:
             # Perhaps a service that started a moment ago: read the registry once more.
-            with contextlib.suppress(MicroError):
-                await self.refresh()
+            await self._try_refresh()
             tool = self.tools.get(params.name)
         if tool is None:
             raise MCPError(types.INVALID_PARAMS, f"unknown tool {params.name!r}")
@@ -358,6 +369,8 @@ async def open_mcp(client: Client, options: McpOptions | None = None) -> AsyncIt
     """An :class:`McpServer` over ``client``'s registry, following it while the block runs."""
     server = McpServer(client, options)
     async with client.registry, anyio.create_task_group() as tg:
+        # A registry that cannot be read fails the start, with the reason; once
+        # running, a registry that fails leaves the tools as they were.
         await server.refresh()
         tg.start_soon(server.follow)
         try:

@@ -35,7 +35,7 @@ from micro.registry import MemoryRegistry
 from micro.registry.base import Registry
 from micro.registry.etcd import EtcdRegistry
 
-from ..servers import ServerProcess
+from ..servers import ServerProcess, free_port
 from .conftest import Greeter
 
 try:
@@ -535,3 +535,15 @@ async def test_stdio_cancelled_request_cancels_the_call(
         # The connection goes on serving.
         tools = await session.tools()
         assert f"{name}.Greeter.Hello" in tools
+
+
+async def test_micro_mcp_fails_clearly_without_a_registry() -> None:
+    env = {**os.environ, "MICRO_REGISTRY": f"etcd://127.0.0.1:{free_port()}"}
+    with anyio.fail_after(REQUEST_TIMEOUT):
+        result = await anyio.run_process(
+            [sys.executable, "-m", "micro.cli", "mcp"], env=env, check=False
+        )
+    assert result.returncode == 1
+    [line] = result.stderr.decode().splitlines()
+    assert line.startswith("error: etcd: 503 Service Unavailable: etcd at http://127.0.0.1:")
+    assert result.stdout == b""  # nothing on the protocol's channel
