@@ -19,11 +19,11 @@ keeper last saw; reading them past it ends the hold at once. So a process
 that was paused (SIGSTOP, a GC pause, a VM migration) longer than that sees
 its deadline in the past when it runs again: the body's cancellation is due
 before the keeper can even ask the backend, the next wait in the body is
-cancelled, and code that checks ``held`` sees False. (Under Trio, deadlines
-are processed before any task runs, so even a wait that ended during the pause
-raises. Under asyncio, timers run in the order they were due: a wait that
-ended during the pause earlier than the deadline may return, and the body runs
-on to its next checkpoint, with ``held`` already False.)
+cancelled, and code that checks ``held`` sees False. Even the wait the body
+was paused in raises, if it ended during the pause: Trio processes every
+overdue deadline before running any task, and under asyncio, where overdue
+timers run in the order they were due, ``_asyncio_expiry`` completes the
+cancellation that AnyIO defers for a task whose wait has just finished.
 
 The hold's lifecycle is the table ``_NEXT`` below. The keeper reports a loss
 (lease expired, backend unreachable until the TTL ran out, entry deleted from
@@ -59,6 +59,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from ..errors import MicroError
+from ._asyncio_expiry import ExpiryGuard, expiry_guard
 from .base import (
     DEFAULT_TTL,
     LeaderInfo,
@@ -140,6 +141,7 @@ class Hold:
         self.reason = ""
         self.cause: BaseException | None = None
         self.scope: anyio.CancelScope | None = None  # the wait, then the body
+        self.guard: ExpiryGuard | None = None  # the body's, under asyncio
         self.keeper_scope: anyio.CancelScope | None = None
         self.keeper_stopped = False
         self.released: anyio.Event | None = None  # set once the lease is ended
@@ -164,6 +166,8 @@ class Hold:
         self.expires = expires
         if self.state is HoldState.HELD and self.scope is not None:
             self.scope.deadline = self.deadline()
+            if self.guard is not None:
+                self.guard.arm(self.scope.deadline)
 
     def deadline(self) -> float:
         """The local expiry on the event loop's clock (anyio.current_time())."""
@@ -550,6 +554,9 @@ class _Holding:
         self._body = anyio.CancelScope(deadline=hold.deadline())
         hold.scope = self._body
         self._body.__enter__()
+        hold.guard = expiry_guard(self._body)
+        if hold.guard is not None:
+            hold.guard.arm(self._body.deadline)
         if hold.kind == "leader":
             return HeldLeadership(hold, sync)
         return HeldLock(hold, sync)
@@ -559,6 +566,9 @@ class _Holding:
         if body is None:  # try_lock that gave None
             return False
         hold = self._hold
+        if hold.guard is not None:
+            hold.guard.disarm()
+            hold.guard = None
         swallowed = bool(body.__exit__(exc_type, exc, tb))
         hold.scope = None
         hold.expired()  # a body that ran or was cancelled past the local expiry lost the hold

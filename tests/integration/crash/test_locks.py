@@ -24,4 +24,4 @@ async def test_a_lock_holder_paused_past_its_ttl_never_holds_after_the_next_take
     etcd_server: ServerProcess, anyio_backend: str, tmp_path: Path
 ) -> None:
     pause = await pause_the_holder(etcd_server.url, anyio_backend, "lock", tmp_path, ttl=2.0)
-    assert_exclusive(pause, anyio_backend)
+    assert_exclusive(pause)
