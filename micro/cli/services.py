@@ -66,6 +66,9 @@ def describe(
         for e in v["endpoints"]:
             kind = e["metadata"].get("kind", "unary")
             stdout.print(f"\n[bold]{escape(e['name'])}[/bold] ({escape(kind)})")
+            summary = e["metadata"].get("description", "").strip().split("\n\n")[0]
+            if summary:
+                stdout.print(f"  {' '.join(summary.split())}", soft_wrap=True, markup=False)
             for part in ("request", "response"):
                 schema = json.dumps(readable_schema(e[part])) if e[part] else "(any JSON)"
                 stdout.print(f"  {part + ':':<10}{schema}", soft_wrap=True, markup=False)

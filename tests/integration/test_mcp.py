@@ -547,3 +547,17 @@ async def test_micro_mcp_fails_clearly_without_a_registry() -> None:
     [line] = result.stderr.decode().splitlines()
     assert line.startswith("error: etcd: 503 Service Unavailable: etcd at http://127.0.0.1:")
     assert result.stdout == b""  # nothing on the protocol's channel
+
+
+async def test_micro_describe_shows_the_docstrings(etcd_server: ServerProcess) -> None:
+    name = unique("todo")
+    params = stdio(etcd_server)
+    async with todo_service(EtcdRegistry(etcd_server.url), name):
+        with anyio.fail_after(REQUEST_TIMEOUT):
+            result = await anyio.run_process(
+                [sys.executable, "-m", "micro.cli", "describe", name], env=params.env
+            )
+    lines = result.stdout.decode().splitlines()
+    at = lines.index("Todo.Add (unary)")
+    assert lines[at + 1] == "  Add a task to the to-do list and return it with its id."
+    assert lines[at + 2].startswith("  request:")
