@@ -125,6 +125,31 @@ async def test_a_paused_leader_never_leads_after_the_next_is_elected() -> None:
     assert "expired here first" in lost[0].reason, lost[0].reason
 
 
+async def test_a_shielded_wait_in_the_body_finishes_despite_the_expiry() -> None:
+    # The pause ends the hold, but a shield in the body still protects its wait
+    # (cleanup that must finish); the body is cancelled at the next checkpoint after.
+    steps: list[str] = []
+    paused = anyio.Event()
+
+    async def hold(sync: Sync) -> None:
+        try:
+            async with sync.lock("shielded", ttl=TTL) as lock:
+                with anyio.CancelScope(shield=True):
+                    paused.set()
+                    await anyio.sleep(TTL / 10)
+                    steps.append(f"shielded wait done, held={lock.held}")
+                await anyio.sleep(TTL)
+                steps.append("went on")
+        except LockLost:
+            steps.append("lost")
+
+    async with MemorySync(state=MemorySyncState()) as sync, anyio.create_task_group() as tg:
+        tg.start_soon(hold, sync)
+        await paused.wait()
+        time.sleep(TTL * 2)  # noqa: ASYNC251 - the pause under test
+    assert steps == ["shielded wait done, held=False", "lost"], steps
+
+
 def test_local_expiry_is_the_ttl_after_the_last_renewal_was_sent_less_a_margin() -> None:
     hold = Hold("lock", "n", "me", 2.0)
     hold.renewed(100.0)
