@@ -107,9 +107,12 @@ class _Write:
 
 @dataclass(frozen=True, slots=True)
 class _Query:
+    """A scan (``query`` with ``args``), or with ``key`` a point read of that key."""
+
     table: _Table
-    query: sql.Composed
-    args: tuple[Any, ...]
+    query: sql.Composed | None = None
+    args: tuple[Any, ...] = ()
+    key: bytes | None = None
 
 
 class PostgresStore:
@@ -148,7 +151,10 @@ class PostgresStore:
         # own first, so it fails at once (with the server's word) or finds it back.
         self._down = False
         self._writes: Batcher[_Write, None] = Batcher(
-            self._commit, max_items=GROUP_ITEMS, max_bytes=GROUP_BYTES
+            self._commit,
+            max_items=GROUP_ITEMS,
+            max_bytes=GROUP_BYTES,
+            key=lambda write: (write.table.name, write.key),  # one row per key per statement
         )
         self._reads: Batcher[_Query, builtins.list[Any]] = Batcher(
             self._query, max_items=READ_ITEMS, max_bytes=0
@@ -198,10 +204,7 @@ class PostgresStore:
         names = self._table(database, table)
         if not (prefix or suffix):
             data = encode_key(key, self.options, self.kind)
-            query = sql.SQL(f"SELECT {_COLUMNS} FROM {{}} WHERE key = %s AND " + _LIVE).format(
-                sql.Identifier(names.name)
-            )
-            rows = await self._run_query(_Query(names, query, (data, _NOW)))
+            rows = await self._run_query(_Query(names, key=data))
             if not rows:
                 raise RecordNotFound(f"no record {key!r}")
         else:
@@ -271,15 +274,32 @@ class PostgresStore:
 
     def _query_in_thread(self, batch: builtins.list[Pending[_Query, builtins.list[Any]]]) -> None:
         def run(con: psycopg.Connection[Any]) -> None:
+            # Point reads of one table go as one query; scans one by one.
+            points: dict[str, builtins.list[Pending[_Query, builtins.list[Any]]]] = {}
             for pending in batch:
                 if pending.done:
                     continue
                 query = pending.item
                 self._create(con, query.table)
+                if query.key is not None:
+                    points.setdefault(query.table.name, []).append(pending)
+                    continue
+                assert query.query is not None
                 # Expiry is judged when the query runs, not when it was queued.
-                now = time.time()
-                args = tuple(now if arg is _NOW else arg for arg in query.args)
+                args = tuple(time.time() if arg is _NOW else arg for arg in query.args)
                 pending.finish(con.execute(query.query, args).fetchall())
+            for name, pendings in points.items():
+                text = f"SELECT {_COLUMNS} FROM {{}} WHERE key = ANY(%s) AND {_LIVE}"
+                keys = list({p.item.key for p in pendings})
+                found = {
+                    bytes(row[0]): row
+                    for row in con.execute(
+                        sql.SQL(text).format(sql.Identifier(name)), (keys, time.time())
+                    )
+                }
+                for pending in pendings:
+                    row = found.get(pending.item.key)  # type: ignore[arg-type]
+                    pending.finish([] if row is None else [row])
 
         try:
             self._attempt(run)
@@ -295,27 +315,26 @@ class PostgresStore:
         """One transaction for the batch: every write of it commits, or none does."""
         tables = {pending.item.table.name: pending.item.table for pending in batch}
 
+        # The batcher keeps keys distinct in a batch, so each table's upserts go as one
+        # statement, and its deletes as another, in any order.
+        upserts: dict[str, builtins.list[_Write]] = {}
+        deletes: dict[str, builtins.list[bytes]] = {}
+        for pending in batch:
+            write = pending.item
+            if write.value is None:
+                deletes.setdefault(write.table.name, []).append(write.key)
+            else:
+                upserts.setdefault(write.table.name, []).append(write)
+
         def run(con: psycopg.Connection[Any]) -> None:
             for names in tables.values():
                 self._create(con, names)
             with con.transaction():
-                for pending in batch:
-                    write = pending.item
-                    ident = sql.Identifier(write.table.name)
-                    if write.value is None:
-                        delete = sql.SQL("DELETE FROM {} WHERE key = %s").format(ident)
-                        con.execute(delete, (write.key,))
-                    else:
-                        v = write.value
-                        con.execute(
-                            sql.SQL(
-                                "INSERT INTO {} (key, value, metadata, expiry) "
-                                "VALUES (%s, %s, CAST(%s AS JSONB), %s) "
-                                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-                                "metadata = excluded.metadata, expiry = excluded.expiry"
-                            ).format(ident),
-                            (write.key, v.value, (v.metadata or b"{}").decode(), v.expiry),
-                        )
+                for name, writes in upserts.items():
+                    con.execute(*_upsert(name, writes))
+                for name, keys in deletes.items():
+                    query = sql.SQL("DELETE FROM {} WHERE key = ANY(%s)")
+                    con.execute(query.format(sql.Identifier(name)), (keys,))
 
         try:
             self._attempt(run)
@@ -477,6 +496,22 @@ def _names(prefix: str, database: str, table: str) -> _Table:
     readable = readable[: MAX_IDENTIFIER - len(prefix) - len(digest) - 1]
     name = f"{prefix}{readable}_{digest}" if readable else f"{prefix}{digest}"
     return _Table(name, f"{prefix}x_{digest}")
+
+
+def _upsert(name: str, writes: builtins.list[_Write]) -> tuple[sql.Composed, builtins.list[Any]]:
+    """One INSERT ... ON CONFLICT DO UPDATE for writes of distinct keys to one table."""
+    rows = sql.SQL(", ").join([sql.SQL("(%s, %s, CAST(%s AS JSONB), %s)")] * len(writes))
+    query = sql.SQL(
+        "INSERT INTO {} (key, value, metadata, expiry) VALUES {} "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+        "metadata = excluded.metadata, expiry = excluded.expiry"
+    ).format(sql.Identifier(name), rows)
+    args: builtins.list[Any] = []
+    for write in writes:
+        v = write.value
+        assert v is not None
+        args += [write.key, v.value, (v.metadata or b"{}").decode(), v.expiry]
+    return query, args
 
 
 def _scan(
