@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests lint typecheck bench``."""
+"""Developer sessions: ``nox -s tests lint typecheck docs bench``."""
 
 import os
 
@@ -27,6 +27,14 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[test]", "mypy")
     session.run("mypy")
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """The documentation site, built as CI builds it; its code blocks are run by tests/docs."""
+    session.install("-e", ".[docs]")
+    args = session.posargs or ["--site-dir", ".nox/site"]
+    session.run("mkdocs", "build", "--strict", *args, env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session(python="3.11")
