@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
+import logging
 import math
 import os
 import re
@@ -59,6 +60,8 @@ from ._s3api import S3Client
 from .base import InvalidKey, Record, RecordNotFound, StoreOptions, StoreUnavailable
 
 __all__ = ["S3Store", "DEFAULT_OPTIONS"]
+
+log = logging.getLogger(__name__)
 
 #: S3 keeps at most 1024 bytes of an object's name and 2 KiB of its user metadata,
 #: so keys (base64 makes 4 of 3 bytes) and metadata (in base64) have lower limits here
@@ -283,7 +286,10 @@ class S3Store:
         await self._client.call("PUT", names.data + name, headers=headers, body=done.value)
         if time.monotonic() - self._swept.get(names.data, -math.inf) > SWEEP_INTERVAL:
             self._swept[names.data] = time.monotonic()
-            await self._sweep(names)
+            try:
+                await self._sweep(names)
+            except StoreUnavailable as exc:  # the write is stored; the next sweep may do it
+                log.warning("sweeping %s: %s", names.data, exc.detail)
 
     async def delete(
         self, key: str, *, database: str | None = None, table: str | None = None
