@@ -36,6 +36,7 @@ from types import ModuleType
 import anyio
 import httpx
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -233,6 +234,17 @@ def test_python_block_compiles_and_its_imports_resolve(block: Block) -> None:
     modules.setdefault("micro", importlib.import_module("micro"))
     missing += _missing_micro_attributes(tree, modules)
     assert not missing, f"{block.id}: {missing}"
+
+
+DATA = [b for b in BLOCKS if b.language in ("json", "yaml")]
+
+
+@pytest.mark.parametrize("block", DATA, ids=[b.id for b in DATA])
+def test_json_and_yaml_blocks_parse(block: Block) -> None:
+    if block.language == "json":
+        json.loads(block.code)
+    else:
+        assert list(yaml.safe_load_all(block.code)), block.id
 
 
 def _free_port() -> int:
