@@ -16,8 +16,9 @@ CONFLICT ... DO UPDATE``, ``substring``/``length`` on bytes, a partial index.
 psycopg's async API runs only on asyncio, so the blocking API runs in worker
 threads (``anyio.to_thread``), which works under asyncio and Trio alike. As
 in the file store, operations in flight together share one hop to a thread:
-writes go as one transaction (group commit), point reads and scans as one
-batch on one connection. A connection lost (a server restart) is retried on
+writes go as one transaction (group commit), each table's upserts in it as one
+multi-row statement and its deletes as another; point reads of a table go as
+one query, and scans one after another on the same connection. A connection lost (a server restart) is retried on
 another; a server that stays down is :class:`StoreUnavailable` carrying the
 server's or the network's message, after at most ``timeout`` seconds.
 """

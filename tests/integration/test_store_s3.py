@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from micro.store import InvalidKey, Record, S3Store, Store, StoreOptions, StoreUnavailable, from_url
 from micro.store._s3api import S3Client
@@ -81,6 +83,13 @@ def test_key_names_keep_order_and_round_trip() -> None:
         for cut in range(len(key) + 1):
             known = encode_name(key[:cut])[: cut * 8 // 6]
             assert encode_name(key).startswith(known)
+
+
+@given(st.lists(st.binary(max_size=12), min_size=2, max_size=8))
+def test_key_names_order_any_bytes_as_the_bytes(keys: list[bytes]) -> None:
+    names = {encode_name(k): k for k in keys}
+    assert [names[n] for n in sorted(names)] == sorted(set(keys))
+    assert all(decode_name(n) == k for n, k in names.items())
 
 
 async def test_expired_records_are_swept(s3_server: ServerProcess) -> None:
