@@ -10,6 +10,7 @@ that need it (and fails them under ``MICRO_REQUIRE_BACKENDS=1``).
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import shutil
 import signal
@@ -125,7 +126,8 @@ def start_postgres(workdir: Path) -> PostgresProcess:
 
     ``workdir`` must be one the server's user can reach (see :func:`_workdir`).
     """
-    pytest.importorskip("psycopg", reason="psycopg not installed: pip install '.[postgres]'")
+    if importlib.util.find_spec("psycopg") is None:
+        _missing("psycopg not installed (pip install 'micro-runtime[postgres]')")
     initdb, postgres = _binaries()
     uid = None
     if os.geteuid() == 0:
