@@ -272,6 +272,7 @@ def _environment() -> dict[str, str]:
     return env
 
 
+@pytest.mark.integration
 @pytest.mark.anyio
 @pytest.mark.parametrize("block", RUNNABLE, ids=[b.id for b in RUNNABLE])
 async def test_program_runs_and_prints_what_the_page_says(
@@ -311,6 +312,7 @@ def _console_calls(page: str, after: Block) -> list[tuple[str, str]]:
 QUICKSTART = [b for b in PYTHON if b.mark == "quickstart"]
 
 
+@pytest.mark.integration
 @pytest.mark.anyio
 @pytest.mark.parametrize("block", QUICKSTART, ids=[b.id for b in QUICKSTART])
 async def test_quickstart_answers_its_curl_calls(
@@ -318,6 +320,8 @@ async def test_quickstart_answers_its_curl_calls(
 ) -> None:
     curl = shutil.which("curl")
     if curl is None:
+        if os.environ.get("MICRO_REQUIRE_BACKENDS") == "1":
+            pytest.fail("curl is not installed; MICRO_REQUIRE_BACKENDS=1 requires it")
         pytest.skip("curl is not installed")
     port = _free_port()
     code = block.code.replace('":8080"', f'"127.0.0.1:{port}"')
