@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import cast
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 import h2.events
-import h2.exceptions
 from h2.errors import ErrorCodes
 
 from ..errors import Cancelled, InternalServerError, MicroError, PayloadTooLarge, Unavailable
 from .flow import OutboundFlow
 from .framing import MessageDecoder, Payload, detach
-from .h2conn import new_connection, start
+from .h2conn import H2Error, ProtocolError, event_handlers, new_connection, start
 
 __all__ = ["H2ClientConnection", "ResponseParts", "StreamParts", "connection_lost"]
 
@@ -128,16 +127,18 @@ class H2ClientConnection:
         self._heard_from_peer = False
         self._settings_seen = False
         self._scope: anyio.CancelScope | None = None
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            h2.events.ResponseReceived: self._on_response,
-            h2.events.DataReceived: self._on_data,
-            h2.events.TrailersReceived: self._on_trailers,
-            h2.events.StreamEnded: self._on_end,
-            h2.events.StreamReset: self._on_reset,
-            h2.events.WindowUpdated: self._on_window,
-            h2.events.RemoteSettingsChanged: self._on_settings,
-            h2.events.ConnectionTerminated: self._on_terminated,
-        }
+        self._handlers = event_handlers(
+            {
+                "ResponseReceived": self._on_response,
+                "DataReceived": self._on_data,
+                "TrailersReceived": self._on_trailers,
+                "StreamEnded": self._on_end,
+                "StreamReset": self._on_reset,
+                "WindowUpdated": self._on_window,
+                "RemoteSettingsChanged": self._on_settings,
+                "ConnectionTerminated": self._on_terminated,
+            }
+        )
 
     @property
     def usable(self) -> bool:
@@ -206,7 +207,7 @@ class H2ClientConnection:
             end = pos + step
             try:
                 events = self._h2.receive_data(view[pos:end])
-            except h2.exceptions.ProtocolError as exc:
+            except ProtocolError as exc:
                 self._fail(
                     connection_lost(
                         f"HTTP/2 protocol error from {self.authority}: {exc}", unprocessed=False
@@ -292,7 +293,7 @@ class H2ClientConnection:
             if not parts.done and self._failure is None:
                 try:
                     h2conn.reset_stream(sid, ErrorCodes.CANCEL)
-                except h2.exceptions.H2Error:
+                except H2Error:
                     pass
                 self._wake.set()
             raise
@@ -332,7 +333,7 @@ class H2ClientConnection:
             raise anyio.BrokenResourceError("the server has ended this stream")
         try:
             await self._send_data(sid, framed, end_stream=False)
-        except h2.exceptions.H2Error:
+        except H2Error:
             if parts.error is not None:
                 raise parts.error from None
             raise anyio.BrokenResourceError("the server has ended this stream") from None
@@ -349,7 +350,7 @@ class H2ClientConnection:
             return
         try:
             self._h2.end_stream(sid)
-        except h2.exceptions.H2Error:
+        except H2Error:
             return
         self._wake.set()
 
@@ -364,7 +365,7 @@ class H2ClientConnection:
         if parts.unacked and not parts.done:
             try:
                 self._h2.acknowledge_received_data(parts.unacked, sid)
-            except h2.exceptions.H2Error:
+            except H2Error:
                 pass
             parts.unacked = 0
             self._wake.set()
@@ -378,7 +379,7 @@ class H2ClientConnection:
         if not parts.done and self._failure is None:
             try:
                 self._h2.reset_stream(sid, ErrorCodes.CANCEL)
-            except h2.exceptions.H2Error:
+            except H2Error:
                 pass
             self._wake.set()
         if self._slot_waiters:
@@ -428,7 +429,7 @@ class H2ClientConnection:
             self._finish(parts)
             try:
                 self._h2.reset_stream(sid, ErrorCodes.CANCEL)
-            except h2.exceptions.H2Error:
+            except H2Error:
                 pass
             return
         parts.chunks.append(detach(event.data))
@@ -445,7 +446,7 @@ class H2ClientConnection:
             self._finish(parts)
             try:
                 self._h2.reset_stream(sid, ErrorCodes.CANCEL)
-            except h2.exceptions.H2Error:
+            except H2Error:
                 pass
             return
         except MicroError as exc:
@@ -453,7 +454,7 @@ class H2ClientConnection:
             self._finish(parts)
             try:
                 self._h2.reset_stream(sid, ErrorCodes.PROTOCOL_ERROR)
-            except h2.exceptions.H2Error:
+            except H2Error:
                 pass
             return
         if messages:

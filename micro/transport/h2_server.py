@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 import h2.events
-import h2.exceptions
 from h2.errors import ErrorCodes
 
 from ..errors import (
@@ -49,7 +47,7 @@ from .calls import (
 )
 from .flow import OutboundFlow
 from .framing import MessageDecoder, Payload, detach, message_parts
-from .h2conn import new_connection, start
+from .h2conn import H2Error, ProtocolError, event_handlers, new_connection, start
 from .lines import NDJSON, frame, streamed_media_type
 
 if TYPE_CHECKING:
@@ -159,15 +157,17 @@ class H2ServerConnection:
         self._closing = False
         self._reset_budget = float(RESET_BURST)
         self._reset_stamp = 0.0
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            h2.events.RequestReceived: self._on_request,
-            h2.events.DataReceived: self._on_data,
-            h2.events.StreamEnded: self._on_end,
-            h2.events.StreamReset: self._on_reset,
-            h2.events.WindowUpdated: self._on_window,
-            h2.events.RemoteSettingsChanged: self._on_settings,
-            h2.events.ConnectionTerminated: self._on_terminated,
-        }
+        self._handlers = event_handlers(
+            {
+                "RequestReceived": self._on_request,
+                "DataReceived": self._on_data,
+                "StreamEnded": self._on_end,
+                "StreamReset": self._on_reset,
+                "WindowUpdated": self._on_window,
+                "RemoteSettingsChanged": self._on_settings,
+                "ConnectionTerminated": self._on_terminated,
+            }
+        )
 
     # -- the two tasks -------------------------------------------------------
 
@@ -260,7 +260,7 @@ class H2ServerConnection:
                 return
             try:
                 events = self._h2.receive_data(view[pos:end])
-            except h2.exceptions.ProtocolError as exc:
+            except ProtocolError as exc:
                 log.debug("HTTP/2 protocol error from peer: %s", exc)
                 self._close()
                 return
@@ -380,7 +380,7 @@ class H2ServerConnection:
                 headers = grpc_error_headers(st.head.content_type, err)
                 h2conn.send_headers(st.id, headers, end_stream=True)
             h2conn.reset_stream(st.id, ErrorCodes.NO_ERROR)
-        except h2.exceptions.H2Error:
+        except H2Error:
             pass
         self._flush()
 
@@ -451,7 +451,7 @@ class H2ServerConnection:
             if not ended and h2conn.streams.get(sid) is not None and h2conn.streams[sid].open:
                 # We will not read the rest: ask the peer to stop sending it.
                 h2conn.reset_stream(sid, ErrorCodes.NO_ERROR)
-        except h2.exceptions.H2Error:
+        except H2Error:
             pass
         self._flush()
 
@@ -527,7 +527,7 @@ class H2ServerConnection:
                 if not st.ended:
                     # Done before the caller finished sending: tell it to stop.
                     h2conn.reset_stream(st.id, ErrorCodes.NO_ERROR)
-            except h2.exceptions.H2Error:
+            except H2Error:
                 pass
             self._flush()
         finally:
@@ -551,7 +551,7 @@ class H2ServerConnection:
                     h2conn.send_headers(sid, _lines_headers(media_type))
                     st.headers_sent = True
                 await self._send_data(sid, frame(media_type, data), end_stream=False)
-            except (h2.exceptions.H2Error, anyio.BrokenResourceError):
+            except (*H2Error, anyio.BrokenResourceError):
                 raise Cancelled("the caller cancelled the call") from None
             self._flush()
             if h2conn.outbound_size() >= _YIELD_AFTER:
@@ -581,7 +581,7 @@ class H2ServerConnection:
                     await self._send_data(sid, last, end_stream=True)
                 else:
                     h2conn.end_stream(sid)
-            except (h2.exceptions.H2Error, anyio.BrokenResourceError):
+            except (*H2Error, anyio.BrokenResourceError):
                 pass  # the caller went away meanwhile
             self._flush()
         finally:
@@ -616,7 +616,7 @@ class H2ServerConnection:
             self._h2.send_headers(sid, headers, end_stream=not body)
             if body:
                 await self._send_data(sid, body, end_stream=True)
-        except (h2.exceptions.H2Error, anyio.BrokenResourceError):
+        except (*H2Error, anyio.BrokenResourceError):
             pass  # the caller went away
         self._flush()
 
@@ -643,7 +643,7 @@ class H2ServerConnection:
                 h2conn.send_headers(sid, headers, end_stream=not result)
                 if result:
                     await self._send_data(sid, result, end_stream=True)
-        except h2.exceptions.H2Error:
+        except H2Error:
             pass  # the stream was reset meanwhile: nobody to answer
         self._flush()
 
@@ -719,7 +719,7 @@ class _StreamIO:
                 st.headers_sent = True
             for part in message_parts(data):
                 await conn._send_data(st.id, part, end_stream=False)
-        except h2.exceptions.H2Error:
+        except H2Error:
             raise Cancelled("the caller cancelled the call") from None
         conn._flush()
         if h2conn.outbound_size() >= _YIELD_AFTER:

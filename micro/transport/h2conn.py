@@ -1,4 +1,12 @@
-"""h2 set up for speed on our own headers, strictness on the peer's.
+"""The HTTP/2 connection the drivers use: ours (:mod:`.http2`) or h2's.
+
+``MICRO_HTTP2=h2`` in the environment selects the h2-based connection below;
+``MICRO_HTTP2=micro`` (the default) selects micro's own sans-IO core. Both
+offer the same verbs and events of the same names and attributes, so the
+drivers dispatch on either (see :func:`event_handlers`) and catch the errors
+of either (:data:`H2Error`, :data:`ProtocolError`).
+
+h2 set up for speed on our own headers, strictness on the peer's.
 
 We build our outbound headers ourselves, correctly, so h2 need not validate or
 normalise them (15-25% of a small call's CPU). Inbound headers come from
@@ -19,8 +27,10 @@ we hand it have a cheap ``repr`` instead.
 
 from __future__ import annotations
 
+import os
 import struct
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Union
 
 import h2.config
 import h2.connection
@@ -32,7 +42,47 @@ from h2.exceptions import FrameTooLargeError
 from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import DataFrame, GoAwayFrame
 
-__all__ = ["H2Connection", "new_connection", "start", "WINDOW_SIZE", "MAX_FRAME_SIZE"]
+from . import http2
+
+__all__ = [
+    "H2Connection",
+    "H2Error",
+    "IMPLEMENTATIONS",
+    "MAX_FRAME_SIZE",
+    "ProtocolError",
+    "WINDOW_SIZE",
+    "event_handlers",
+    "implementation",
+    "new_connection",
+    "start",
+]
+
+#: The values ``MICRO_HTTP2`` may take.
+IMPLEMENTATIONS = ("micro", "h2")
+DEFAULT_IMPLEMENTATION = "h2"
+
+#: Errors of either implementation's verbs (catch with ``except H2Error``).
+H2Error = (h2.exceptions.H2Error, http2.H2Error)
+#: What either implementation's ``receive_data`` raises on a connection error.
+ProtocolError = (h2.exceptions.ProtocolError, http2.ProtocolError)
+
+
+def implementation() -> str:
+    """The HTTP/2 implementation chosen by ``MICRO_HTTP2`` (``micro`` or ``h2``)."""
+    name = os.environ.get("MICRO_HTTP2", "").strip().lower() or DEFAULT_IMPLEMENTATION
+    if name not in IMPLEMENTATIONS:
+        raise ValueError(f"MICRO_HTTP2 must be one of {', '.join(IMPLEMENTATIONS)}, not {name!r}")
+    return name
+
+
+def event_handlers(handlers: dict[str, Callable[[Any], None]]) -> dict[type, Callable[[Any], None]]:
+    """Handlers by event class name, keyed by the classes of both implementations."""
+    out: dict[type, Callable[[Any], None]] = {}
+    for name, handler in handlers.items():
+        out[getattr(h2.events, name)] = handler
+        out[getattr(http2, name)] = handler
+    return out
+
 
 #: Flow-control window we grant a peer per stream: large, so a fast sender is
 #: rarely stalled by window updates, yet a stream whose reader is slow can hold
@@ -227,7 +277,7 @@ class _Connection(h2.connection.H2Connection):
         return piece
 
 
-H2Connection = _Connection
+H2Connection = Union[_Connection, http2.Connection]  # noqa: UP007
 
 
 def new_connection(
@@ -235,8 +285,20 @@ def new_connection(
     client_side: bool,
     max_concurrent_streams: int = 1000,
     max_header_list_size: int = 64 * 1024,
-) -> _Connection:
-    """A connection object with micro's settings, preamble not yet sent."""
+    kind: str | None = None,
+) -> H2Connection:
+    """A connection object with micro's settings, preamble not yet sent.
+
+    ``kind`` is ``micro`` or ``h2``; by default, what ``MICRO_HTTP2`` says.
+    """
+    if (kind or implementation()) == "micro":
+        return http2.Connection(
+            client_side=client_side,
+            initial_window_size=WINDOW_SIZE,
+            max_frame_size=MAX_FRAME_SIZE,
+            max_concurrent_streams=max_concurrent_streams,
+            max_header_list_size=max_header_list_size,
+        )
     config = h2.config.H2Configuration(
         client_side=client_side,
         header_encoding="utf-8",
@@ -263,7 +325,7 @@ def new_connection(
     return conn
 
 
-def start(conn: h2.connection.H2Connection) -> None:
+def start(conn: H2Connection) -> None:
     """Queue the preamble and widen the connection window to CONNECTION_WINDOW_SIZE."""
     conn.initiate_connection()
     conn.increment_flow_control_window(CONNECTION_WINDOW_SIZE - 65535)

@@ -39,8 +39,8 @@ class Pair:
     """A client and a server connection and the events each has received."""
 
     def __init__(self, **server_options: Any) -> None:
-        self.client = new_connection(client_side=True)
-        self.server = new_connection(client_side=False, **server_options)
+        self.client = new_connection(client_side=True, kind="h2")
+        self.server = new_connection(client_side=False, kind="h2", **server_options)
         self.client_events: list[Any] = []
         self.server_events: list[Any] = []
 
@@ -80,16 +80,16 @@ def pair() -> Pair:
 
 
 def test_new_connection_is_ours() -> None:
-    conn = new_connection(client_side=True)
+    conn = new_connection(client_side=True, kind="h2")
     assert isinstance(conn, H2Connection)
     assert isinstance(conn, h2.connection.H2Connection)
     assert conn.config.client_side is True
-    assert new_connection(client_side=False).config.client_side is False
+    assert new_connection(client_side=False, kind="h2").config.client_side is False
     assert conn.data_to_send() == b""  # the preamble waits for start()
 
 
 def test_client_preamble_starts_with_the_http2_preface() -> None:
-    conn = new_connection(client_side=True)
+    conn = new_connection(client_side=True, kind="h2")
     start(conn)
     assert conn.data_to_send().startswith(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 

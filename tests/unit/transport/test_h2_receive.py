@@ -51,7 +51,7 @@ def summary(events: list[Any]) -> list[tuple[Any, ...]]:
 
 
 def feed(wire: bytes, cuts: list[int]) -> tuple[H2Connection, list[Any]]:
-    server = new_connection(client_side=False)
+    server = new_connection(client_side=False, kind="h2")
     start(server)
     events: list[Any] = []
     last = 0
@@ -63,7 +63,7 @@ def feed(wire: bytes, cuts: list[int]) -> tuple[H2Connection, list[Any]]:
 
 def reference(wire: bytes) -> list[Any]:
     """The events of h2's own receive path (its frame buffer) for the same bytes."""
-    server = new_connection(client_side=False)
+    server = new_connection(client_side=False, kind="h2")
     start(server)
     return h2.connection.H2Connection.receive_data(server, wire)
 

@@ -27,7 +27,7 @@ import pytest
 import micro
 
 PACKAGE_DIR = Path(micro.__file__).parent
-SANS_IO = ["framing", "timeouts", "headers", "calls", "h2conn", "lines"]
+SANS_IO = ["framing", "timeouts", "headers", "calls", "h2conn", "lines", "http2", "hpack"]
 FORBIDDEN = {"anyio", "trio", "asyncio", "socket", "selectors", "ssl", "sniffio"}
 
 
@@ -121,7 +121,7 @@ head.codec.decode(framing.MessageDecoder(100).feed(framing.encode_message(b"{}")
 for name in ("msgpack", "proto", "bytes"):
     calls.parse_content_type("application/grpc+" + name)
 timeouts.format_grpc_timeout(1.5)
-conn = h2conn.new_connection(client_side=True)
+conn = h2conn.new_connection(client_side=True, kind="h2")
 h2conn.start(conn)
 conn.data_to_send()
 print(json.dumps(sorted(sys.modules)))
