@@ -20,18 +20,22 @@ from tests.servers import ServerProcess, _http_ok, free_port, require_binary
 __all__ = ["fresh_nats_server", "nats_server", "start_nats"]
 
 
-def start_nats(workdir: Path, *, config: str = "", args: Sequence[str] = ()) -> ServerProcess:
+def start_nats(
+    workdir: Path, *, config: str = "", args: Sequence[str] = (), jetstream: bool = True
+) -> ServerProcess:
     """A nats-server on loopback with its monitoring port, ready when /healthz answers.
 
     ``config`` is nats-server configuration text (for what has no flag, such
-    as ``ping_interval``); ``args`` are more command-line flags.
+    as ``ping_interval``); ``args`` are more command-line flags; ``jetstream``
+    turns JetStream on, storing in ``workdir``.
     """
     binary = require_binary("nats-server", "nats-server")
     port, monitor_port = free_port(), free_port()
     monitor = f"http://127.0.0.1:{monitor_port}"
     argv = [binary, "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port)]
-    # JetStream on, its data in the server's own dir (kept across restart()).
-    argv += ["-js", "-sd", str(workdir / "jetstream"), *args]
+    if jetstream:  # its data in the server's own dir, kept across restart()
+        argv += ["-js", "-sd", str(workdir / "jetstream")]
+    argv += args
     if config:
         path = workdir / "nats.conf"
         path.write_text(config)

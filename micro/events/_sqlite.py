@@ -49,6 +49,7 @@ from .base import (
     check_group,
     check_retention,
     check_topic,
+    close_consumed,
     dead_metadata,
     encode_event,
     start_time,
@@ -63,6 +64,8 @@ GROUP_ITEMS = 1024
 GROUP_BYTES = 32 * 1024 * 1024
 #: seconds after its last claim that a crashed group-less consumer's rows are dropped
 EPHEMERAL_TTL = 3600.0
+#: seconds between a live consumer's marks that it is still there (well under EPHEMERAL_TTL)
+SEEN_INTERVAL = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (
@@ -367,14 +370,17 @@ class _Consumer:
         self.ack_wait = ack_wait
         self.retry_limit = retry_limit
         self.buffer: deque[Event] = deque()
+        self.seen = 0.0  # when this consumer last marked its group seen
 
     @asynccontextmanager
     async def running(self, start: float | None) -> AsyncIterator[AsyncIterator[Event]]:
         await self.stream._submit(lambda con, now: self._join(con, now, start))
+        events = self._events()
         try:
-            yield self._events()
+            yield events
         finally:
             with anyio.CancelScope(shield=True):
+                await close_consumed(events)
                 await self._leave()
 
     def _join(self, con: sqlite3.Connection, now: float, start: float | None) -> None:
@@ -456,13 +462,15 @@ class _Consumer:
     def _claim(self, con: sqlite3.Connection, now: float) -> _Claimed:
         topic, name = self.topic, self.name
         _trim(con, now, topic)
-        if (
-            con.execute(
+        # A claim that finds nothing writes nothing (so an idle file consumer costs
+        # no fsync): "seen" is written at most once per SEEN_INTERVAL.
+        if now - self.seen > SEEN_INTERVAL:
+            seen = con.execute(
                 "UPDATE groups SET seen = ? WHERE topic = ? AND grp = ?", (now, topic, name)
-            ).rowcount
-            == 0
-        ):
-            self._join(con, now, None)  # dropped as stale while nobody claimed: go on from here
+            )
+            if seen.rowcount == 0:  # dropped as stale while nobody claimed: go on from here
+                self._join(con, now, None)
+            self.seen = now
         if self.group is None:
             stale = now - EPHEMERAL_TTL
             con.execute(

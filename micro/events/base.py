@@ -17,6 +17,7 @@ crash, a slow acknowledgement or a redelivery) and must be idempotent.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
 import math
 import re
@@ -39,6 +40,7 @@ __all__ = [
     "Offset",
     "PublishError",
     "check_consume",
+    "close_consumed",
     "check_group",
     "check_topic",
     "dead_metadata",
@@ -186,6 +188,14 @@ class EventStream(Protocol):
     async def __aenter__(self) -> EventStream: ...
 
     async def __aexit__(self, *exc_info: object) -> None: ...
+
+
+async def close_consumed(events: AsyncIterator[Event]) -> None:
+    """Close a consumer's event generator where it stands (it never runs again)."""
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(RuntimeError):  # being iterated by another task right now
+            await aclose()
 
 
 def check_topic(topic: object) -> str:

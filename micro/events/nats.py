@@ -33,6 +33,7 @@ from typing import Any
 
 import anyio
 
+from ..broker.base import PublishError as BrokerPublishError
 from ..broker.base import new_message_id, url_options
 from ..errors import BadRequest, NotFound, Timeout
 from ..nats import NatsClient, NatsUnavailable
@@ -48,6 +49,7 @@ from .base import (
     check_group,
     check_retention,
     check_topic,
+    close_consumed,
     dead_metadata,
     encode_event,
     start_time,
@@ -145,23 +147,42 @@ class JetStreamEventStream:
         self._check_open()
         stamp = time.time()
         subject = SUBJECT_PREFIX + topic
+        name = stream_name(topic)
+        reason = "no answer in time"
         try:
             with anyio.fail_after(self.timeout):
                 while True:
                     try:
                         await self.js.publish(subject, payload, headers=meta, msg_id=id)
                         break
-                    except NotFound:  # no stream for the topic yet
-                        await self._stream(topic)
-                    except JetStreamError:
-                        raise
-                    except (NatsUnavailable, Timeout):
+                    except NotFound:  # no stream for the topic yet, or one still recovering
+                        known = name in self._streams
+                        self._streams.discard(name)
+                        try:
+                            if known:
+                                await anyio.sleep(0.05)
+                            await self._stream(topic)
+                            continue
+                        except JetStreamError as exc:
+                            if exc.api_status != 503:
+                                raise
+                            reason = exc.detail
+                        except (NatsUnavailable, BrokerPublishError, Timeout) as exc:
+                            reason = exc.detail
+                    except JetStreamError as exc:
+                        if exc.api_status != 503:  # refused, not unavailable
+                            raise
+                        reason = exc.detail
+                    except (NatsUnavailable, BrokerPublishError, Timeout) as exc:
                         # The answer was lost, maybe the event too: again, with the same id.
                         self._check_open()
-                        await anyio.sleep(0.05)
+                        reason = exc.detail
+                    await anyio.sleep(0.05)
         except (JetStreamError, TimeoutError) as exc:
-            detail = exc.detail if isinstance(exc, JetStreamError) else "no answer in time"
+            detail = exc.detail if isinstance(exc, JetStreamError) else reason
             raise PublishError(f"event for {topic} not stored: {detail}") from None
+        except EventsUnavailable as exc:  # closed meanwhile
+            raise PublishError(f"event for {topic} not stored: {exc.detail}") from None
         return Event(id, topic, stamp, meta, payload)
 
     async def read(
@@ -271,7 +292,7 @@ class JetStreamEventStream:
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except NatsUnavailable as exc:
+        except (NatsUnavailable, BrokerPublishError) as exc:
             raise EventsUnavailable(exc.detail) from exc
         except Timeout as exc:
             raise EventsUnavailable(f"NATS did not answer: {exc.detail}") from exc
@@ -309,10 +330,12 @@ class _Consumer:
             self.puller = stream.js.puller(
                 self.stream_name, self.name, inbox, batch=PREFETCH, expires=PULL_WAIT
             )
+            events = self._events()
             try:
-                yield self._events()
+                yield events
             finally:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(stream.timeout * 2):
+                    await close_consumed(events)
                     await self._leave()
 
     async def _join(self, start: float | None) -> None:

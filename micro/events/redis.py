@@ -50,6 +50,7 @@ from .base import (
     check_group,
     check_retention,
     check_topic,
+    close_consumed,
     dead_metadata,
     encode_event,
     start_time,
@@ -371,10 +372,12 @@ class _Consumer:
     @contextlib.asynccontextmanager
     async def running(self, start: float | None) -> AsyncIterator[AsyncIterator[Event]]:
         await self._join(start)
+        events = self._events()
         try:
-            yield self._events()
+            yield events
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(self.stream.timeout):
+                await close_consumed(events)
                 await self._leave()
 
     async def _join(self, start: float | None) -> None:

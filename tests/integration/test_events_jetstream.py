@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import pytest
 
 from micro.errors import NotFound
-from micro.events import JetStreamEventStream
+from micro.events import JetStreamEventStream, PublishError
 from micro.nats import NatsClient
 from micro.nats.jetstream import JetStream, JetStreamError
 from tests.servers import ServerProcess
+from tests.servers_nats import start_nats
 
 pytestmark = pytest.mark.anyio
 
@@ -76,3 +79,13 @@ async def test_consumers_go_on_after_a_server_restart(fresh_nats_server: ServerP
             while (event := await events.__anext__()).id != after.id:
                 await event.ack()  # "before" again, if its ack was lost with the server
         await event.ack()
+
+
+async def test_without_jetstream_publishing_fails_and_says_why(tmp_path: Path) -> None:
+    server = start_nats(tmp_path, jetstream=False)
+    try:
+        async with JetStreamEventStream(server.url, timeout=1.0) as stream:
+            with pytest.raises(PublishError, match="JetStream is not enabled"):
+                await stream.publish("nojs.orders", {"n": 1})
+    finally:
+        server.stop()
