@@ -98,7 +98,7 @@ async def send_response(
 
 async def send_error(send: Send, error: MicroError, extra: Iterable[tuple[str, str]] = ()) -> None:
     """Answer with the error's HTTP status and its JSON ``{id, code, detail, status}``."""
-    await send_response(send, error.code, error.to_json(), "application/json", extra)
+    await send_response(send, error.code, error.to_json() + b"\n", "application/json", extra)
 
 
 async def serve_lifespan(receive: Receive, send: Send) -> None:

@@ -221,8 +221,9 @@ class Server:
         except (TypeError, ValueError) as exc:
             raise self.internal_error(ep.name, exc) from None
         if not head.grpc and codec.name == "json":
-            # Plain JSON answers are read by people (curl): space them as json.dumps does.
-            data = msgspec.json.format(data, indent=0)
+            # Plain JSON answers are read by people (curl): space them as json.dumps
+            # does, and end the line so a shell prompt starts on the next one.
+            data = msgspec.json.format(data, indent=0) + b"\n"
         return data
 
     async def _call_stream(self, head: RequestHead, ep: Endpoint, io: MessageIO) -> None:

@@ -128,8 +128,9 @@ def plain_response_headers(content_type: str, length: int) -> list[tuple[str, st
 
 
 def plain_error(error: MicroError) -> tuple[list[tuple[str, str]], bytes]:
-    """Status line headers and JSON body for an error on a plain call."""
-    body = error.to_json()
+    """Status line headers and JSON body (one line, newline-terminated) for an error on a
+    plain call."""
+    body = error.to_json() + b"\n"
     return (
         [
             (":status", str(error.code)),

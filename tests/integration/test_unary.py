@@ -135,7 +135,7 @@ async def test_plain_json_with_endpoint_header(
     assert r.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/json"
-    assert r.content == b'{"message": "Hello alice"}'
+    assert r.content == b'{"message": "Hello alice"}\n'
 
 
 @pytest.mark.parametrize("http2", [False, True], ids=["http1", "h2c"])
@@ -207,4 +207,4 @@ async def test_curl(greeter_service: tuple[micro.Service, Greeter], extra: list[
             f"http://{service.address}",
         ]
     )
-    assert result.stdout == b'{"message": "Hello alice"}'
+    assert result.stdout == b'{"message": "Hello alice"}\n'
