@@ -88,7 +88,10 @@ async def run(directory: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
-    args = parser.parse_args()
+    # The service reads its own --micro-* flags (--micro-metrics=false, ...).
+    args, rest = parser.parse_known_args()
+    if unknown := [arg for arg in rest if not arg.startswith("--micro-")]:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     with tempfile.TemporaryDirectory() as directory:
         anyio.run(run, Path(directory), backend=args.backend)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,7 @@ class Greeter:
         return Response(message=greeting.template.format(name=req.name) + greeting.punctuation)
 
 
-async def run(address: str, argv: list[str]) -> None:
+async def run(address: str | None, argv: list[str]) -> None:
     config = Config(
         sources=[
             {"greeting": {"template": "Hello {name}"}},
@@ -78,9 +79,13 @@ async def run(address: str, argv: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
-    parser.add_argument("--address", default=":8080")
+    parser.add_argument("--address", help="host:port to listen on (default :8080)")
+    # Other flags are the config's (--greeting.template=...) and the service's own
+    # (--micro-registry=memory, ...).
     args, rest = parser.parse_known_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # Port 8080 unless --address, --micro-address or MICRO_ADDRESS says otherwise.
+    os.environ.setdefault("MICRO_ADDRESS", ":8080")
     anyio.run(run, args.address, rest, backend=args.backend)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 
@@ -69,10 +70,15 @@ class RouteGuide:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
-    parser.add_argument("--address", default="127.0.0.1:50051")
-    args = parser.parse_args()
+    parser.add_argument("--address", help="host:port to listen on (default 127.0.0.1:50051)")
+    # The service reads its own --micro-* flags (--micro-registry=memory, ...).
+    args, rest = parser.parse_known_args()
+    if unknown := [arg for arg in rest if not arg.startswith("--micro-")]:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
+    # 127.0.0.1:50051 unless --address, --micro-address or MICRO_ADDRESS says otherwise.
+    os.environ.setdefault("MICRO_ADDRESS", "127.0.0.1:50051")
     service = micro.Service("routeguide", address=args.address)
     service.handle(RouteGuide(FEATURES), name="routeguide.RouteGuide")
 

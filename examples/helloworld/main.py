@@ -2,6 +2,7 @@
 
     python examples/helloworld/main.py                 # asyncio, port 8080
     python examples/helloworld/main.py --backend trio  # the same on Trio
+    python examples/helloworld/main.py --micro-address=127.0.0.1:9090 --micro-registry=memory
 
     curl -XPOST -H 'Content-Type: application/json' \
          -H 'Micro-Endpoint: Helloworld.Greeting' \
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from dataclasses import dataclass
 
 import anyio
@@ -37,10 +39,15 @@ class Helloworld:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
-    parser.add_argument("--address", default=":8080")
-    args = parser.parse_args()
+    parser.add_argument("--address", help="host:port to listen on (default :8080)")
+    # The service reads its own --micro-* flags (--micro-registry=memory, ...).
+    args, rest = parser.parse_known_args()
+    if unknown := [arg for arg in rest if not arg.startswith("--micro-")]:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
+    # Port 8080 unless --address, --micro-address or MICRO_ADDRESS says otherwise.
+    os.environ.setdefault("MICRO_ADDRESS", ":8080")
     service = micro.Service("helloworld", address=args.address)
     service.handle(Helloworld())
     anyio.run(service.serve, backend=args.backend)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -83,10 +84,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["serve", "call"])
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
-    parser.add_argument("--address", default=":8081")
-    args = parser.parse_args()
+    parser.add_argument("--address", help="host:port to serve on or call (default :8081)")
+    # The service reads its own --micro-* flags (--micro-registry=memory, ...).
+    args, rest = parser.parse_known_args()
+    if unknown := [arg for arg in rest if not arg.startswith("--micro-")]:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    # Port 8081 unless --address, --micro-address or MICRO_ADDRESS says otherwise.
+    os.environ.setdefault("MICRO_ADDRESS", ":8081")
     if args.mode == "call":
-        address = args.address if not args.address.startswith(":") else "127.0.0.1" + args.address
+        address = args.address or os.environ["MICRO_ADDRESS"]
+        address = "127.0.0.1" + address if address.startswith(":") else address
         anyio.run(call, address, backend=args.backend)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
