@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
+from ._startup import EXIT_ERROR, bad_options_exit, debug_enabled, describe, exit_with, root_cause
 from .auth.accounts import Account
 from .auth.auth import Auth
 from .auth.keys import KeySet
@@ -113,8 +114,17 @@ class Service:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         # Options given here win; then --micro-* flags, then MICRO_* variables,
-        # then the defaults below.
-        opts = service_options(argv, environ)
+        # then the defaults below. Read from this process's own command line and
+        # environment, a bad one ends the program with one line (exit status 2).
+        from_process = argv is None and environ is None
+        with bad_options_exit(from_process):
+            opts = service_options(argv, environ)
+        # Values that came from there, not from code (checked as they are used below).
+        from_options = {
+            key
+            for key, given in (("address", address), ("registry", registry), ("store", store))
+            if from_process and given is None and key in opts
+        }
 
         def option(value: Any, key: str, default: Any) -> Any:
             return value if value is not None else opts.get(key, default)
@@ -156,9 +166,12 @@ class Service:
         self.health_interval: float = option(health_interval, "health_interval", 10.0)
         self.config = config
         #: the service's key-value store (opened lazily by the backend on first use)
-        self.store: Store = resolve_store(option(store, "store", None))
-        registry = resolve_registry(registry)
-        parse_address(address)
+        with bad_options_exit("store" in from_options):
+            self.store: Store = resolve_store(option(store, "store", None))
+        with bad_options_exit("registry" in from_options):
+            registry = resolve_registry(registry)
+        with bad_options_exit("address" in from_options):
+            parse_address(address)
         events = option(events, "events", None)
         self._events_given = events is not None
         #: durable event streams (opened with the service once given or consumed)
@@ -450,15 +463,30 @@ class Service:
     # -- running -------------------------------------------------------------
 
     async def serve(self) -> None:
-        """Run until SIGINT/SIGTERM or :meth:`stop`, then shut down gracefully."""
+        """Run until SIGINT/SIGTERM or :meth:`stop`, then shut down gracefully.
+
+        A failure to start (a port in use, an unreachable registry) ends the
+        program with one line on stderr naming what failed and exit status 1;
+        with ``MICRO_DEBUG=1`` the error is raised instead.
+        """
         stop = self._stop = anyio.Event()
-        async with anyio.create_task_group() as tg:
-            # Signals are caught before the port opens: one that arrives while the
-            # service starts stops it gracefully once it has started.
-            await tg.start(self._stop_on_signal)
-            async with self.running():
-                await stop.wait()
-            tg.cancel_scope.cancel()
+        started = False
+        try:
+            async with anyio.create_task_group() as tg:
+                # Signals are caught before the port opens: one that arrives while the
+                # service starts stops it gracefully once it has started.
+                await tg.start(self._stop_on_signal)
+                async with self.running():
+                    started = True
+                    await stop.wait()
+                tg.cancel_scope.cancel()
+        except BaseException as exc:
+            error = root_cause(exc)
+            if error is exc and (started or isinstance(exc, BaseExceptionGroup)):
+                raise
+            if started or debug_enabled() or not isinstance(error, Exception):
+                raise error from None
+            exit_with(f"{self.name}: {describe(error)}", EXIT_ERROR)
 
     def stop(self) -> None:
         """Ask :meth:`serve` to shut down gracefully (safe to call from a handler)."""
@@ -513,8 +541,11 @@ class Service:
             self.address = await supervisor.start("listener", self._listener.serve)
             try:
                 if self._register:
-                    self._record = self._make_record()
-                    await self.registry.register(self._record, ttl=self.register_ttl)
+                    # Recorded once registered: a node that never registered is not
+                    # deregistered at shutdown.
+                    record = self._make_record()
+                    await self.registry.register(record, ttl=self.register_ttl)
+                    self._record = record
                     supervisor.start_soon("registry heartbeat", self._heartbeat)
                 for subscription in self._subscriptions:
                     await self._start_subscription(subscription)
@@ -536,6 +567,7 @@ class Service:
                 self._supervisor = None
 
     async def _shutdown(self) -> None:
+        served = self._phase == "serving"
         self._phase = "draining"
         self.health.set("", ServingStatus.NOT_SERVING)
         self.health.set(self.name, ServingStatus.NOT_SERVING)
@@ -563,7 +595,8 @@ class Service:
                 # Connections close themselves once their last answer is sent.
                 await listener.wait_closed()
             listener.close()
-        log.info("service %s stopped", self.name)
+        if served:  # one that failed to start says so once, where it failed
+            log.info("service %s stopped", self.name)
 
     # -- health, metrics, stats ----------------------------------------------
 

@@ -6,7 +6,7 @@ scaffold and run services; serve the HTTP API gateway and dashboard.
 """
 
 from . import calls, data, events, gateway, mcp, runner, scaffold, services
-from ._app import app
+from ._app import app, main
 
 __all__ = [
     "app",
@@ -20,8 +20,3 @@ __all__ = [
     "scaffold",
     "services",
 ]
-
-
-def main() -> None:
-    """Run the ``micro`` command."""
-    app()

@@ -9,13 +9,15 @@ asyncio by default) and picks the registry, broker and store as services do:
 Exit codes: 0 when the command did what it was asked; 1 when a service, the
 registry or a backend answered with an error (``error: <id>: <code> <status>:
 <detail>`` on stderr, one line); 2 for bad input (usage, bad JSON, a bad flag
-or variable); 130 when interrupted.
+or variable); 130 when interrupted. A failure is one line on stderr; the
+traceback is printed only with ``--debug`` or ``MICRO_DEBUG=1``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,10 +27,11 @@ import anyio
 import typer
 from rich.console import Console
 
+from .._startup import debug_enabled, describe, root_cause
 from ..config import ConfigError, service_options
 from ..errors import MicroError
 
-__all__ = ["EXIT_ERROR", "EXIT_USAGE", "Backends", "app", "fail", "run", "stdout"]
+__all__ = ["EXIT_ERROR", "EXIT_USAGE", "Backends", "app", "fail", "main", "run", "stdout"]
 
 T = TypeVar("T")
 
@@ -61,6 +64,7 @@ class Backends:
     broker: str | None = None
     store: str | None = None
     backend: str = "asyncio"
+    debug: bool = False
 
 
 #: filled in by the global options before any command runs
@@ -85,6 +89,9 @@ def main_options(
         help="store URL: file, file:///path, etcd://…, redis://… [MICRO_STORE]",
     ),
     backend: str = typer.Option("asyncio", "--backend", help="event loop: asyncio or trio"),
+    debug: bool = typer.Option(
+        False, "--debug", help="print the traceback of a failure [MICRO_DEBUG=1]"
+    ),
 ) -> None:
     """Operate micro services from the terminal."""
     try:
@@ -97,6 +104,7 @@ def main_options(
     state.broker = broker or env.get("broker")
     state.store = store or env.get("store")
     state.backend = backend
+    state.debug = debug or debug_enabled()
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
@@ -110,18 +118,18 @@ def run(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     try:
         return anyio.run(fn, *args, backend=state.backend)
     except BaseException as exc:
-        error = _leaf(exc)
+        error = root_cause(exc)
         if isinstance(error, typer.Exit):
             raise error from None
         if isinstance(error, KeyboardInterrupt):
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        if state.debug or not isinstance(error, Exception):
+            raise
         if isinstance(error, MicroError):
             fail(str(error), EXIT_ERROR)
         if isinstance(error, (UsageError, ConfigError, ValueError)):
             fail(str(error), EXIT_USAGE)
-        if isinstance(error, OSError):
-            fail(str(error), EXIT_ERROR)
-        raise
+        fail(describe(error), EXIT_ERROR)
 
 
 def parse_json(text: str, what: str) -> Any:
@@ -151,14 +159,24 @@ def print_json(value: Any, *, indent: int | None = 2) -> None:
     sys.stdout.flush()
 
 
-def _leaf(exc: BaseException) -> BaseException:
-    """The one meaningful exception inside (nested) exception groups."""
-    while isinstance(exc, BaseExceptionGroup):
-        # Cancellations are the other tasks stopping because of the real error.
-        inner = [
-            e for e in exc.exceptions if type(e).__name__ not in ("Cancelled", "CancelledError")
-        ]
-        if len(inner) != 1:
-            return exc
-        exc = inner[0]
-    return exc
+def main() -> None:
+    """Run the command: a usage error too is one line on stderr (exit status 2)."""
+    # Python leaves SIGINT ignored when its parent ignored it (a script's background
+    # job, some CI runners and process managers); Ctrl-C must still stop a command.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:
+        # click's errors (typer's own copy of click in recent typer) carry the
+        # message and the exit code; anything else is not a usage error.
+        message = getattr(exc, "format_message", None)
+        code = getattr(exc, "exit_code", None)
+        if message is None or not isinstance(code, int):
+            raise
+        text = str(message())
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            print(text, file=sys.stderr, flush=True)  # the help, as click prints it
+        else:
+            print(f"error: {' '.join(text.split())}", file=sys.stderr, flush=True)
+    sys.exit(code if isinstance(code, int) else 0)

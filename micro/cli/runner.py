@@ -5,12 +5,15 @@ directory and, on a change to a Python file, stops the child with SIGINT (a
 micro service then shuts down gracefully, deregistering first) and starts it
 again. The child has a process group of its own, so a Ctrl-C in the terminal
 reaches only ``micro run``, which stops the service with one SIGINT (SIGTERM
-does the same).
+does the same). A parent that ignored SIGINT (a background job of a script,
+some CI runners and process managers) does not make ``micro run`` or its
+service deaf to it: both start with SIGINT handled as usual.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -57,6 +60,9 @@ def run_service(
 
 
 def _exec_service(argv: list[str]) -> None:
-    """The child: a process group of its own, then the service's Python in its place."""
+    """The child: a process group of its own, SIGINT and SIGTERM as a fresh process has
+    them (not ignored), then the service's Python in its place."""
     os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.execv(argv[0], argv)

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
+import anyio
 import msgspec
 
 from ..client.client import Client
@@ -58,7 +59,6 @@ from .asgi import (
     request_path,
     send_error,
     send_response,
-    serve_lifespan,
     streamed_media_type,
     until_disconnect,
 )
@@ -115,7 +115,7 @@ class Gateway:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await serve_lifespan(receive, send)
+            await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -145,6 +145,26 @@ class Gateway:
         except Exception as exc:
             log.error("gateway request %s %s failed", method, path, exc_info=exc)
             await send_error(send, InternalServerError("gateway error", id="micro.gateway"), cors)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """Hold the client's registry open from the server's start-up to its shut-down,
+        so the first request finds it open; one that cannot open fails the start-up."""
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        try:
+            await self.client.registry.__aenter__()
+        except Exception as exc:
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        try:
+            await send({"type": "lifespan.startup.complete"})
+            while (await receive())["type"] != "lifespan.shutdown":
+                pass
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.client.registry.__aexit__(None, None, None)
+        await send({"type": "lifespan.shutdown.complete"})
 
     # -- CORS ------------------------------------------------------------------
 
@@ -204,7 +224,7 @@ class Gateway:
             ]
         else:
             raise NotFound(f"no page {path}; calls are POST /{{service}}/{{Endpoint}}")
-        await send_response(send, 200, json.dumps(data).encode(), "application/json", cors)
+        await send_response(send, 200, json.dumps(data).encode() + b"\n", "application/json", cors)
 
     # -- calls -------------------------------------------------------------------
 
@@ -250,7 +270,9 @@ class Gateway:
         result = await self.client.call(
             service, endpoint, request, Any, metadata=metadata, timeout=timeout
         )
-        await send_response(send, 200, msgspec.json.encode(result), "application/json", cors)
+        # One line with its newline, as services answer plain calls.
+        body = msgspec.json.encode(result) + b"\n"
+        await send_response(send, 200, body, "application/json", cors)
 
     async def _streams_responses(self, service: str, endpoint: str) -> bool:
         """Whether the registry records ``endpoint`` as streaming its responses."""

@@ -20,7 +20,7 @@ from hypercorn.config import Config as HypercornConfig
 
 from ..client.client import Client
 from ..registry.base import Registry
-from ..transport.listener import parse_address
+from ..transport.listener import listen_error, parse_address
 from .app import Gateway
 from .asgi import ASGIApp
 from .tools import McpOptions
@@ -45,9 +45,9 @@ def bind(address: str) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen(1024)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise listen_error(host, port, exc) from exc
     return sock
 
 
@@ -126,6 +126,7 @@ async def open_gateway(
     try:
         async with (
             Client(registry=registry, timeout=timeout) as client,
+            _registry_open(client),
             _mcp_endpoint(client, mcp) as mcp_app,
         ):
             app = Gateway(client, cors_origins=cors_origins, timeout=timeout, mcp=mcp_app)
@@ -135,6 +136,15 @@ async def open_gateway(
                 tg.cancel_scope.cancel()
     finally:
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def _registry_open(client: Client) -> AsyncIterator[None]:
+    """The client's registry, open before the port serves: the first request finds it
+    open, and a registry that cannot be reached fails the start."""
+    async with client.registry:
+        await client.registry.list_services()
+        yield
 
 
 @contextlib.asynccontextmanager

@@ -48,9 +48,19 @@ def parse_address(address: str) -> tuple[str, int]:
         raise ValueError(f"address {address!r} needs a port, as in ':8080' or '127.0.0.1:0'")
     host = host.strip("[]") or "0.0.0.0"
     try:
-        return host, int(port)
+        number = int(port)
     except ValueError:
         raise ValueError(f"invalid port in address {address!r}") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port {number} of address {address!r} is not in 0-65535")
+    return host, number
+
+
+def listen_error(host: str, port: int, exc: OSError) -> OSError:
+    """``exc`` as ``cannot listen on host:port: address already in use`` (same errno)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return OSError(exc.errno, f"cannot listen on {where}: {reason[:1].lower()}{reason[1:]}")
 
 
 #: the first byte of a TLS handshake record
@@ -82,10 +92,16 @@ class Listener:
     async def serve(
         self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Bind, report the bound ``host:port``, and serve until cancelled or drained."""
-        listener = await anyio.create_tcp_listener(
-            local_host=self._host, local_port=self._port, reuse_port=False
-        )
+        """Bind, report the bound ``host:port``, and serve until cancelled or drained.
+
+        Raises OSError ``cannot listen on host:port: <reason>`` when the port cannot be bound.
+        """
+        try:
+            listener = await anyio.create_tcp_listener(
+                local_host=self._host, local_port=self._port, reuse_port=False
+            )
+        except OSError as exc:
+            raise listen_error(self._host, self._port, exc) from exc
         try:
             await self._serve(listener, task_status)
         finally:
