@@ -22,7 +22,9 @@ import anyio.abc
 import httpx
 import pytest
 
-from micro.gateway import open_gateway
+import micro
+from micro.gateway import Gateway, bind, open_gateway, serve_asgi
+from micro.gateway.server import bound_address
 
 from ..servers import ServerProcess, free_port
 from .test_dashboard import STEP_TIMEOUT, _artifact_dir, _chromium
@@ -117,6 +119,32 @@ async def test_a_fresh_gateway_answers_its_first_request(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("registry", ["mdns", "etcd"])
+async def test_the_gateway_app_opens_its_registry_in_the_servers_lifespan(
+    registry: str, request: pytest.FixtureRequest
+) -> None:
+    """Gateway(client) served by an ASGI server: the first request finds the registry open."""
+    if registry == "etcd":
+        etcd: ServerProcess = request.getfixturevalue("etcd_server")
+        registry = "etcd://" + etcd.url.removeprefix("http://")
+    sock = bind("127.0.0.1:0")
+    async with micro.Client(registry=registry) as client, anyio.create_task_group() as tg:
+        tg.start_soon(serve_asgi, Gateway(client), sock)
+        async with httpx.AsyncClient(trust_env=False) as http:
+            with anyio.fail_after(TIMEOUT):
+                while True:
+                    try:
+                        first = await http.get(f"http://{bound_address(sock)}/api/services")
+                        break
+                    except httpx.TransportError:
+                        await anyio.sleep(0.05)  # hypercorn is starting
+        tg.cancel_scope.cancel()
+    sock.close()
+    assert first.status_code == 200, first.text
+    assert isinstance(first.json(), list)
 
 
 def _services_shown(chromium: str, url: str, screenshot: Path) -> dict[str, str]:
@@ -328,6 +356,24 @@ def test_micro_run_stops_on_sigint_when_its_parent_ignored_it(tmp_path: Path) ->
     assert not _alive(service_pid), "the service outlived micro run"
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=5):
         pass
+
+
+def test_a_command_stops_on_sigint_when_its_parent_ignored_it() -> None:
+    subscriber = subprocess.Popen(
+        [*MICRO, "--registry", "memory", "subscribe", "first.run"],
+        env=_env(MICRO_ADDRESS="127.0.0.1:0"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ignore_sigint,
+    )
+    try:
+        assert subscriber.stderr is not None
+        assert subscriber.stderr.readline() == "subscribed to first.run\n"
+        subscriber.send_signal(signal.SIGINT)
+        assert subscriber.wait(TIMEOUT) == 0
+    finally:
+        _stop(subscriber)
 
 
 # -- the examples take --micro-* flags ------------------------------------------------
