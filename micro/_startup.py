@@ -80,12 +80,13 @@ def exit_with(message: str, code: int = EXIT_ERROR) -> NoReturn:
 
 
 @contextlib.contextmanager
-def bad_options_exit(enabled: bool) -> Iterator[None]:
+def bad_options_exit(enabled: bool, origin: str = "") -> Iterator[None]:
     """While enabled, a bad option (ConfigError or ValueError) inside ends the program
-    with exit status 2 and one line, unless ``MICRO_DEBUG`` is set."""
+    with exit status 2 and one line (after ``origin:``, where the option came from),
+    unless ``MICRO_DEBUG`` is set."""
     try:
         yield
     except (ConfigError, ValueError) as exc:
         if not enabled or debug_enabled():
             raise
-        exit_with(describe(exc), EXIT_USAGE)
+        exit_with(f"{origin}: {describe(exc)}" if origin else describe(exc), EXIT_USAGE)

@@ -166,11 +166,11 @@ class Service:
         self.health_interval: float = option(health_interval, "health_interval", 10.0)
         self.config = config
         #: the service's key-value store (opened lazily by the backend on first use)
-        with bad_options_exit("store" in from_options):
+        with bad_options_exit("store" in from_options, "--micro-store/MICRO_STORE"):
             self.store: Store = resolve_store(option(store, "store", None))
-        with bad_options_exit("registry" in from_options):
+        with bad_options_exit("registry" in from_options, "--micro-registry/MICRO_REGISTRY"):
             registry = resolve_registry(registry)
-        with bad_options_exit("address" in from_options):
+        with bad_options_exit("address" in from_options, "--micro-address/MICRO_ADDRESS"):
             parse_address(address)
         events = option(events, "events", None)
         self._events_given = events is not None

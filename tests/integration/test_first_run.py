@@ -264,8 +264,13 @@ def test_a_bad_option_is_one_line_and_exit_status_2(backend: str) -> None:
     port = _run([sys.executable, HELLOWORLD, "--backend", backend], MICRO_ADDRESS="localhost:99999")
     assert port.returncode == 2, port.stderr
     assert _error_lines(port) == [
-        "error: port 99999 of address 'localhost:99999' is not in 0-65535"
+        "error: --micro-address/MICRO_ADDRESS: port 99999 of address 'localhost:99999' "
+        "is not in 0-65535"
     ]
+    registry = _run([sys.executable, HELLOWORLD, "--backend", backend, "--micro-registry=zk://x"])
+    assert registry.returncode == 2, registry.stderr
+    (line,) = _error_lines(registry)
+    assert line.startswith("error: --micro-registry/MICRO_REGISTRY: unknown registry 'zk://x'")
 
 
 def test_the_micro_command_fails_to_start_in_one_line(helloworld: int) -> None:
