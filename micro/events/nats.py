@@ -367,7 +367,7 @@ class _Consumer:
             if self.group is not None:  # an ephemeral consumer's events die with it
                 held += await self.puller.finish()
                 for msg in held:
-                    await js.nak(msg)
+                    await js.nak(msg, delay=PULL_WAIT * 2)
             if self.group is None and self.name:
                 await js.delete_consumer(self.stream_name, self.name)
 

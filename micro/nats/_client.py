@@ -420,6 +420,18 @@ class NatsClient:
             conn.sids.add(sub.sid)
             conn.write(protocol.sub(sub.subject, sub.sid, sub.queue))
 
+    async def _drain(self, sub: Subscription) -> None:
+        """UNSUB, then a round trip: what the server sent before it reaches ``sub``."""
+        conn = self._conn
+        if conn is not None and conn.failure is None and sub.sid in conn.sids:
+            conn.sids.discard(sub.sid)
+            conn.write(protocol.unsub(sub.sid))
+            try:
+                await self.flush()
+            except NatsUnavailable:
+                pass  # the connection is gone, and the server's subscription with it
+        self._unsubscribe(sub)
+
     def _unsubscribe(self, sub: Subscription) -> None:
         if self._subs.pop(sub.sid, None) is None:
             return

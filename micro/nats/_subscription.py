@@ -30,6 +30,8 @@ class _Owner(Protocol):
 
     def _unsubscribe(self, sub: Subscription) -> None: ...
 
+    async def _drain(self, sub: Subscription) -> None: ...
+
 
 class Subscription:
     """Messages on a subject: ``async with client.subscribe(s) as sub: async for msg in sub:``.
@@ -71,6 +73,19 @@ class Subscription:
     async def __aexit__(self, *exc_info: object) -> None:
         self._owner._unsubscribe(self)
         self._close()
+
+    async def drain(self) -> list[Msg]:
+        """Unsubscribe once the server has stopped sending: the messages it sent first.
+
+        For a subscriber that must account for every message (JetStream
+        deliveries to give back): nothing sent to the subscription is dropped.
+        """
+        await self._owner._drain(self)
+        self._close()
+        msgs = list(self._pending)
+        self._pending.clear()
+        self._bytes = 0
+        return msgs
 
     def __aiter__(self) -> AsyncIterator[Msg]:
         return self

@@ -224,9 +224,12 @@ class JetStream:
         """Acknowledge a delivered message (the server will not deliver it again)."""
         await self._reply(msg, b"+ACK")
 
-    async def nak(self, msg: Msg) -> None:
-        """Ask for a delivered message again, now."""
-        await self._reply(msg, b"-NAK")
+    async def nak(self, msg: Msg, *, delay: float | None = None) -> None:
+        """Ask for a delivered message again: now, or ``delay`` seconds from now."""
+        if delay is None:
+            await self._reply(msg, b"-NAK")
+        else:
+            await self._reply(msg, b"-NAK " + json.dumps({"delay": nanos(delay)}).encode())
 
     async def term(self, msg: Msg) -> None:
         """Never deliver this message again, acknowledged or not."""
@@ -308,26 +311,13 @@ class Puller:
         return got
 
     async def finish(self) -> list[Msg]:
-        """Wait for the open request to end; the messages it still brought.
+        """Stop: unsubscribe the inbox once the server has stopped sending to it (which
+        also ends the open request), and return the messages received but not fetched.
 
-        For a consumer that stops: once the request is over, no message is
-        sent to an inbox nobody reads (where it would wait out ``ack_wait``),
-        so what this returns can be given back with :meth:`JetStream.nak`.
+        Nothing is left in flight to an inbox nobody reads (where it would wait out
+        ``ack_wait``), so what this returns can be given back with :meth:`JetStream.nak`
+        (with a delay of ``expires``: a message given back at once may go to the
+        request this puller left open, if the server has yet to notice it is over).
         """
-        got: list[Msg] = []
-        now = anyio.current_time()
-        if self._expected > 0 and now < self._ends:
-            with anyio.move_on_after(self._ends - now + self.js.timeout):
-                while self._expected > 0:
-                    msg = await self.inbox.__anext__()
-                    if msg.status is None:
-                        got.append(msg)
-                        self._expected -= 1
-                    elif msg.status in (404, 408, 409):
-                        break
-        while self.inbox.pending:
-            msg = await self.inbox.__anext__()
-            if msg.status is None:
-                got.append(msg)
         self._expected = 0
-        return got
+        return [msg for msg in await self.inbox.drain() if msg.status is None]
