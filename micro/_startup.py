@@ -16,7 +16,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .config.base import ConfigError
 from .errors import MicroError
@@ -24,6 +24,7 @@ from .errors import MicroError
 __all__ = [
     "EXIT_ERROR",
     "EXIT_USAGE",
+    "StartFailed",
     "bad_options_exit",
     "debug_enabled",
     "describe",
@@ -73,10 +74,29 @@ def describe(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+class StartFailed(SystemExit):
+    """The program ends because its service could not start; the reason is printed."""
+
+
 def exit_with(message: str, code: int = EXIT_ERROR) -> NoReturn:
     """Print ``error: message`` as one line on stderr and exit with ``code``."""
     print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
-    raise SystemExit(code)
+    _quiet_when_wrapped()
+    raise StartFailed(code)
+
+
+def _quiet_when_wrapped() -> None:
+    """A program that ran ``serve()`` in a task group of its own gets the exit wrapped
+    in an exception group, which Python would print as a traceback: the one line
+    already said it all. (Python exits with status 1 then.)"""
+    previous = sys.excepthook
+
+    def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if isinstance(value, BaseExceptionGroup) and isinstance(root_cause(value), StartFailed):
+            return
+        previous(kind, value, tb)
+
+    sys.excepthook = excepthook
 
 
 @contextlib.contextmanager

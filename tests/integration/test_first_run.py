@@ -237,6 +237,20 @@ def test_a_second_service_on_the_same_port_says_so_in_one_line(
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_service_served_in_a_task_group_of_its_own_fails_in_one_line(
+    helloworld: int, backend: str
+) -> None:
+    """The config example runs serve() beside a watcher task: no traceback of that group."""
+    example = str(ROOT / "examples" / "config" / "main.py")
+    address = f"127.0.0.1:{helloworld}"
+    busy = _run([sys.executable, example, "--backend", backend, f"--micro-address={address}"])
+    assert busy.returncode == 1, busy.stderr
+    lines = busy.stderr.splitlines()
+    assert lines[-1] == f"error: greeter: cannot listen on {address}: address already in use"
+    assert len(lines) <= 5 and "Traceback" not in busy.stderr, busy.stderr
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_an_unreachable_etcd_is_one_line_and_nothing_is_deregistered(backend: str) -> None:
     etcd = f"127.0.0.1:{free_port()}"  # nothing listens there
     result = _run(
