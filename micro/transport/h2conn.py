@@ -59,7 +59,7 @@ __all__ = [
 
 #: The values ``MICRO_HTTP2`` may take.
 IMPLEMENTATIONS = ("micro", "h2")
-DEFAULT_IMPLEMENTATION = "h2"
+DEFAULT_IMPLEMENTATION = "micro"
 
 #: Errors of either implementation's verbs (catch with ``except H2Error``).
 H2Error = (h2.exceptions.H2Error, http2.H2Error)
