@@ -13,7 +13,8 @@ gets a group of its own (named ``~<hex>``), dropped when it stops.
 Every operation runs in the writer's transaction, and operations that arrive
 while one commits are group committed together (see :mod:`micro.store._group`).
 The file backend runs them in a worker thread on a WAL database with
-``synchronous=FULL``: ``publish`` returns once the event is on disk, and
+``synchronous=FULL`` for transactions holding a publish (``NORMAL``, no fsync,
+for the rest): ``publish`` returns once the event is on disk, and
 several processes may share the file (SQLite's lock takes their transactions
 in turn). The memory backend runs the same SQL on an in-memory database in the
 event loop's thread. A consumer with nothing to claim waits for a local
@@ -89,6 +90,14 @@ CREATE INDEX IF NOT EXISTS pending_due ON pending (topic, grp, due);
 _COLUMNS = "seq, id, ts, metadata, payload"
 
 Op = Callable[[sqlite3.Connection, float], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """An operation, and whether its commit must reach the disk before it returns."""
+
+    run: Op
+    durable: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +181,11 @@ class SqliteEventStream:
         self._busy_timeout = busy_timeout
         self._con: sqlite3.Connection | None = None
         self._users = 0
-        self._ops: Batcher[Op, Any] = Batcher(
+        self._ops: Batcher[_Queued, Any] = Batcher(
             self._run, max_items=GROUP_ITEMS, max_bytes=GROUP_BYTES
         )
         self._changed = anyio.Event()
+        self._fsync = synchronous  # what the connection's synchronous setting is now
 
     # -- lifecycle --
 
@@ -191,6 +201,7 @@ class SqliteEventStream:
         try:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute(f"PRAGMA synchronous={'FULL' if self._synchronous else 'NORMAL'}")
+            self._fsync = self._synchronous
             con.executescript(_SCHEMA)
         except BaseException:
             con.close()
@@ -231,35 +242,47 @@ class SqliteEventStream:
 
     # -- operations --
 
-    async def _submit(self, op: Op, size: int = 0, *, wakes: bool = False) -> Any:
+    async def _submit(
+        self, op: Op, size: int = 0, *, wakes: bool = False, durable: bool = False
+    ) -> Any:
+        """Run ``op`` in the next transaction; ``durable``: fsynced before it returns."""
         if self._users == 0 or self._con is None:
             raise EventsUnavailable(
                 f"the {self.kind} event stream is not open: use it inside `async with stream:`"
             )
-        result = await self._ops.submit(op, size)
+        result = await self._ops.submit(_Queued(op, durable), size)
         if wakes:
             self._changed.set()
             self._changed = anyio.Event()
         return result
 
-    async def _run(self, batch: builtins.list[Pending[Op, Any]]) -> None:
+    async def _run(self, batch: builtins.list[Pending[_Queued, Any]]) -> None:
         if self._threaded:
             await anyio.to_thread.run_sync(self._apply, batch)
         else:
             self._apply(batch)
 
-    def _apply(self, batch: builtins.list[Pending[Op, Any]]) -> None:
-        """One transaction for the batch; every operation gets its result, or all fail."""
+    def _apply(self, batch: builtins.list[Pending[_Queued, Any]]) -> None:
+        """One transaction for the batch; every operation gets its result, or all fail.
+
+        Only a batch holding a publish is fsynced: claims and acknowledgements
+        survive the process dying either way (the WAL is in the OS's hands), and
+        the machine losing power may at worst deliver an event again.
+        """
         con = self._con
         results = []
         try:
             if con is None:
                 raise EventsUnavailable(f"the {self.kind} event stream is closed")
+            fsync = self._synchronous and any(p.item.durable for p in batch)
+            if fsync != self._fsync:
+                con.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+                self._fsync = fsync
             now = time.time()
             con.execute("BEGIN IMMEDIATE")
             try:
                 for pending in batch:
-                    results.append(pending.item(con, now))
+                    results.append(pending.item.run(con, now))
                 con.execute("COMMIT")
             except BaseException:
                 if con.in_transaction:
@@ -293,7 +316,7 @@ class SqliteEventStream:
             return _publish(con, now, topic, id, meta_json, payload)
 
         try:
-            seq = await self._submit(op, len(payload), wakes=True)
+            seq = await self._submit(op, len(payload), wakes=True, durable=True)
         except EventsUnavailable as exc:
             raise PublishError(f"event for {topic} not stored: {exc.detail}") from None
         return Event(id, topic, stamp[0], meta, payload, _handle=seq)

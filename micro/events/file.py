@@ -3,7 +3,10 @@
 The file store's durability (:mod:`micro.store.file`): WAL mode with
 ``synchronous=FULL``, so ``publish`` returns once the event's transaction is
 fsynced and the event survives the process being killed right after;
-concurrent publishes share one commit. Several processes may share the file:
+concurrent publishes share one commit. Claims and acknowledgements commit
+without an fsync of their own: they survive the process dying, and the
+machine losing power can at worst deliver an event again. Several processes
+may share the file:
 their consumers of one group share its events, and each looks for the others'
 new events every ``poll_interval`` seconds.
 """
