@@ -99,6 +99,17 @@ def _call(url: str, want: str) -> None:
     raise AssertionError(f"no {want!r} from {url} within {TIMEOUT} s; last: {last}")
 
 
+def _children(pid: int) -> list[int]:
+    """The PIDs of ``pid``'s children (Linux's /proc)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children += [int(c) for c in task.read_text().split()]
+        except OSError:
+            pass  # the task ended meanwhile
+    return children
+
+
 def test_new_service_passes_its_tests_runs_and_restarts(tmp_path: Path) -> None:
     target = tmp_path / "hello-world"
     created = micro_cmd("new", "hello-world", "--dir", str(target))
@@ -137,6 +148,10 @@ def test_new_service_passes_its_tests_runs_and_restarts(tmp_path: Path) -> None:
         assert runner.wait(TIMEOUT) == 0
     finally:
         if runner.poll() is None:
+            # The service has a process group of its own: a killed micro run would
+            # leave it running.
+            for child in _children(runner.pid):
+                os.kill(child, signal.SIGKILL)
             runner.kill()
             runner.wait()
     assert runner.stderr is not None
