@@ -27,6 +27,7 @@ from micro.gateway import Gateway, bind, open_gateway, serve_asgi
 from micro.gateway.server import bound_address
 
 from ..servers import ServerProcess, free_port
+from .test_cli_local import _children
 from .test_dashboard import STEP_TIMEOUT, _artifact_dir, _chromium
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -368,6 +369,9 @@ def test_micro_run_stops_on_sigint_when_its_parent_ignored_it(tmp_path: Path) ->
         runner.send_signal(signal.SIGINT)
         assert runner.wait(TIMEOUT) == 0
     finally:
+        if runner.poll() is None:
+            for child in _children(runner.pid):  # the service has its own process group
+                os.kill(child, signal.SIGKILL)
         _stop(runner)  # type: ignore[arg-type]
     deadline = time.monotonic() + TIMEOUT
     while _alive(service_pid) and time.monotonic() < deadline:
