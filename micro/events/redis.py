@@ -2,7 +2,8 @@
 
 Theory: a topic is a Redis stream, ``<prefix><topic>:s`` (the topic escaped,
 "%" and ":" as %25 and %3A), its retention a hash ``<prefix><topic>:r``.
-``publish`` is ``XADD``; the entry id (``<ms>-<n>``, the server's clock) is the
+``publish`` is ``XADD`` (publishes in flight together go as one script call);
+the entry id (``<ms>-<n>``, the server's clock) is the
 event's id and time. A group is a Redis consumer group (``XGROUP CREATE`` at
 ``0``, ``$`` or just before a time); a consumer without a group gets a group of
 its own, ``~<hex>``, destroyed when it stops. Each consumer is a Redis consumer
@@ -40,6 +41,7 @@ import coredis.exceptions
 
 from ..broker.base import new_message_id
 from ..errors import BadRequest
+from ..store._group import Batcher, Pending
 from .base import (
     DEAD_SUFFIX,
     Event,
@@ -58,10 +60,16 @@ from .base import (
 
 __all__ = ["RedisEventStream"]
 
+#: an event to publish: its stream and retention keys, metadata JSON and payload
+_Publish = tuple[bytes, bytes, bytes, bytes]
+
 #: where streams live unless told otherwise
 DEFAULT_PREFIX = "micro:events:"
 #: seconds to connect, and to wait for one answer
 DEFAULT_TIMEOUT = 5.0
+#: most publishes, and bytes of payload, one script call carries
+BATCH_ITEMS = 256
+BATCH_BYTES = 4 * 1024 * 1024
 #: events one claim hands a consumer at most
 PREFETCH = 32
 #: seconds a consumer with nothing to claim blocks for new events before claiming again
@@ -82,13 +90,16 @@ local function trim(stream, retention)
   end
 end
 """
-# KEYS: stream, retention. ARGV: metadata, payload.
+# KEYS: stream, retention, per event. ARGV: metadata, payload, per event. The ids, in order.
 _PUBLISH = (
     _TRIM
     + """
-local id = redis.call('XADD', KEYS[1], '*', 'm', ARGV[1], 'p', ARGV[2])
-trim(KEYS[1], KEYS[2])
-return id
+local ids = {}
+for i = 1, #KEYS, 2 do
+  ids[#ids + 1] = redis.call('XADD', KEYS[i], '*', 'm', ARGV[i], 'p', ARGV[i + 1])
+  trim(KEYS[i], KEYS[i + 1])
+end
+return ids
 """
 )
 # KEYS: stream, retention. ARGV: start id, count (-1: all).
@@ -224,6 +235,10 @@ class RedisEventStream:
         self._client: coredis.Redis[bytes] | None = None
         self._scripts: dict[str, Any] = {}
         self._users = 0
+        # Publishes in flight together go as one script call.
+        self._publishes: Batcher[_Publish, Any] = Batcher(
+            self._publish, max_items=BATCH_ITEMS, max_bytes=BATCH_BYTES
+        )
 
     @property
     def address(self) -> str:
@@ -251,6 +266,8 @@ class RedisEventStream:
     async def __aexit__(self, *exc_info: object) -> None:
         self._users -= 1
         if self._users == 0 and self._client is not None:
+            with anyio.CancelScope(shield=True):
+                await self._publishes.wait_idle()
             client, self._client = self._client, None
             with contextlib.suppress(coredis.exceptions.RedisError):
                 await client.__aexit__(None, None, None)
@@ -266,15 +283,38 @@ class RedisEventStream:
         content_type: str | None = None,
     ) -> Event:
         payload, meta = encode_event(topic, message, metadata, content_type)
+        self._client_now()
+        stream, retention = self._keys(topic)
+        item = (stream, retention, json.dumps(meta).encode(), payload)
         try:
-            with anyio.CancelScope(shield=True):  # a publish cut short would leave no answer
-                with anyio.fail_after(self.timeout):
-                    raw = await self._run("publish", self._keys(topic), [json.dumps(meta), payload])
-        except (EventsUnavailable, TimeoutError) as exc:
-            detail = exc.detail if isinstance(exc, EventsUnavailable) else "timed out"
-            raise PublishError(f"event for {topic} not stored: {detail}") from None
+            raw = await self._publishes.submit(item, len(payload))
+        except EventsUnavailable as exc:
+            raise PublishError(f"event for {topic} not stored: {exc.detail}") from None
         id = _text(raw)
         return Event(id, topic, _time(id), meta, payload)
+
+    async def _publish(self, batch: builtins.list[Pending[_Publish, Any]]) -> None:
+        """Every event of the batch with one script call, which Redis runs atomically."""
+        keys: builtins.list[bytes] = []
+        args: builtins.list[bytes] = []
+        for pending in batch:
+            stream, retention, meta, payload = pending.item
+            keys += [stream, retention]
+            args += [meta, payload]
+        try:
+            # Shielded: other publishers' events ride on this call (bounded by the timeout).
+            with anyio.CancelScope(shield=True):
+                try:
+                    with anyio.fail_after(self.timeout):
+                        ids = await self._run("publish", keys, args)
+                except TimeoutError:
+                    raise EventsUnavailable(f"redis at {self.address} timed out") from None
+        except EventsUnavailable as exc:
+            for pending in batch:  # an error of its own for each publisher to raise
+                pending.fail(EventsUnavailable(exc.detail))
+            return
+        for pending, id in zip(batch, ids, strict=True):
+            pending.finish(id)
 
     async def read(
         self, topic: str, *, since: Offset = "start", limit: int | None = None
