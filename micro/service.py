@@ -64,6 +64,7 @@ from .server.server import (
     WebResponse,
 )
 from .store import Store, resolve_store
+from .store.sweeper import SweptStore, run_sweeper
 from .supervisor import Supervisor
 from .sync import resolve_sync
 from .sync.base import Sync
@@ -556,6 +557,8 @@ class Service:
                 self.health.set("", ServingStatus.SERVING)
                 self.health.set(self.name, ServingStatus.SERVING)
                 supervisor.start_soon("health checks", self._check_health)
+                if isinstance(self.store, SweptStore):  # deletes what its reads only skip
+                    supervisor.start_soon("store sweeper", run_sweeper, self.store)
                 log.info("service %s serving on %s", self.name, self.address)
                 for hook in self._hooks["after_start"]:
                     await hook()

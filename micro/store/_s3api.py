@@ -10,6 +10,7 @@ server's error code and message.
 
 from __future__ import annotations
 
+import builtins
 import xml.etree.ElementTree as ElementTree
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -117,11 +118,7 @@ class S3Client:
         if start_after:
             params["start-after"] = start_after
         while True:
-            response = await self.call("GET", params=params)
-            try:
-                root = ElementTree.fromstring(response.content)
-            except ElementTree.ParseError as exc:
-                raise StoreUnavailable(f"s3 at {self.where} sent a bad listing: {exc}") from None
+            root = self._parse(await self.call("GET", params=params))
             page = [
                 Listed(item.findtext("{*}Key") or "", (item.findtext("{*}ETag") or "").strip('"'))
                 for item in root.iterfind("{*}Contents")
@@ -132,6 +129,25 @@ class S3Client:
                 return
             params = {**params, "continuation-token": token}
             params.pop("start-after", None)
+
+    async def folders(self, prefix: str) -> builtins.list[str]:
+        """The names up to the next ``/`` after ``prefix`` (ListObjectsV2's common
+        prefixes with the delimiter ``/``), in name order."""
+        params = {"list-type": "2", "prefix": prefix, "delimiter": "/", "max-keys": str(PAGE_SIZE)}
+        found: builtins.list[str] = []
+        while True:
+            root = self._parse(await self.call("GET", params=params))
+            found += [p.findtext("{*}Prefix") or "" for p in root.iterfind("{*}CommonPrefixes")]
+            token = root.findtext("{*}NextContinuationToken")
+            if root.findtext("{*}IsTruncated") != "true" or not token:
+                return found
+            params = {**params, "continuation-token": token}
+
+    def _parse(self, response: httpx.Response) -> ElementTree.Element:
+        try:
+            return ElementTree.fromstring(response.content)
+        except ElementTree.ParseError as exc:
+            raise StoreUnavailable(f"s3 at {self.where} sent a bad listing: {exc}") from None
 
     def _sign(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes

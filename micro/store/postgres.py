@@ -8,7 +8,9 @@ every key round-trips and byte order is code point order), the value as
 ``BYTEA``, the metadata as ``JSONB`` and the expiry as a ``DOUBLE PRECISION``
 timestamp. Prefixes are key ranges on the primary key; suffixes compare the
 key's last bytes. Every query skips rows whose expiry has passed by this
-process's clock; writes delete them, a table at a time, at most once a minute.
+process's clock; writes delete them, a table at a time, at most once a minute,
+and a service runs a sweeper (:mod:`micro.store.sweeper`) that deletes those of
+every table of the schema each ``sweep_interval``.
 
 The SQL is what PostgreSQL and CockroachDB both accept: ``INSERT ... ON
 CONFLICT ... DO UPDATE``, ``substring``/``length`` on bytes, a partial index.
@@ -18,9 +20,9 @@ threads (``anyio.to_thread``), which works under asyncio and Trio alike. As
 in the file store, operations in flight together share one hop to a thread:
 writes go as one transaction (group commit), each table's upserts in it as one
 multi-row statement and its deletes as another; point reads of a table go as
-one query, and scans one after another on the same connection. A connection lost (a server restart) is retried on
-another; a server that stays down is :class:`StoreUnavailable` carrying the
-server's or the network's message, after at most ``timeout`` seconds.
+one query, and scans one after another on the same connection. A connection
+lost (a server restart) is retried on another; a server that stays down is
+:class:`StoreUnavailable` carrying the server's or the network's message.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 import anyio.to_thread
@@ -59,6 +61,7 @@ from ._records import (
     not_open,
     prepare_write,
 )
+from ._url import seconds_option
 from .base import Record, RecordNotFound, StoreOptions, StoreUnavailable
 
 __all__ = ["PostgresStore"]
@@ -72,7 +75,7 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_POOL_SIZE = 4
 #: prefix of the SQL tables' names
 DEFAULT_TABLE_PREFIX = "micro_store_"
-#: seconds between deletions of a table's expired rows (queries skip them in between)
+#: seconds between deletions of expired rows (queries skip them in between)
 SWEEP_INTERVAL = 60.0
 #: most expired rows one sweep deletes (keeps a sweep's transaction small)
 SWEEP_ROWS = 1000
@@ -121,7 +124,10 @@ class PostgresStore:
     ``async with PostgresStore("postgres://user:pass@host:5432/db") as store:``.
 
     ``url`` is a libpq URL (``postgres://``, ``postgresql://``, or
-    ``cockroachdb://``, which means the same), query parameters included.
+    ``cockroachdb://``, which means the same), query parameters included, plus
+    two of the store's own: ``timeout`` (``?timeout=10s``: how long one call may
+    take) and ``sweep_interval`` (``?sweep_interval=1m``: how often the
+    service's sweeper deletes expired rows). Arguments given here win over them.
     """
 
     kind = "postgres"
@@ -131,17 +137,20 @@ class PostgresStore:
         url: str = "postgres://127.0.0.1:5432/postgres",
         *,
         options: StoreOptions | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
         table_prefix: str = DEFAULT_TABLE_PREFIX,
+        sweep_interval: float | None = None,
     ) -> None:
-        self._conninfo, self.address = _conninfo(url)
+        self._conninfo, self.address, own = _conninfo(url)
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,29}", table_prefix):
             raise ValueError(
                 f"table_prefix {table_prefix!r}: use at most 30 lowercase letters, digits or _"
             )
         self.options = options if options is not None else StoreOptions()
-        self.timeout = timeout
+        self.timeout = seconds_option(timeout, own, "timeout", DEFAULT_TIMEOUT)
+        #: seconds between the service's sweeps of expired rows (see :meth:`sweep_all`)
+        self.sweep_interval = seconds_option(sweep_interval, own, "sweep_interval", SWEEP_INTERVAL)
         self.pool_size = pool_size
         self.table_prefix = table_prefix
         self._pool: ConnectionPool | None = None
@@ -263,6 +272,15 @@ class PostgresStore:
         names = self._table(database, table)
         return await anyio.to_thread.run_sync(self._attempt, partial(self._sweep, names=names))
 
+    async def sweep_all(self) -> int:
+        """Delete the expired rows of every store table in the schema, this process's
+        or not; returns how many. The service's sweeper calls it each ``sweep_interval``.
+
+        Raises :class:`StoreUnavailable` when the server cannot be reached.
+        """
+        self._check_open()
+        return await anyio.to_thread.run_sync(self._attempt, self._sweep_all)
+
     # -- batches (in worker threads) --
 
     async def _run_query(self, query: _Query) -> builtins.list[Any]:
@@ -355,9 +373,30 @@ class PostgresStore:
                 except StoreUnavailable as exc:  # the writes committed; the next sweep may do it
                     log.warning("sweeping %s: %s", names.name, exc.detail)
 
+    def _sweep_all(self, con: psycopg.Connection[Any]) -> int:
+        # Tables of the store: named with its prefix, with an expiry column (the
+        # information schema is standard SQL, which CockroachDB has too).
+        tables = con.execute(
+            "SELECT DISTINCT table_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND column_name = 'expiry' "
+            "AND substring(table_name FROM 1 FOR %s) = %s",
+            (len(self.table_prefix), self.table_prefix),
+        ).fetchall()
+        deleted = 0
+        for (name,) in tables:
+            while True:  # in transactions of SWEEP_ROWS rows at most
+                count = self._delete_expired(con, name)
+                deleted += count
+                if count < SWEEP_ROWS:
+                    break
+        return deleted
+
     def _sweep(self, con: psycopg.Connection[Any], names: _Table) -> int:
         self._create(con, names)
-        ident = sql.Identifier(names.name)
+        return self._delete_expired(con, names.name)
+
+    def _delete_expired(self, con: psycopg.Connection[Any], name: str) -> int:
+        ident = sql.Identifier(name)
         query = sql.SQL(
             "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expiry <= %s LIMIT %s)"
         ).format(t=ident)
@@ -474,8 +513,9 @@ class PostgresStore:
             raise StoreUnavailable(f"postgres at {self.address} is unreachable: {exc}") from exc
 
 
-def _conninfo(url: str) -> tuple[str, str]:
-    """(the libpq URL, ``host:port/dbname`` for messages) for a store URL."""
+def _conninfo(url: str) -> tuple[str, str, dict[str, str]]:
+    """(the libpq URL, ``host:port/dbname`` for messages, the store's own options)
+    for a store URL."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("postgres", "postgresql", "cockroachdb", "cockroach"):
@@ -487,7 +527,18 @@ def _conninfo(url: str) -> tuple[str, str]:
         raise ValueError(f"bad port in {url!r}: {exc}") from None
     host = parts.hostname or "localhost"
     address = f"{host}:{port}/{parts.path.strip('/') or '(default database)'}"
-    return urlunsplit(("postgresql", *parts[1:])), address
+    # The store's own options leave the query; libpq would refuse them.
+    query, own = [], {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in _OWN_OPTIONS:
+            own[name] = value
+        else:
+            query.append((name, value))
+    libpq = ("postgresql", parts.netloc, parts.path, urlencode(query), parts.fragment)
+    return urlunsplit(libpq), address, own
+
+
+_OWN_OPTIONS = ("timeout", "sweep_interval")
 
 
 def _names(prefix: str, database: str, table: str) -> _Table:

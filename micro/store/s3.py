@@ -22,6 +22,8 @@ out; a marker left from an earlier write of the key changes nothing. Point
 reads check the object's own expiry. So no expired record is returned by any
 method. Writes sweep a table at most once a minute: expired records go (a
 delete conditional on the ETag seen) and so do markers that served their turn.
+A service also runs a sweeper (:mod:`micro.store.sweeper`) that sweeps every
+table under the store's prefix each ``sweep_interval``, writes or not.
 
 Durability is S3's: a write returns once the server stored the object. A
 record is one object, so writes of different keys never conflict, and two
@@ -57,6 +59,7 @@ from ._records import (
     prepare_write,
 )
 from ._s3api import S3Client
+from ._url import seconds_option
 from .base import InvalidKey, Record, RecordNotFound, StoreOptions, StoreUnavailable
 
 __all__ = ["S3Store", "DEFAULT_OPTIONS"]
@@ -134,7 +137,9 @@ class S3Store:
     arguments, or ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (and
     ``AWS_SESSION_TOKEN``); with none, calls go unsigned. The region comes
     from ``?region=``, ``AWS_REGION`` or ``AWS_DEFAULT_REGION`` (else
-    us-east-1). Without ``endpoint`` the store talks to AWS.
+    us-east-1). Without ``endpoint`` the store talks to AWS. ``?timeout=30s``
+    bounds one call (its retries included) and ``?sweep_interval=1m`` sets how
+    often the service's sweeper deletes expired records; arguments win over both.
     """
 
     kind = "s3"
@@ -149,14 +154,15 @@ class S3Store:
         access_key: str | None = None,
         secret_key: str | None = None,
         session_token: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
+        sweep_interval: float | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.hostname:
             raise ValueError(f"not an s3 URL: {url!r} (use s3://bucket/prefix?endpoint=...)")
         query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
-        unknown = set(query) - {"endpoint", "region"}
+        unknown = set(query) - {"endpoint", "region", "timeout", "sweep_interval"}
         if unknown:
             raise ValueError(f"unknown options in {url!r}: {', '.join(sorted(unknown))}")
         self.bucket = parts.hostname
@@ -188,12 +194,17 @@ class S3Store:
                 f"with an object (2 KiB of metadata, so at most {MAX_METADATA} bytes of JSON)"
             )
         self.concurrency = concurrency
+        self.timeout = seconds_option(timeout, query, "timeout", DEFAULT_TIMEOUT)
+        #: seconds between the service's sweeps of expired records (see :meth:`sweep_all`)
+        self.sweep_interval = seconds_option(
+            sweep_interval, query, "sweep_interval", SWEEP_INTERVAL
+        )
         self._client = S3Client(
             self.bucket,
             endpoint=self.endpoint,
             region=self.region,
             credentials=credentials,
-            timeout=timeout,
+            timeout=self.timeout,
         )
         self._users = 0
         self._open = False
@@ -303,6 +314,17 @@ class S3Store:
         """Delete the table's expired records and spent markers now (writes do it once a
         minute); returns how many records went. Raises :class:`StoreUnavailable`."""
         return await self._sweep(self._table(database, table))
+
+    async def sweep_all(self) -> int:
+        """Sweep every table under the store's prefix (the service's sweeper calls it
+        each ``sweep_interval``); returns how many records went. Raises
+        :class:`StoreUnavailable`."""
+        self._check_open()
+        deleted = 0
+        for database in await self._client.folders(self.prefix):
+            for table in await self._client.folders(database):
+                deleted += await self._sweep(_Table(table + "d/", table + "x/"))
+        return deleted
 
     # -- internals --
 

@@ -119,6 +119,54 @@ async def test_sweep_deletes_expired_rows(postgres_server: ServerProcess) -> Non
         assert await store.sweep(database=db) == 0
 
 
+def _rows(url: str, db: str) -> int:
+    """Rows in the SQL tables of database ``db``, expired or not, seen through SQL."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as con:
+        tables = con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_name LIKE %s",
+            (f"micro_store_{db.replace('-', '_')}%",),
+        ).fetchall()
+        return sum(
+            con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]  # type: ignore[index]
+            for (name,) in tables
+        )
+
+
+async def test_a_services_sweeper_deletes_expired_rows_without_writes(
+    postgres_server: ServerProcess,
+) -> None:
+    import micro
+
+    db = _db()
+    url = f"{postgres_server.url}?sweep_interval=200ms&timeout=5s"
+    svc = micro.Service("pgswept", address="127.0.0.1:0", registry="memory", store=url)
+    assert isinstance(svc.store, PostgresStore)
+    assert (svc.store.sweep_interval, svc.store.timeout) == (0.2, 5.0)
+    async with svc.running():
+        await svc.store.write(Record("short", b"v"), ttl=0.3, database=db)
+        await svc.store.write(Record("kept", b"v"), database=db, table="other")
+        assert await anyio.to_thread.run_sync(_rows, postgres_server.url, db) == 2
+        with anyio.fail_after(15):  # no write after these: the sweeper deletes the row
+            while await anyio.to_thread.run_sync(_rows, postgres_server.url, db) != 1:
+                await anyio.sleep(0.1)
+        assert await svc.store.list(database=db, table="other") == ["kept"]
+
+
+async def test_sweep_all_sweeps_tables_other_processes_wrote(
+    postgres_server: ServerProcess,
+) -> None:
+    db = _db()
+    async with PostgresStore(postgres_server.url) as writer:
+        for n in range(3):
+            await writer.write(Record(f"k{n}", b"v"), ttl=0.1, database=db, table=f"t{n}")
+    async with PostgresStore(postgres_server.url) as other:
+        await anyio.sleep(0.2)  # past the records' expiry
+        assert await other.sweep_all() >= 3  # other tests' expired rows go too
+        assert await anyio.to_thread.run_sync(_rows, postgres_server.url, db) == 0
+
+
 async def test_metadata_postgres_cannot_hold_is_a_bad_request(
     postgres_server: ServerProcess,
 ) -> None:
@@ -141,6 +189,16 @@ def test_postgres_urls() -> None:
         PostgresStore("mysql://h/db")
     with pytest.raises(ValueError, match="table_prefix"):
         PostgresStore("postgres://h/db", table_prefix="Bad-Prefix")
+    # The store's own options leave the URL libpq sees; the arguments win over them.
+    store = PostgresStore("postgres://h/db?sslmode=disable&timeout=1.5s&sweep_interval=2m")
+    assert (store.timeout, store.sweep_interval) == (1.5, 120.0)
+    assert "timeout" not in store._conninfo and "sslmode=disable" in store._conninfo
+    assert PostgresStore("postgres://h/db?timeout=3", timeout=4).timeout == 4.0
+    assert PostgresStore("postgres://h/db").timeout == 10.0
+    with pytest.raises(ValueError, match="timeout= in the store URL is 'soon', not a duration"):
+        PostgresStore("postgres://h/db?timeout=soon")
+    with pytest.raises(ValueError, match="sweep_interval must be a positive"):
+        PostgresStore("postgres://h/db?sweep_interval=0s")
 
 
 async def test_a_service_and_the_micro_command_use_it(postgres_server: ServerProcess) -> None:

@@ -111,6 +111,41 @@ async def test_expired_records_are_swept(s3_server: ServerProcess) -> None:
         assert await store.sweep() == 0
 
 
+async def test_a_services_sweeper_deletes_expired_objects_without_writes(
+    s3_server: ServerProcess,
+) -> None:
+    import micro
+
+    prefix = _prefix()
+    url = s3_url(s3_server, prefix) + "&sweep_interval=200ms&timeout=5s"
+    svc = micro.Service("s3swept", address="127.0.0.1:0", registry="memory", store=url)
+    assert isinstance(svc.store, S3Store)
+    assert (svc.store.sweep_interval, svc.store.timeout) == (0.2, 5.0)
+    async with svc.running():
+        await svc.store.write(Record("short", b"v"), ttl=0.3, database="a", table="t")
+        await svc.store.write(Record("kept", b"v"), database="b")
+        assert len(await _names(s3_server, prefix + "/")) == 3  # two records, one marker
+        with anyio.fail_after(15):  # no write after these: the sweeper deletes the objects
+            while (names := await _names(s3_server, prefix + "/")) != [
+                f"{prefix}/b/micro/d/{encode_name(b'kept')}"
+            ]:
+                await anyio.sleep(0.1)
+        assert names
+
+
+async def test_sweep_all_sweeps_every_table_under_the_prefix(s3_server: ServerProcess) -> None:
+    url = s3_url(s3_server, _prefix())
+    async with S3Store(url) as writer:
+        for n in range(3):
+            await writer.write(Record("k", b"v"), ttl=0.1, database=f"d{n}", table=f"t/{n}")
+        await writer.write(Record("k", b"v"), ttl=60, database="d0", table="t/0")
+    async with S3Store(url) as other:  # a process that never wrote to these tables
+        await anyio.sleep(0.2)  # past the first records' expiry
+        assert await other.sweep_all() == 2
+        assert await other.sweep_all() == 0
+        assert await other.list(database="d0", table="t/0") == ["k"]
+
+
 async def _all_calls_fail(store: Store, where: str) -> None:
     calls: list[Callable[[], Awaitable[object]]] = [
         lambda: store.write(Record("k", b"v")),
@@ -164,6 +199,13 @@ def test_s3_urls_and_limits(monkeypatch: pytest.MonkeyPatch) -> None:
         S3Store("s3:///prefix")
     with pytest.raises(ValueError, match="http:// or https://"):
         S3Store("s3://bucket?endpoint=ftp://x")
+    options = S3Store("s3://bucket?timeout=2500ms&sweep_interval=5m")
+    assert (options.timeout, options.sweep_interval) == (2.5, 300.0)
+    assert S3Store("s3://bucket?timeout=2", timeout=3).timeout == 3.0
+    with pytest.raises(ValueError, match="timeout= in the store URL is 'x', not a duration"):
+        S3Store("s3://bucket?timeout=x")
+    with pytest.raises(ValueError, match="sweep_interval must be a positive"):
+        S3Store("s3://bucket?sweep_interval=-1s")
     with pytest.raises(ValueError, match="2 KiB"):
         S3Store("s3://bucket", options=StoreOptions(max_metadata_size=64 * 1024))
 
