@@ -147,6 +147,16 @@ class JetStreamEventStream:
         self._check_open()
         stamp = time.time()
         subject = SUBJECT_PREFIX + topic
+        try:  # the usual case, without a cancel scope of its own
+            await self.js.publish(subject, payload, headers=meta, msg_id=id)
+        except (NotFound, NatsUnavailable, BrokerPublishError, Timeout):
+            await self._store_again(topic, subject, payload, meta, id)
+        return Event(id, topic, stamp, meta, payload)
+
+    async def _store_again(
+        self, topic: str, subject: str, payload: bytes, meta: dict[str, str], id: str
+    ) -> None:
+        """Publish until stored, making the stream if need be, for up to ``timeout`` seconds."""
         name = stream_name(topic)
         reason = "no answer in time"
         try:
@@ -183,7 +193,6 @@ class JetStreamEventStream:
             raise PublishError(f"event for {topic} not stored: {detail}") from None
         except EventsUnavailable as exc:  # closed meanwhile
             raise PublishError(f"event for {topic} not stored: {exc.detail}") from None
-        return Event(id, topic, stamp, meta, payload)
 
     async def read(
         self, topic: str, *, since: Offset = "start", limit: int | None = None
