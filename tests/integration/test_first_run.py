@@ -13,9 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import anyio
 import anyio.abc
@@ -72,6 +74,16 @@ def _answer(url: str, process: subprocess.Popen[str] | None = None, **call: obje
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def _first_line(process: subprocess.Popen[str], stream: IO[str]) -> str:
+    """The first line the process writes to ``stream``; it is killed if none comes in time."""
+    killer = threading.Timer(TIMEOUT, process.kill)  # bounds the wait
+    killer.start()
+    try:
+        return stream.readline().rstrip("\n")
+    finally:
+        killer.cancel()
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
@@ -392,7 +404,7 @@ def test_a_command_stops_on_sigint_when_its_parent_ignored_it() -> None:
     )
     try:
         assert subscriber.stderr is not None
-        assert subscriber.stderr.readline() == "subscribed to first.run\n"
+        assert _first_line(subscriber, subscriber.stderr) == "subscribed to first.run"
         subscriber.send_signal(signal.SIGINT)
         assert subscriber.wait(TIMEOUT) == 0
     finally:
@@ -458,3 +470,31 @@ def test_the_auth_example_takes_micro_flags(backend: str) -> None:
     ran = _run([sys.executable, example, "--backend", backend, "--micro-metrics=false"])
     assert ran.returncode == 0, ran.stderr
     assert "Hello alice" in ran.stdout
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_the_grpc_interop_server_takes_micro_flags(backend: str, tmp_path: Path) -> None:
+    pytest.importorskip("grpc_tools", reason="grpcio-tools generates the example's code")
+    example = str(ROOT / "examples" / "grpc_interop" / "server.py")
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            example,
+            "--backend",
+            backend,
+            "--micro-registry=memory",
+            f"--micro-address=127.0.0.1:{port}",
+        ],
+        env=_env(ROUTEGUIDE_GENERATED=str(tmp_path)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert _first_line(server, server.stdout) == f"routeguide listening on 127.0.0.1:{port}"
+        server.send_signal(signal.SIGINT)
+        assert server.wait(TIMEOUT) == 0
+    finally:
+        _stop(server)
