@@ -682,17 +682,18 @@ class Service:
     def _add_routes(self, metrics: bool) -> None:
         routes = self.server.routes
 
+        # JSON pages end their line, as plain call answers do, for curl.
         async def live() -> WebResponse:
             body = {"status": "ok", "service": self.name, "node": self.id}
-            return WebResponse(200, "application/json", json.dumps(body).encode())
+            return WebResponse(200, "application/json", _json_line(body))
 
         async def ready() -> WebResponse:
             result = await self.readiness()
-            body = json.dumps(result.to_dict()).encode()
+            body = _json_line(result.to_dict())
             return WebResponse(200 if result.ready else 503, "application/json", body)
 
         async def stats() -> WebResponse:
-            return WebResponse(200, "application/json", json.dumps(self.stats()).encode())
+            return WebResponse(200, "application/json", _json_line(self.stats()))
 
         routes["/health"] = live
         routes["/health/ready"] = ready
@@ -859,6 +860,10 @@ def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
 
     walk(group)
     return leaves[0] if len(leaves) == 1 else None
+
+
+def _json_line(value: Any) -> bytes:
+    return json.dumps(value).encode() + b"\n"
 
 
 def _host_address() -> str:

@@ -29,6 +29,7 @@ from micro.gateway import Gateway, bind, open_gateway, serve_asgi
 from micro.gateway.server import bound_address
 
 from ..servers import ServerProcess, free_port
+from .conftest import Greeter
 from .test_cli_local import _children
 from .test_dashboard import STEP_TIMEOUT, _artifact_dir, _chromium
 
@@ -498,3 +499,29 @@ def test_the_grpc_interop_server_takes_micro_flags(backend: str, tmp_path: Path)
         assert server.wait(TIMEOUT) == 0
     finally:
         _stop(server)
+
+
+# -- JSON answers end their line ---------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("http2", [False, True], ids=["HTTP/1.1", "HTTP/2"])
+async def test_json_answers_to_plain_calls_end_with_a_newline(http2: bool) -> None:
+    service = micro.Service("lines", address="127.0.0.1:0", registry="memory")
+    service.handle(Greeter())
+    async with (
+        service.running(),
+        httpx.AsyncClient(http1=not http2, http2=http2, trust_env=False) as http,
+    ):
+        base = f"http://{service.address}"
+        answers = [
+            await http.post(f"{base}/Greeter/Hello", json={"name": "nl"}),
+            await http.post(f"{base}/Greeter/Nope", json={}),  # an error, as JSON
+            await http.get(f"{base}/health"),
+            await http.get(f"{base}/health/ready"),
+        ]
+    assert [a.status_code for a in answers] == [200, 404, 200, 200]
+    for answer in answers:
+        assert answer.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+        assert answer.text.endswith("}\n") and answer.text.count("\n") == 1, answer.text
+    assert answers[0].json() == {"message": "Hello nl"}
