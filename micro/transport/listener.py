@@ -66,7 +66,7 @@ def listen_error(host: str, port: int, exc: OSError) -> OSError:
 #: the first byte of a TLS handshake record
 _TLS_HANDSHAKE = 0x16
 _PLAIN_TO_TLS_BODY = (
-    b'{"id": "", "code": 400, "detail": "this port speaks TLS", "status": "Bad Request"}'
+    b'{"id": "", "code": 400, "detail": "this port speaks TLS", "status": "Bad Request"}\n'
 )
 _PLAIN_TO_TLS = (
     b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
