@@ -23,6 +23,13 @@ multi-row statement and its deletes as another; point reads of a table go as
 one query, and scans one after another on the same connection. A connection
 lost (a server restart) is retried on another; a server that stays down is
 :class:`StoreUnavailable` carrying the server's or the network's message.
+
+Each hop to a thread has ``timeout`` seconds (``?timeout=10s``). A server that
+keeps connections open but never answers (a frozen process or machine) would
+block libpq forever, so past the timeout the call raises StoreUnavailable
+naming it, and the connection the thread is stuck on has its socket shut
+down: the thread wakes with an error, stops, and the pool drops that broken
+connection. A write that timed out may or may not have been committed.
 """
 
 from __future__ import annotations
@@ -31,7 +38,10 @@ import builtins
 import hashlib
 import logging
 import math
+import os
 import re
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -151,6 +161,9 @@ class PostgresStore:
         self.timeout = seconds_option(timeout, own, "timeout", DEFAULT_TIMEOUT)
         #: seconds between the service's sweeps of expired rows (see :meth:`sweep_all`)
         self.sweep_interval = seconds_option(sweep_interval, own, "sweep_interval", SWEEP_INTERVAL)
+        # libpq's own bound on connecting, a little past the call's: a server that
+        # accepts but never answers is the call's timeout, named as such.
+        self._connect_timeout = math.ceil(self.timeout) + 1
         self.pool_size = pool_size
         self.table_prefix = table_prefix
         self._pool: ConnectionPool | None = None
@@ -179,8 +192,9 @@ class PostgresStore:
                 min_size=1,
                 max_size=max(1, self.pool_size),
                 open=False,
-                timeout=self.timeout,
-                kwargs={"autocommit": True, "connect_timeout": max(1, math.ceil(self.timeout))},
+                # Half the call's time: then the call connects on its own, to say why not.
+                timeout=self.timeout / 2,
+                kwargs={"autocommit": True, "connect_timeout": self._connect_timeout},
                 name=f"micro-store-{self.address}",
             )
             pool.open(wait=False)  # connects in the pool's own threads; calls wait for it
@@ -270,7 +284,7 @@ class PostgresStore:
         Raises :class:`StoreUnavailable` when the server cannot be reached.
         """
         names = self._table(database, table)
-        return await anyio.to_thread.run_sync(self._attempt, partial(self._sweep, names=names))
+        return await self._in_thread(partial(self._attempt, partial(self._sweep, names=names)))
 
     async def sweep_all(self) -> int:
         """Delete the expired rows of every store table in the schema, this process's
@@ -279,7 +293,7 @@ class PostgresStore:
         Raises :class:`StoreUnavailable` when the server cannot be reached.
         """
         self._check_open()
-        return await anyio.to_thread.run_sync(self._attempt, self._sweep_all)
+        return await self._in_thread(partial(self._attempt, self._sweep_all))
 
     # -- batches (in worker threads) --
 
@@ -288,11 +302,45 @@ class PostgresStore:
         assert rows is not None
         return rows
 
-    async def _query(self, batch: builtins.list[Pending[_Query, builtins.list[Any]]]) -> None:
-        await anyio.to_thread.run_sync(self._query_in_thread, batch)
+    async def _in_thread(self, work: Callable[[_Call], T]) -> T:
+        """``work`` in a worker thread, for at most ``timeout`` seconds; past that, its
+        connection is shut and dropped and :class:`StoreUnavailable` is raised.
 
-    def _query_in_thread(self, batch: builtins.list[Pending[_Query, builtins.list[Any]]]) -> None:
-        def run(con: psycopg.Connection[Any]) -> None:
+        A caller cancelled meanwhile waits for the thread (within the timeout), so a
+        batch is never left running behind the caller's back.
+        """
+        call = _Call()
+        with anyio.move_on_after(self.timeout, shield=True):
+            return await anyio.to_thread.run_sync(work, call, abandon_on_cancel=True)
+        call.abandon()
+        self._down = True  # the next call connects on its own, to find the server back
+        raise StoreUnavailable(
+            f"postgres at {self.address} did not answer within {self.timeout:g} s "
+            "(the store's timeout); its connection was dropped"
+        )
+
+    async def _query(self, batch: builtins.list[Pending[_Query, builtins.list[Any]]]) -> None:
+        try:
+            found = await self._in_thread(partial(self._query_in_thread, batch))
+        except StoreUnavailable as exc:
+            for pending in batch:
+                if not pending.done:
+                    pending.fail(StoreUnavailable(exc.detail))
+            return
+        for pending, rows in found:
+            pending.finish(rows)
+
+    def _query_in_thread(
+        self, batch: builtins.list[Pending[_Query, builtins.list[Any]]], call: _Call
+    ) -> builtins.list[tuple[Pending[_Query, builtins.list[Any]], builtins.list[Any]]]:
+        """(operation, rows) for each of the batch; the event loop finishes them, so a
+        thread that outlived its timeout touches none."""
+
+        def run(
+            con: psycopg.Connection[Any],
+        ) -> builtins.list[tuple[Pending[_Query, builtins.list[Any]], builtins.list[Any]]]:
+            found: builtins.list[tuple[Pending[_Query, builtins.list[Any]], builtins.list[Any]]]
+            found = []
             # Point reads of one table go as one query; scans one by one.
             points: dict[str, builtins.list[Pending[_Query, builtins.list[Any]]]] = {}
             for pending in batch:
@@ -306,31 +354,43 @@ class PostgresStore:
                 assert query.query is not None
                 # Expiry is judged when the query runs, not when it was queued.
                 args = tuple(time.time() if arg is _NOW else arg for arg in query.args)
-                pending.finish(con.execute(query.query, args).fetchall())
+                found.append((pending, con.execute(query.query, args).fetchall()))
             for name, pendings in points.items():
                 text = f"SELECT {_COLUMNS} FROM {{}} WHERE key = ANY(%s) AND {_LIVE}"
                 keys = list({p.item.key for p in pendings})
-                found = {
+                rows = {
                     bytes(row[0]): row
                     for row in con.execute(
                         sql.SQL(text).format(sql.Identifier(name)), (keys, time.time())
                     )
                 }
                 for pending in pendings:
-                    row = found.get(pending.item.key)  # type: ignore[arg-type]
-                    pending.finish([] if row is None else [row])
+                    row = rows.get(pending.item.key)  # type: ignore[arg-type]
+                    found.append((pending, [] if row is None else [row]))
+            return found
 
-        try:
-            self._attempt(run)
-        except StoreUnavailable as exc:
-            for pending in batch:
-                if not pending.done:
-                    pending.fail(StoreUnavailable(exc.detail))
+        return self._attempt(run, call)
 
     async def _commit(self, batch: builtins.list[Pending[_Write, None]]) -> None:
-        await anyio.to_thread.run_sync(self._commit_in_thread, batch)
+        try:
+            await self._in_thread(partial(self._commit_in_thread, batch))
+        except (StoreUnavailable, BadRequest) as exc:
+            kind = type(exc)
+            for pending in batch:  # an error of its own for each writer to raise
+                pending.fail(kind(exc.detail))
+            return
+        for pending in batch:
+            pending.finish()
+        now = time.monotonic()
+        for names in {pending.item.table.name: pending.item.table for pending in batch}.values():
+            if now - self._swept.get(names.name, 0.0) > SWEEP_INTERVAL:
+                self._swept[names.name] = now
+                try:
+                    await self._in_thread(partial(self._attempt, partial(self._sweep, names=names)))
+                except StoreUnavailable as exc:  # the writes committed; the next sweep may do it
+                    log.warning("sweeping %s: %s", names.name, exc.detail)
 
-    def _commit_in_thread(self, batch: builtins.list[Pending[_Write, None]]) -> None:
+    def _commit_in_thread(self, batch: builtins.list[Pending[_Write, None]], call: _Call) -> None:
         """One transaction for the batch: every write of it commits, or none does."""
         tables = {pending.item.table.name: pending.item.table for pending in batch}
 
@@ -355,23 +415,7 @@ class PostgresStore:
                     query = sql.SQL("DELETE FROM {} WHERE key = ANY(%s)")
                     con.execute(query.format(sql.Identifier(name)), (keys,))
 
-        try:
-            self._attempt(run)
-        except (StoreUnavailable, BadRequest) as exc:
-            kind = type(exc)
-            for pending in batch:  # an error of its own for each writer to raise
-                pending.fail(kind(exc.detail))
-            return
-        for pending in batch:
-            pending.finish()
-        now = time.monotonic()
-        for names in tables.values():
-            if now - self._swept.get(names.name, 0.0) > SWEEP_INTERVAL:
-                self._swept[names.name] = now
-                try:
-                    self._attempt(partial(self._sweep, names=names))
-                except StoreUnavailable as exc:  # the writes committed; the next sweep may do it
-                    log.warning("sweeping %s: %s", names.name, exc.detail)
+        self._attempt(run, call)
 
     def _sweep_all(self, con: psycopg.Connection[Any]) -> int:
         # Tables of the store: named with its prefix, with an expiry column (the
@@ -404,8 +448,9 @@ class PostgresStore:
 
     # -- connections --
 
-    def _attempt(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``work`` on a connection, retrying on another when one is lost."""
+    def _attempt(self, work: Callable[[psycopg.Connection[Any]], T], call: _Call) -> T:
+        """Run ``work`` on a connection, retrying on another when one is lost, until
+        ``call`` is abandoned (its time ran out)."""
         error: Exception | None = None
         for attempt in range(ATTEMPTS):
             pool = self._pool
@@ -416,9 +461,9 @@ class PostgresStore:
             try:
                 with self._errors():
                     if self._down:
-                        result = self._direct(work)
+                        result = self._direct(work, call)
                     else:
-                        with pool.connection() as con:
+                        with pool.connection() as con, call.using(con):
                             result = work(con)
             except PoolTimeout as exc:
                 # The pool found no connection in time: the next try connects on its
@@ -434,6 +479,8 @@ class PostgresStore:
                 error = exc
                 continue
             except psycopg.OperationalError as exc:
+                if call.abandoned:  # its socket was shut: the call is over
+                    raise _Abandoned from exc
                 # A lost connection (the pool drops it) or a server restarting: drop the
                 # pool's other dead connections, then try again.
                 error = exc
@@ -448,19 +495,19 @@ class PostgresStore:
         assert error is not None
         raise StoreUnavailable(f"postgres at {self.address} failed: {_message(error)}") from error
 
-    def _direct(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+    def _direct(self, work: Callable[[psycopg.Connection[Any]], T], call: _Call) -> T:
         """``work`` on a connection of its own: fails at once with the reason when the
         server is down, and works as soon as it is back, whatever the pool's backoff."""
         try:
             con = psycopg.connect(
-                self._conninfo, autocommit=True, connect_timeout=max(1, math.ceil(self.timeout))
+                self._conninfo, autocommit=True, connect_timeout=self._connect_timeout
             )
         except psycopg.OperationalError as exc:
             self._down = True
             raise StoreUnavailable(
                 f"postgres at {self.address} is unreachable: {_message(exc)}"
             ) from exc
-        with con:
+        with con, call.using(con):
             return work(con)
 
     def _create(self, con: psycopg.Connection[Any], names: _Table) -> None:
@@ -511,6 +558,57 @@ class PostgresStore:
             raise StoreUnavailable(f"postgres at {self.address} failed: {_message(exc)}") from exc
         except OSError as exc:
             raise StoreUnavailable(f"postgres at {self.address} is unreachable: {exc}") from exc
+
+
+class _Abandoned(StoreUnavailable):
+    """The call's time ran out: its thread stops (nobody waits for its outcome)."""
+
+    def __init__(self) -> None:
+        super().__init__("the call's timeout passed")
+
+
+class _Call:
+    """One hop to a worker thread, and the connection it works on.
+
+    A blocked libpq call cannot be cancelled from another thread, but shutting
+    down its socket wakes it with an error; the pool then drops the connection,
+    which is broken, instead of handing it out again. A lock keeps the thread
+    from taking a connection after the call was abandoned, and from giving one
+    back (to be closed, its descriptor reused) while it is being shut.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self.abandoned = False
+
+    @contextmanager
+    def using(self, con: psycopg.Connection[Any]) -> Iterator[None]:
+        with self._lock:
+            if self.abandoned:
+                raise _Abandoned
+            self._fd = con.fileno()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._fd = None
+
+    def abandon(self) -> None:
+        """Stop the call: no new connection, and the one in use is shut."""
+        with self._lock:
+            self.abandoned = True
+            if self._fd is None:
+                return
+            try:
+                sock = socket.socket(fileno=os.dup(self._fd))
+            except OSError:
+                return
+            with sock:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
 
 def _conninfo(url: str) -> tuple[str, str, dict[str, str]]:
