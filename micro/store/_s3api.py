@@ -4,8 +4,9 @@ Requests are signed with AWS Signature Version 4 by botocore's signer (the
 one boto3 uses), never by code of ours. Only what the store needs is here:
 GET, HEAD, PUT and DELETE of an object, and ListObjectsV2. Calls are retried
 on network errors and on the 500/503 answers S3 asks clients to retry, at most
-``ATTEMPTS`` times; any other failure is :class:`StoreUnavailable` with the
-server's error code and message.
+``ATTEMPTS`` times, all within the store's timeout; any other failure is
+:class:`StoreUnavailable` with the server's error code and message, and a
+call past the timeout is one that names it.
 """
 
 from __future__ import annotations
@@ -86,7 +87,26 @@ class S3Client:
         body: bytes = b"",
         expect: tuple[int, ...] = (200,),
     ) -> httpx.Response:
-        """The answer to a signed call; raises StoreUnavailable unless its status is expected."""
+        """The answer to a signed call; raises StoreUnavailable unless its status is
+        expected, or when it took more than ``timeout`` seconds, its retries included."""
+        with anyio.move_on_after(self.timeout):
+            return await self._call(method, name, params, headers, body, expect)
+        # A server that accepts but never answers (a frozen process): httpx closes
+        # the connection of a cancelled request, so none is left stuck in its pool.
+        raise StoreUnavailable(
+            f"s3 at {self.where} did not answer within {self.timeout:g} s "
+            f"(the store's timeout) ({method} {name or '/'})"
+        )
+
+    async def _call(
+        self,
+        method: str,
+        name: str,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        body: bytes,
+        expect: tuple[int, ...],
+    ) -> httpx.Response:
         url = f"{self.base}/{_quote(name, safe='-_.~/')}" if name else f"{self.base}/"
         if params:
             url += "?" + urlencode(sorted(params.items()), quote_via=quote, safe="-_.~")
