@@ -44,8 +44,8 @@ T = TypeVar("T")
 
 #: seconds any one wait for an event may take before the check fails
 WAIT = 20.0
-#: a short ack_wait, so redelivery checks are quick
-SHORT_ACK_WAIT = 0.5
+#: a short ack_wait, so redelivery checks are quick (long enough for a loaded machine to ack in)
+SHORT_ACK_WAIT = 1.0
 
 
 def unique_topic(stem: str) -> str:
