@@ -3,6 +3,7 @@ a server restart mid-run, a server that stays down, and what it keeps in SQL."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -158,11 +159,14 @@ async def test_sweep_all_sweeps_tables_other_processes_wrote(
     postgres_server: ServerProcess,
 ) -> None:
     db = _db()
+    expiry = time.time() + 1  # past the writes (each sweeps its table the first time)
     async with PostgresStore(postgres_server.url) as writer:
         for n in range(3):
-            await writer.write(Record(f"k{n}", b"v"), ttl=0.1, database=db, table=f"t{n}")
+            await writer.write(Record(f"k{n}", b"v"), expiry=expiry, database=db, table=f"t{n}")
     async with PostgresStore(postgres_server.url) as other:
-        await anyio.sleep(0.2)  # past the records' expiry
+        with anyio.fail_after(10):
+            while await other.list(database=db, table="t2"):
+                await anyio.sleep(0.05)
         assert await other.sweep_all() >= 3  # other tests' expired rows go too
         assert await anyio.to_thread.run_sync(_rows, postgres_server.url, db) == 0
 
