@@ -2,8 +2,10 @@
 
     python benchmarks/store.py [--duration 1] [--rounds 3] [--concurrency 64] [--loop asyncio,trio]
                                [--etcd http://127.0.0.1:2379] [--redis redis://127.0.0.1:6379/0]
+                               [--postgres postgres://user@127.0.0.1:5432/db]
+                               [--s3 's3://bucket/prefix?endpoint=http://127.0.0.1:9000']
 
-Each backend (memory, file, etcd, redis) is measured with one caller doing
+Each backend (memory, file, etcd, redis, postgres, s3) is measured with one caller doing
 one operation after another, and with ``--concurrency`` callers at once:
 writes of new 16-byte keys with 100-byte values, then exact reads of keys
 written before. The reference for the file store is plain ``sqlite3`` doing
@@ -14,15 +16,25 @@ aims at no less than half of its writes/s; it gets far past that by committing
 concurrent writes together.
 
 etcd and Redis are started on free loopback ports from their Debian packages
-(``etcd-server``, ``redis-server``) unless URLs are given; a backend whose
-server is neither given nor installed is skipped with the reason.
+(``etcd-server``, ``redis-server``) unless URLs are given, and so is PostgreSQL
+(``postgresql``: ``initdb`` and ``postgres`` in a temp dir, as ``nobody`` when
+run as root, with its default durable settings: fsync, synchronous commit). S3
+is moto's standalone server (``pip install 'moto[server]'``) unless a URL is
+given; moto keeps objects in its memory and spends milliseconds of Python on
+each request, so its row shows moto's speed and the store's overhead, not
+S3's. A backend whose server is neither given nor installed is skipped with
+the reason.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import importlib.util
 import os
+import pwd
 import shutil
+import signal
 import socket
 import sqlite3
 import statistics
@@ -42,7 +54,15 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from micro.store import EtcdStore, FileStore, MemoryStore, Record, RedisStore, Store  # noqa: E402
+from micro.store import (  # noqa: E402
+    EtcdStore,
+    FileStore,
+    MemoryStore,
+    Record,
+    RedisStore,
+    Store,
+    from_url,
+)
 from micro.store import file as file_store  # noqa: E402
 
 VALUE = b"v" * 100
@@ -121,6 +141,122 @@ def _redis(workdir: str) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def _postgres_binaries() -> tuple[str, str] | None:
+    """(initdb, postgres) of the newest PostgreSQL installed, or None."""
+    for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version, reverse=True):
+        initdb, postgres = os.path.join(folder, "initdb"), os.path.join(folder, "postgres")
+        if os.path.exists(initdb) and os.path.exists(postgres):
+            return initdb, postgres
+    initdb_path, postgres_path = shutil.which("initdb"), shutil.which("postgres")
+    return (initdb_path, postgres_path) if initdb_path and postgres_path else None
+
+
+def _version(folder: str) -> list[int]:
+    return [int(x) for x in Path(folder).parent.name.split(".") if x.isdigit()]
+
+
+@contextmanager
+def _postgres(workdir: str) -> Iterator[str]:
+    binaries = _postgres_binaries()
+    assert binaries is not None
+    initdb, postgres = binaries
+    # PostgreSQL refuses to run as root: then it runs as nobody, in a dir nobody owns.
+    user: dict[str, Any] = {}
+    folder = tempfile.mkdtemp(prefix="micro-bench-pg-")
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam("nobody")
+        user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        os.chown(folder, entry.pw_uid, entry.pw_gid)
+    data = os.path.join(folder, "data")
+    subprocess.run(
+        [initdb, "-D", data, "-U", "postgres", "--auth=trust", "-EUTF8", "--no-locale"],
+        check=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        **user,
+    )
+    port = _free_port()
+    argv = [postgres, "-D", data, "-k", folder, "-h", "127.0.0.1", "-p", str(port)]
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder, **user
+    )
+    url = f"postgres://postgres@127.0.0.1:{port}/postgres"
+    try:
+
+        def ready() -> bool:
+            import psycopg
+
+            try:
+                with psycopg.connect(url, connect_timeout=1):
+                    return True
+            except psycopg.Error:
+                return False
+
+        _wait(ready, "postgres")
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
+        process.wait(20)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+#: the bucket the benchmark makes in moto, and the credentials it signs with
+S3_BUCKET, S3_KEY, S3_SECRET = "micro-bench", "bench-key", "bench-secret"
+
+
+@contextmanager
+def _moto(workdir: str) -> Iterator[str]:
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+
+        def ready() -> bool:
+            try:
+                httpx.get(endpoint, timeout=1, trust_env=False)
+                return True
+            except httpx.HTTPError:
+                return False
+
+        _wait(ready, "moto")
+        request = AWSRequest("PUT", f"{endpoint}/{S3_BUCKET}", data=b"")
+        S3SigV4Auth(Credentials(S3_KEY, S3_SECRET), "s3", "us-east-1").add_auth(request)
+        made = httpx.put(request.url, headers=dict(request.headers), trust_env=False)
+        made.raise_for_status()
+        yield f"s3://{S3_KEY}:{S3_SECRET}@{S3_BUCKET}/bench?endpoint={endpoint}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _missing_postgres() -> str | None:
+    if importlib.util.find_spec("psycopg") is None:
+        return "psycopg is not installed (pip install 'micro-runtime[postgres]')"
+    if _postgres_binaries() is None:
+        return "PostgreSQL's initdb and postgres are not installed (Debian: postgresql)"
+    return None
+
+
+def _missing_moto() -> str | None:
+    if importlib.util.find_spec("botocore") is None:
+        return "botocore is not installed (pip install 'micro-runtime[s3]')"
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
+        return "moto's server is not installed (pip install 'moto[server]')"
+    return None
+
+
+def _missing_binary(binary: str) -> Callable[[], str | None]:
+    def missing() -> str | None:
+        return None if shutil.which(binary) else f"`{binary}` is not installed"
+
+    return missing
 
 
 # -- measurements ----------------------------------------------------------------
@@ -233,9 +369,11 @@ def main() -> int:
     parser.add_argument("--loop", default="asyncio,trio", help="event loops to run on")
     parser.add_argument("--etcd", help="etcd URL (default: start one)")
     parser.add_argument("--redis", help="redis URL (default: start one)")
+    parser.add_argument("--postgres", help="PostgreSQL URL (default: start one)")
+    parser.add_argument("--s3", help="S3 store URL (default: start moto's server)")
     parser.add_argument("--only", help="backends to run, e.g. memory,file")
     args = parser.parse_args()
-    only = set((args.only or "memory,file,etcd,redis").split(","))
+    only = set((args.only or "memory,file,etcd,redis,postgres,s3").split(","))
 
     rows: list[Row] = []
     skipped: list[str] = []
@@ -247,14 +385,16 @@ def main() -> int:
         if "file" in only:
             backends.append(("file", lambda: FileStore(os.path.join(tmp, "store.db"))))
         servers: list[tuple[str, str | None, Callable[[str], Any]]] = []
-        for name, given, binary, start in (
-            ("etcd", args.etcd, "etcd", _etcd),
-            ("redis", args.redis, "redis-server", _redis),
+        for name, given, missing, start in (
+            ("etcd", args.etcd, _missing_binary("etcd"), _etcd),
+            ("redis", args.redis, _missing_binary("redis-server"), _redis),
+            ("postgres", args.postgres, _missing_postgres, _postgres),
+            ("s3", args.s3, _missing_moto, _moto),
         ):
             if name not in only:
                 continue
-            if given is None and shutil.which(binary) is None:
-                skipped.append(f"{name}: `{binary}` is not installed and no URL was given")
+            if given is None and (reason := missing()) is not None:
+                skipped.append(f"{name}: {reason} and no URL was given")
                 continue
             servers.append((name, given, start))
         with _started(servers, tmp) as urls:
@@ -262,6 +402,9 @@ def main() -> int:
                 backends.append(("etcd", lambda: EtcdStore(urls["etcd"])))
             if "redis" in urls:
                 backends.append(("redis", lambda: RedisStore(urls["redis"])))
+            for name in ("postgres", "s3"):
+                if name in urls:
+                    backends.append((name, lambda url=urls[name]: from_url(url)))
             for round_ in range(args.rounds):
                 print(f"round {round_ + 1} of {args.rounds}", file=sys.stderr)
                 # The reference runs next to the file store in every round: the
