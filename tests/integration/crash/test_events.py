@@ -10,7 +10,9 @@ Child processes run this module (``python -m tests.integration.crash.test_events
 ``consume URL TOPIC BACKEND N`` consumes TOPIC in group ``billing`` from the
 start without acknowledging, printing each event id and then ``holding`` once
 it holds N; ``publish URL TOPIC BACKEND`` publishes forever, printing each
-event id once its publish has returned.
+event id once its publish has returned; ``service URL TOPIC BACKEND`` runs a
+service whose consumer of group ``billing`` never returns from its first
+event, and prints ``holding`` once it is in it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import anyio
 import anyio.abc
 import pytest
 
-from micro.events import from_url
+import micro
+from micro.events import Event, from_url
 from tests.servers import ServerProcess
 
 pytestmark = pytest.mark.anyio
@@ -130,6 +133,55 @@ async def test_published_events_survive_a_killed_publisher(
     assert not missing, f"{len(missing)} of {len(acked)} published events lost"
 
 
+async def test_a_killed_service_consumer_loses_no_event(
+    events_url: str, anyio_backend: str
+) -> None:
+    """A service killed inside its consumer: the event it was handling and those it had
+    taken ahead all reach the group's consumer in another service."""
+    topic = f"crash.service.{os.getpid()}.{anyio_backend}"
+    async with from_url(events_url) as stream:
+        published = [(await stream.publish(topic, {"n": n})).id for n in range(HELD)]
+    process = await _spawn("service", events_url, topic, anyio_backend)
+    try:
+        assert (await _lines_until(process, "holding", 1))[-1] == "holding"
+        await _kill(process)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with anyio.fail_after(10):
+                await process.wait()
+    got: set[str] = set()
+    done = anyio.Event()
+    survivor = micro.Service(  # a stream of its own: not one shared with other event loops
+        "billing", registry="memory", register=False, events=from_url(events_url), argv=[]
+    )
+
+    @survivor.consumer(topic, group="billing", ack_wait=ACK_WAIT)
+    async def bill(order: dict[str, int], event: Event) -> None:
+        got.add(event.id)
+        if got >= set(published):
+            done.set()
+
+    async with survivor.running():
+        with anyio.fail_after(60):
+            await done.wait()
+    assert got == set(published)
+
+
+async def _serve_and_hang(url: str, topic: str) -> None:
+    service = micro.Service(
+        "billing", registry="memory", register=False, events=url, argv=[], environ={}
+    )
+
+    @service.consumer(topic, group="billing", offset="start", ack_wait=ACK_WAIT)
+    async def bill(order: dict[str, int]) -> None:
+        print("holding", flush=True)
+        await anyio.sleep_forever()
+
+    async with service.running():
+        await anyio.sleep_forever()
+
+
 async def _consume(url: str, topic: str, count: int) -> None:
     async with (
         from_url(url) as stream,
@@ -159,5 +211,7 @@ if __name__ == "__main__":
     mode, url, topic, backend, *rest = sys.argv[1:]
     if mode == "consume":
         anyio.run(_consume, url, topic, int(rest[0]), backend=backend)
+    elif mode == "service":
+        anyio.run(_serve_and_hang, url, topic, backend=backend)
     else:
         anyio.run(_publish, url, topic, backend=backend)
