@@ -155,6 +155,36 @@ async def test_a_services_sweeper_deletes_expired_rows_without_writes(
         assert await svc.store.list(database=db, table="other") == ["kept"]
 
 
+async def test_the_sweeper_outlives_a_server_that_is_down(
+    fresh_postgres_server: ServerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    import micro
+
+    db = _db()
+    server = fresh_postgres_server
+    url = f"{server.url}?sweep_interval=100ms&timeout=2s"
+    svc = micro.Service("pgsweepdown", address="127.0.0.1:0", registry="memory", store=url)
+    async with svc.running():
+        await svc.store.write(Record("k", b"v"), database=db)
+        server.stop()
+        with anyio.fail_after(15):  # sweeps fail, are logged, and the service goes on
+            while not any(
+                "sweeping the postgres store failed" in r.message for r in caplog.records
+            ):
+                await anyio.sleep(0.05)
+        server.start()
+        with anyio.fail_after(15):
+            while True:
+                try:
+                    await svc.store.write(Record("short", b"v"), ttl=0.2, database=db)
+                    break
+                except StoreUnavailable:
+                    await anyio.sleep(0.1)
+            while await anyio.to_thread.run_sync(_rows, server.url, db) != 1:
+                await anyio.sleep(0.1)  # the sweeper deletes the expired row again
+        assert await svc.store.list(database=db) == ["k"]
+
+
 async def test_sweep_all_sweeps_tables_other_processes_wrote(
     postgres_server: ServerProcess,
 ) -> None:
