@@ -39,6 +39,7 @@ import anyio
 import anyio.to_thread
 
 from ..broker.base import new_message_id
+from ..errors import BadRequest
 from ..store._group import Batcher, Pending
 from .base import (
     DEAD_SUFFIX,
@@ -327,8 +328,6 @@ class SqliteEventStream:
         check_topic(topic)
         start = start_time(since)
         if limit is not None and (not isinstance(limit, int) or limit < 0):
-            from ..errors import BadRequest
-
             raise BadRequest(f"limit is a count from 0 or None, not {limit!r}")
 
         def op(con: sqlite3.Connection, now: float) -> builtins.list[tuple[Any, ...]]:
