@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
-from ..broker.subscriber import CONTENT_TYPE_HEADER, DEFAULT_CONTENT_TYPE, encode
+from ..broker.subscriber import CONTENT_TYPE_HEADER, encode
 from ..codec import for_content_type
 from ..errors import BadRequest, PayloadTooLarge, Unavailable
 
@@ -54,6 +54,8 @@ T = TypeVar("T")
 
 #: where an event goes after its last delivery failed: ``<topic>.dead``
 DEAD_SUFFIX = ".dead"
+#: how an event without a content type is decoded (what pub/sub encodes by default)
+DEFAULT_CONTENT_TYPE = "application/json"
 #: the largest payload, the default limit of a NATS server's messages
 MAX_PAYLOAD = 1024 * 1024
 #: the longest topic or group name
