@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 if TYPE_CHECKING:
-    from .auth.accounts import Account
+    from .account import Account
 
 __all__ = [
     "metadata",

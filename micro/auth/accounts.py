@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import base64
 import builtins
-import enum
 import functools
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass, field
 
 import anyio.to_thread
 import msgspec
 
+from ..account import Account, AccountType
 from ..errors import BadRequest, Conflict, NotFound, Unauthorized
 from ..store.base import Record, RecordNotFound, Store
 
@@ -35,25 +34,6 @@ _SCRYPT_P = 1
 DATABASE = "micro"
 TABLE = "auth"
 _PREFIX = "account/"
-
-
-class AccountType(enum.StrEnum):
-    USER = "user"
-    SERVICE = "service"
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    """Who a token belongs to."""
-
-    id: str
-    type: AccountType = AccountType.USER
-    scopes: tuple[str, ...] = ()
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "type", AccountType(self.type))
-        object.__setattr__(self, "scopes", tuple(self.scopes))
 
 
 def new_secret() -> str:

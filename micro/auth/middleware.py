@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 
@@ -32,12 +32,22 @@ from .rules import Decision, Resource
 from .tokens import InvalidToken, Token
 
 if TYPE_CHECKING:
-    from ..client.client import ClientCallNext, ClientRequest
     from ..server.server import CallNext, Request
 
 __all__ = ["ServerAuth", "ClientAuth", "bearer_token", "RESOURCE_TYPE"]
 
 log = logging.getLogger("micro.auth")
+
+
+class OutgoingCall(Protocol):
+    """What client middleware that attaches credentials needs of an outgoing call:
+    its metadata (:class:`micro.client.ClientRequest` has it), so auth and the
+    client do not depend on each other."""
+
+    metadata: dict[str, str]
+
+
+_Call = TypeVar("_Call", bound=OutgoingCall)
 
 #: the resource type of a service's endpoints in rules
 RESOURCE_TYPE = "service"
@@ -199,7 +209,7 @@ class ClientAuth:
         token = await self.token()
         return {"authorization": f"Bearer {token.access_token}"}
 
-    async def __call__(self, request: ClientRequest, call_next: ClientCallNext) -> Any:
+    async def __call__(self, request: _Call, call_next: Callable[[_Call], Awaitable[Any]]) -> Any:
         if "authorization" not in request.metadata:
             request.metadata.update(await self.metadata())
         return await call_next(request)

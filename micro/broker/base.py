@@ -27,14 +27,12 @@ No silent loss, in one set of terms:
 
 from __future__ import annotations
 
-import random
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import anyio.abc
 
-from ..errors import Unavailable
+from ..message import Message, PublishError, new_message_id
 
 __all__ = [
     "Message",
@@ -67,32 +65,8 @@ def url_options(
     return options
 
 
-def new_message_id() -> str:
-    """128 random bits, hex: unique, without a system call per message.
-
-    An id names a message and guards nothing, so it comes from :mod:`random`
-    (seeded from the system's entropy, and again in a forked child) rather
-    than ``os.urandom``.
-    """
-    return f"{random.getrandbits(128):032x}"
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One published message."""
-
-    topic: str
-    body: bytes
-    headers: Mapping[str, str] = field(default_factory=dict)
-    id: str = field(default_factory=new_message_id)
-
-
 Handler = Callable[[Message], Awaitable[None]]
 ErrorHandler = Callable[[Message, BaseException], Awaitable[None]]
-
-
-class PublishError(Unavailable):
-    """The broker could not take the message; nothing was delivered on its behalf."""
 
 
 @runtime_checkable

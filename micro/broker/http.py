@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -39,10 +39,12 @@ from .dispatch import HANDLER_FAILED, SUBSCRIPTION_GONE, Dispatcher, Subscriptio
 from .memory import DEFAULT_BUFFER
 
 if TYPE_CHECKING:
-    from ..client.client import Client
     from ..registry.base import Registry
+    from ..selector.base import Selector
+    from ..selector.health import NodeHealth
 
 __all__ = [
+    "Caller",
     "HttpBroker",
     "BrokerInbox",
     "Delivery",
@@ -111,12 +113,42 @@ def http_options(url: str) -> dict[str, Any]:
     return url_options(url, convert, "HTTP")
 
 
+class Caller(Protocol):
+    """What the HTTP broker needs to deliver messages: calls to a node's address,
+    the registry's view of a topic's subscribers, and node selection with health.
+
+    :class:`micro.Client` satisfies it; the broker depends on this, not on the client.
+    """
+
+    registry: Registry
+    selector: Selector
+    health: NodeHealth
+
+    async def lookup(self, service: str) -> list[ServiceRecord]:
+        """The registry's records of ``service``; NotFound when it has none."""
+        ...
+
+    async def call(
+        self,
+        service: str,
+        endpoint: str,
+        request: Any,
+        response_type: Any = ...,
+        *,
+        timeout: float | None = ...,
+        address: str | None = ...,
+        content_type: str | None = ...,
+    ) -> Any:
+        """Call ``endpoint`` of ``service`` (at ``address``) and return its answer."""
+        ...
+
+
 class HttpBroker:
-    """Publishes through a client; subscribes through a service's listener."""
+    """Publishes through a caller (a client); subscribes through a service's listener."""
 
     def __init__(
         self,
-        client: Client,
+        client: Caller,
         *,
         registry: Registry | None = None,
         inbox: BrokerInbox | None = None,
@@ -144,7 +176,7 @@ class HttpBroker:
 
     async def publish(self, message: Message) -> None:
         try:
-            records = await self.client._lookup(topic_service(message.topic))
+            records = await self.client.lookup(topic_service(message.topic))
         except NotFound:
             return  # nobody subscribes: nobody should get it
         broadcast: list[Node] = []

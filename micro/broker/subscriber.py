@@ -13,37 +13,14 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..codec import for_content_type
-from ..codec._typed import is_protobuf
-from .base import Handler, Message
+from ..message import CONTENT_TYPE_HEADER, DEFAULT_CONTENT_TYPE, Message, encode
+from .base import Handler
 
 __all__ = ["encode", "typed_handler", "CONTENT_TYPE_HEADER"]
-
-CONTENT_TYPE_HEADER = "content-type"
-DEFAULT_CONTENT_TYPE = "application/json"
-
-
-def encode(
-    topic: str,
-    value: Any,
-    *,
-    content_type: str | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Message:
-    if content_type is None:
-        if isinstance(value, bytes | bytearray | memoryview):
-            content_type = "application/octet-stream"
-        elif is_protobuf(type(value)):
-            content_type = "application/protobuf"
-        else:
-            content_type = DEFAULT_CONTENT_TYPE
-    body = for_content_type(content_type).encode(value)
-    all_headers = {k.lower(): str(v) for k, v in (headers or {}).items()}
-    all_headers[CONTENT_TYPE_HEADER] = content_type
-    return Message(topic, body, all_headers)
 
 
 def typed_handler(fn: Callable[..., Awaitable[Any]]) -> Handler:

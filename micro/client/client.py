@@ -20,19 +20,18 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 import anyio
 import anyio.abc
 import tenacity
 
-from .. import context
+from .. import context, plugins
 from ..allocator import tune_allocator
-from ..auth.tls import TLSConfig
-from ..broker.base import Broker
 from ..codec import Codec, parse_content_type
 from ..codec._typed import is_protobuf
 from ..errors import BadRequest, MicroError, Timeout, Unavailable, from_grpc
+from ..message import Message, encode
 from ..observability.telemetry import Telemetry
 from ..registry import resolve_registry
 from ..registry.base import Node, Registry, ServiceRecord
@@ -42,6 +41,7 @@ from ..selector.base import from_name as selector_from_name
 from ..selector.health import NodeHealth
 from ..server.server import DEFAULT_MAX_MESSAGE_SIZE
 from ..supervisor import backoff_delay
+from ..tls import TLSConfig
 from ..transport.framing import ACCEPT_ENCODING, MessageDecoder, message_parts
 from ..transport.h2_client import H2ClientConnection, ResponseParts, StreamParts
 from ..transport.headers import metadata_to_headers, path_from_endpoint
@@ -52,7 +52,7 @@ from .stream import ClientStream
 
 log = logging.getLogger("micro.client")
 
-__all__ = ["Client", "ClientRequest", "ClientMiddleware", "ClientCallNext"]
+__all__ = ["Client", "ClientRequest", "ClientMiddleware", "ClientCallNext", "Publisher"]
 
 T = TypeVar("T")
 
@@ -85,6 +85,12 @@ class ClientRequest:
     retries: int | None = None
     #: bound on each attempt (None: the client's); the call's deadline bounds them all
     attempt_timeout: float | None = None
+
+
+class Publisher(Protocol):
+    """Where :meth:`Client.publish` sends messages: any broker (:class:`micro.broker.Broker`)."""
+
+    async def publish(self, message: Message) -> None: ...
 
 
 ClientCallNext = Callable[[ClientRequest], Awaitable[Any]]
@@ -145,7 +151,7 @@ class Client:
         self._registry_open = False
         self._registry_lock: anyio.Lock | None = None
         #: where ``publish`` sends (a service sets its own; otherwise HTTP, publish-only)
-        self.broker: Broker | None = None
+        self.broker: Publisher | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -354,7 +360,7 @@ class Client:
         """Run ``attempt`` on a selected node, retrying on others when that is safe."""
         if req.address:
             return await attempt(Node(id=req.address, address=req.address))
-        records = await self._lookup(req.service)
+        records = await self.lookup(req.service)
         idempotent = req.idempotent
         if idempotent is None:
             idempotent = _declared_idempotent(records, req.endpoint)
@@ -402,16 +408,19 @@ class Client:
                 failures += 1
                 log.info("call to %s on %s failed (%s); retrying", req.service, node.address, exc)
                 await anyio.sleep(backoff_delay(_RETRY_WAIT, failures))
-                records = await self._lookup(req.service)
+                records = await self.lookup(req.service)
                 continue
             finally:
                 self.selector.finished(node)
             self.health.succeeded(node)
             return result
 
-    async def _lookup(self, service: str) -> list[ServiceRecord]:
+    async def lookup(self, service: str) -> list[ServiceRecord]:
+        """The records of ``service`` from the client's registry cache (NotFound without any)."""
         cache = await self._open_registry()
         return await cache.get_service(service)
+
+    _lookup = lookup
 
     async def publish(
         self,
@@ -423,11 +432,8 @@ class Client:
     ) -> None:
         """Publish ``value`` to ``topic`` (see :meth:`micro.Service.publish`)."""
         if self.broker is None:
-            from ..broker import resolve_broker
-
-            self.broker = resolve_broker(None, client=self)
-        from ..broker.subscriber import encode
-
+            # MICRO_BROKER or the default, chosen by URL like every backend
+            self.broker = plugins.resolve("broker", None, client=self)
         message = encode(topic, value, content_type=content_type, headers=headers)
         await self.telemetry.publish(message, self.broker.publish)
 

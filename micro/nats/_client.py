@@ -47,8 +47,8 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ..broker.base import PublishError
 from ..errors import PayloadTooLarge, Timeout
+from ..message import PublishError
 from . import protocol
 from ._connection import (
     MAX_WRITE_BUFFER,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..broker.base import PublishError
 from ..errors import Unavailable
+from ..message import PublishError
 
 __all__ = ["NatsUnavailable", "NoResponders", "Unconfirmed"]
 

@@ -15,6 +15,7 @@ Backends are chosen by URL, in code or with ``MICRO_STORE``:
 - ``s3://bucket/prefix?endpoint=http://host:9000&region=us-east-1``: objects in
   S3 or an S3-compatible server, which needs ``pip install 'micro-runtime[s3]'``.
 
+Any scheme an installed plugin provides works too (:mod:`micro.plugins`).
 Backend modules are imported on first use. :class:`Table` binds one
 database/table of a store and stores typed values with micro's codecs.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from .. import plugins
 from .base import (
     DEFAULT_DATABASE,
     DEFAULT_TABLE,
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
     from .s3 import S3Store
 
 #: the store used when none is given and ``MICRO_STORE`` is unset
-DEFAULT_STORE = "file"
+DEFAULT_STORE = plugins.KINDS["store"].default
 
 #: backend class -> (module, the extra that installs its dependency)
 _BACKENDS: dict[str, tuple[str, str | None]] = {
@@ -56,8 +58,6 @@ _BACKENDS: dict[str, tuple[str, str | None]] = {
     "PostgresStore": (".postgres", "postgres"),
     "S3Store": (".s3", "s3"),
 }
-
-_shared: dict[str, Store] = {}
 
 
 def __getattr__(name: str) -> Any:
@@ -92,49 +92,54 @@ def _missing(name: str, extra: str, error: ImportError) -> type:
 
 def from_url(url: str, *, options: StoreOptions | None = None) -> Store:
     """A new, unopened store for ``url`` (``file``, ``memory``, ``etcd://…``, ``redis://…``,
-    ``postgres://…``, ``cockroachdb://…``, ``s3://…``)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, _, rest = url.partition(":")
-    scheme = scheme.lower()
-    if scheme == "memory":
-        return MemoryStore(options=options)
-    if scheme == "file":
-        store: Store = __getattr__("FileStore")(rest or None, options=options)
-        return store
-    if scheme in ("etcd", "etcd+http", "etcd+https"):
-        host = rest.strip("/") or "127.0.0.1:2379"
-        endpoint = f"{'https' if scheme == 'etcd+https' else 'http'}://{host}"
-        store = __getattr__("EtcdStore")(endpoint, options=options)
-        return store
-    if scheme in ("redis", "rediss"):
-        store = __getattr__("RedisStore")(url, options=options)
-        return store
-    if scheme in ("postgres", "postgresql", "cockroachdb", "cockroach"):
-        store = __getattr__("PostgresStore")(url, options=options)
-        return store
-    if scheme == "s3":
-        store = __getattr__("S3Store")(url, options=options)
-        return store
-    raise ValueError(
-        f"unknown store {url!r}: use file, file:///path, memory, etcd://host:port, "
-        "redis://host:port/db, postgres://host:port/dbname or s3://bucket/prefix"
-    )
+    ``postgres://…``, ``cockroachdb://…``, ``s3://…``, or a plugin's scheme)."""
+    store: Store = plugins.create("store", url, options=options)
+    return store
 
 
 def resolve_store(value: Store | str | None) -> Store:
-    """The store for a Service option: an object, a URL, or ``MICRO_STORE`` / the default.
+    """The store for a Service option: an object, a URL, or ``MICRO_STORE`` / the default;
+    anything else raises TypeError.
 
     Each URL gives one shared store per process, so every part sees the same data.
     """
-    if value is not None and not isinstance(value, str):
-        return value
-    url = value or os.environ.get("MICRO_STORE") or DEFAULT_STORE
-    if url == "memory":
-        return default_store()
-    store = _shared.get(url)
-    if store is None:
-        store = _shared[url] = from_url(url)
+    if value is None or isinstance(value, str):
+        url = value or os.environ.get("MICRO_STORE") or DEFAULT_STORE
+        if url == "memory":
+            return default_store()
+    store: Store = plugins.resolve("store", value)
+    return store
+
+
+def _memory(url: str, *, options: StoreOptions | None = None) -> Store:
+    return MemoryStore(options=options)
+
+
+def _file(url: str, *, options: StoreOptions | None = None) -> Store:
+    _, sep, rest = url.partition("://")
+    if not sep:
+        rest = url.partition(":")[2]
+    store: Store = __getattr__("FileStore")(rest or None, options=options)
+    return store
+
+
+def _etcd(url: str, *, options: StoreOptions | None = None) -> Store:
+    store: Store = __getattr__("EtcdStore")(plugins.endpoint(url, port=2379), options=options)
+    return store
+
+
+def _redis(url: str, *, options: StoreOptions | None = None) -> Store:
+    store: Store = __getattr__("RedisStore")(url, options=options)
+    return store
+
+
+def _postgres(url: str, *, options: StoreOptions | None = None) -> Store:
+    store: Store = __getattr__("PostgresStore")(url, options=options)
+    return store
+
+
+def _s3(url: str, *, options: StoreOptions | None = None) -> Store:
+    store: Store = __getattr__("S3Store")(url, options=options)
     return store
 
 
