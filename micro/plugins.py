@@ -41,6 +41,7 @@ __all__ = [
     "create",
     "endpoint",
     "register",
+    "rescan",
     "resolve",
     "scheme_of",
     "schemes",
@@ -159,6 +160,8 @@ KNOWN_PLUGINS: dict[str, str] = {
 _lock = threading.Lock()
 #: kind -> scheme -> factory, or "module:attribute" until first used
 _table: dict[str, dict[str, Factory | str]] = {kind: {} for kind in KINDS}
+#: what :func:`register` added, kept over a :func:`rescan`
+_registered: dict[str, dict[str, Factory | str]] = {kind: {} for kind in KINDS}
 #: kinds whose entry points were read
 _scanned: set[str] = set()
 #: (kind, url) -> the shared backend of kinds that share one per URL
@@ -178,7 +181,7 @@ def register(kind: str, scheme: str, factory: Factory | str) -> None:
     """
     _kind(kind)
     with _lock:
-        _table[kind][scheme.lower()] = factory
+        _table[kind][scheme.lower()] = _registered[kind][scheme.lower()] = factory
 
 
 def schemes(kind: str) -> list[str]:
@@ -275,9 +278,14 @@ def _scan(kind: str) -> None:
 
 
 def rescan() -> None:
-    """Read the entry points again (after installing a plugin into a running process)."""
+    """Read the entry points again, after a plugin was installed into (or removed from)
+    a running process; built-ins and :func:`register` calls stay."""
     with _lock:
         _scanned.clear()
+        for kind, table in _table.items():
+            table.clear()
+            table.update(BUILTINS.get(kind, {}))
+            table.update(_registered[kind])
 
 
 def _factory(spec: Kind, scheme: str, url: str) -> Factory:
@@ -323,54 +331,59 @@ def _accepted(factory: Factory, context: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in context.items() if k in names}
 
 
-def _builtins() -> None:
-    builtin: dict[str, dict[str, str]] = {
-        "registry": {
-            "memory": "micro.registry:_memory",
-            "mdns": "micro.registry:_mdns",
-            "etcd": "micro.registry:_etcd",
-            "etcd+http": "micro.registry:_etcd",
-            "etcd+https": "micro.registry:_etcd",
-        },
-        "broker": {
-            "memory": "micro.broker:_memory",
-            "http": "micro.broker:_http",
-            "nats": "micro.broker:_nats",
-            "tls": "micro.broker:_nats",
-        },
-        "store": {
-            "memory": "micro.store:_memory",
-            "file": "micro.store:_file",
-            "etcd": "micro.store:_etcd",
-            "etcd+http": "micro.store:_etcd",
-            "etcd+https": "micro.store:_etcd",
-            "redis": "micro.store:_redis",
-            "rediss": "micro.store:_redis",
-            "postgres": "micro.store:_postgres",
-            "postgresql": "micro.store:_postgres",
-            "cockroachdb": "micro.store:_postgres",
-            "cockroach": "micro.store:_postgres",
-            "s3": "micro.store:_s3",
-        },
-        "sync": {
-            "memory": "micro.sync:_memory",
-            "etcd": "micro.sync:_etcd",
-            "etcd+http": "micro.sync:_etcd",
-            "etcd+https": "micro.sync:_etcd",
-        },
-        "selector": {
-            "random": "micro.selector.base:from_name",
-            "roundrobin": "micro.selector.base:from_name",
-            "round_robin": "micro.selector.base:from_name",
-            "leastinflight": "micro.selector.base:from_name",
-            "least_inflight": "micro.selector.base:from_name",
-            "p2c": "micro.selector.base:from_name",
-            "hash": "micro.selector.base:from_name",
-        },
-        "codec": {name: "micro.codec:get" for name in ("json", "msgpack", "proto", "bytes")},
-    }
-    for kind, entries in builtin.items():
-        _table[kind].update(entries)
+#: micro's own backends: kind -> scheme -> "module:attribute", as entry points name them
+BUILTINS: dict[str, dict[str, str]] = {
+    "registry": {
+        "memory": "micro.registry:_memory",
+        "mdns": "micro.registry:_mdns",
+        "etcd": "micro.registry:_etcd",
+        "etcd+http": "micro.registry:_etcd",
+        "etcd+https": "micro.registry:_etcd",
+    },
+    "broker": {
+        "memory": "micro.broker:_memory",
+        "http": "micro.broker:_http",
+        "nats": "micro.broker:_nats",
+        "tls": "micro.broker:_nats",
+    },
+    "store": {
+        "memory": "micro.store:_memory",
+        "file": "micro.store:_file",
+        "etcd": "micro.store:_etcd",
+        "etcd+http": "micro.store:_etcd",
+        "etcd+https": "micro.store:_etcd",
+        "redis": "micro.store:_redis",
+        "rediss": "micro.store:_redis",
+        "postgres": "micro.store:_postgres",
+        "postgresql": "micro.store:_postgres",
+        "cockroachdb": "micro.store:_postgres",
+        "cockroach": "micro.store:_postgres",
+        "s3": "micro.store:_s3",
+    },
+    "sync": {
+        "memory": "micro.sync:_memory",
+        "etcd": "micro.sync:_etcd",
+        "etcd+http": "micro.sync:_etcd",
+        "etcd+https": "micro.sync:_etcd",
+    },
+    "selector": {
+        "random": "micro.selector.base:from_name",
+        "roundrobin": "micro.selector.base:from_name",
+        "round_robin": "micro.selector.base:from_name",
+        "leastinflight": "micro.selector.base:from_name",
+        "least_inflight": "micro.selector.base:from_name",
+        "p2c": "micro.selector.base:from_name",
+        "hash": "micro.selector.base:from_name",
+    },
+    "codec": {name: "micro.codec:get" for name in ("json", "msgpack", "proto", "bytes")},
+    "events": {
+        "memory": "micro.events:_memory",
+        "file": "micro.events:_file",
+        "redis": "micro.events:_redis",
+        "rediss": "micro.events:_redis",
+        "nats": "micro.events:_nats",
+        "tls": "micro.events:_nats",
+    },
+}
 
-
-_builtins()
+rescan()

@@ -11,7 +11,8 @@ Backends are chosen by URL, in code or with ``MICRO_EVENTS``:
 - ``nats://host:port``: NATS JetStream (``tls://`` for TLS, several servers
   comma-separated; ``?storage=memory`` keeps events in the server's memory).
 
-Backend modules are imported on first use.
+Backend modules are imported on first use; :mod:`micro.plugins` maps the
+schemes, so a package may add its own (entry point group ``micro.events``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from .. import plugins
 from .base import (
     DEAD_SUFFIX,
     Encoded,
@@ -44,8 +46,6 @@ _BACKENDS: dict[str, tuple[str, str | None]] = {
     "RedisEventStream": (".redis", "redis"),
     "JetStreamEventStream": (".nats", None),
 }
-
-_shared: dict[str, EventStream] = {}
 
 
 def __getattr__(name: str) -> Any:
@@ -79,45 +79,48 @@ def _missing(name: str, extra: str, error: ImportError) -> type:
 
 
 def from_url(url: str) -> EventStream:
-    """A new, unopened event stream for ``url`` (``file``, ``memory``, ``redis://…``,
-    ``nats://…``)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, _, rest = url.partition(":")
-    scheme = scheme.lower()
-    if scheme == "memory":
-        return MemoryEventStream()
-    if scheme == "file":
-        stream: EventStream = __getattr__("FileEventStream")(rest or None)
-        return stream
-    if scheme in ("redis", "rediss"):
-        stream = __getattr__("RedisEventStream")(url)
-        return stream
-    if scheme in ("nats", "tls"):
-        from .nats import jetstream_options
-
-        servers, options = jetstream_options(url)
-        stream = __getattr__("JetStreamEventStream")(servers, **options)
-        return stream
-    raise ValueError(
-        f"unknown event stream {url!r}: use file, file:///path, memory, "
-        "redis://host:port/db or nats://host:port"
-    )
+    """A new, unopened event stream for ``url`` (``file``, ``file:///path``, ``memory``,
+    ``redis://…``, ``nats://…``, or a plugin's scheme)."""
+    stream: EventStream = plugins.create("events", url)
+    return stream
 
 
 def resolve_events(value: EventStream | str | None) -> EventStream:
-    """The event stream for a Service option: an object, a URL, or ``MICRO_EVENTS`` / the default.
+    """The event stream for a Service option: an object, a URL, or ``MICRO_EVENTS`` /
+    the default; anything else raises TypeError.
 
     Each URL gives one shared stream per process.
     """
-    if value is not None and not isinstance(value, str):
-        return value
-    url = value or os.environ.get("MICRO_EVENTS") or DEFAULT_EVENTS
-    if url == "memory":
-        return default_events()
-    stream = _shared.get(url)
-    if stream is None:
-        stream = _shared[url] = from_url(url)
+    if value is None or isinstance(value, str):
+        url = value or os.environ.get("MICRO_EVENTS") or DEFAULT_EVENTS
+        if url == "memory":
+            return default_events()
+    stream: EventStream = plugins.resolve("events", value)
+    return stream
+
+
+def _memory(url: str) -> EventStream:
+    return MemoryEventStream()
+
+
+def _file(url: str) -> EventStream:
+    _, sep, rest = url.partition("://")
+    if not sep:
+        rest = url.partition(":")[2]
+    stream: EventStream = __getattr__("FileEventStream")(rest or None)
+    return stream
+
+
+def _redis(url: str) -> EventStream:
+    stream: EventStream = __getattr__("RedisEventStream")(url)
+    return stream
+
+
+def _nats(url: str) -> EventStream:
+    from .nats import jetstream_options
+
+    servers, options = jetstream_options(url)
+    stream: EventStream = __getattr__("JetStreamEventStream")(servers, **options)
     return stream
 
 

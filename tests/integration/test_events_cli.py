@@ -63,4 +63,4 @@ def test_bad_input_is_one_line_and_an_exit_code(tmp_path: Path) -> None:
     bad_offset = micro_cmd("events", "tail", "orders", "--offset", "soon", "--events", url)
     assert bad_offset.returncode == 2 and "--offset" in bad_offset.stderr
     unknown = micro_cmd("events", "tail", "orders", "--events", "kafka://x")
-    assert unknown.returncode == 2 and "unknown event stream" in unknown.stderr
+    assert unknown.returncode == 2 and "unknown events" in unknown.stderr

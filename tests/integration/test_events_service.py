@@ -123,7 +123,7 @@ def test_events_chosen_by_flag_or_environment() -> None:
     assert by_flag.events is default_events()
     by_env = micro.Service("e", registry="memory", argv=[], environ={"MICRO_EVENTS": "memory"})
     assert by_env.events is default_events()
-    with pytest.raises(ValueError, match="unknown event stream"):
+    with pytest.raises(ValueError, match="unknown events"):
         micro.Service("x", registry="memory", events="kafka://nowhere", argv=[], environ={})
 
 

@@ -117,13 +117,15 @@ def test_streams_by_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert isinstance(redis, RedisEventStream) and redis.address == "127.0.0.1:6390/2"
     with pytest.raises(ValueError, match="must be a number"):
         from_url("redis://127.0.0.1:6390/x")
-    with pytest.raises(ValueError, match="unknown event stream"):
+    with pytest.raises(ValueError, match="unknown events"):
         from_url("kafka://x")
     assert resolve_events("memory") is default_events()
     monkeypatch.setenv("MICRO_EVENTS", f"file://{tmp_path}/shared.db")
     assert resolve_events(None) is resolve_events(None)
     given = MemoryEventStream()
     assert resolve_events(given) is given
+    with pytest.raises(TypeError, match="events must be"):
+        resolve_events(42)  # type: ignore[arg-type]
 
 
 def test_nats_streams_by_url() -> None:
