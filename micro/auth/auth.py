@@ -25,6 +25,7 @@ from types import TracebackType
 import msgspec
 
 from ..errors import BadRequest, NotFound, Unauthorized
+from ..store import resolve_store
 from ..store.base import Record, RecordNotFound, Store
 from ..store.memory import MemoryStore
 from .accounts import DATABASE, TABLE, Account, Accounts, AccountType
@@ -76,7 +77,8 @@ class Auth:
 
     ``keys`` signs and verifies tokens (a verify-only key set makes a service
     that checks tokens but cannot issue them); ``store`` keeps accounts and
-    granted rules (a service's own store unless given); ``rules`` are the
+    granted rules: a Store or a URL as a service takes (``memory``, ``file``,
+    ``etcd://host:port``...), a service's own store unless given; ``rules`` are the
     rules in force besides the granted ones (:data:`DEFAULT_RULES` unless
     given); ``exclude`` lists endpoint patterns that are never checked.
 
@@ -90,7 +92,7 @@ class Auth:
         self,
         keys: KeySet,
         *,
-        store: Store | None = None,
+        store: Store | str | None = None,
         rules: Iterable[Rule] | None = None,
         issuer: str = "micro",
         access_ttl: float = DEFAULT_ACCESS_TTL,
@@ -112,7 +114,9 @@ class Auth:
         self.certificate_scopes = None if certificate_scopes is None else tuple(certificate_scopes)
         #: seconds between reloads of granted rules while a service runs
         self.refresh_interval = refresh_interval
-        self._store = store
+        # a URL names a store as for a service ("memory", "file", "etcd://..."),
+        # one shared per process; a wrong type is a TypeError saying what is accepted
+        self._store = None if store is None else resolve_store(store)
         self._owns_store = False
         self._static: dict[str, Rule] = {
             r.id: r for r in (DEFAULT_RULES if rules is None else rules)

@@ -36,8 +36,7 @@ from ..observability.telemetry import Telemetry
 from ..registry import resolve_registry
 from ..registry.base import Node, Registry, ServiceRecord
 from ..registry.cache import RegistryCache
-from ..selector.base import RandomSelector, Selector
-from ..selector.base import from_name as selector_from_name
+from ..selector.base import Selector
 from ..selector.health import NodeHealth
 from ..server.server import DEFAULT_MAX_MESSAGE_SIZE
 from ..supervisor import backoff_delay
@@ -131,11 +130,9 @@ class Client:
         #: metrics and spans of the calls made (a service shares its own)
         self.telemetry = telemetry if telemetry is not None else Telemetry("")
         self.registry = resolve_registry(registry)
-        self.selector = (
-            selector_from_name(selector)
-            if isinstance(selector, str)
-            else (selector or RandomSelector())
-        )
+        #: a Selector, or a name (``random``, ``roundrobin``, ``leastinflight``,
+        #: ``hash:<key>``, a plugin's) chosen like any backend
+        self.selector: Selector = plugins.resolve("selector", selector or "random")
         self.health = NodeHealth()
         self.content_type = content_type
         self.timeout = timeout
