@@ -107,8 +107,8 @@ KINDS: dict[str, Kind] = {
         Kind(
             "config",
             "MICRO_CONFIG",
-            "env",
-            "env, file:///path or etcd://host:port/prefix",
+            "env:",
+            "env:PREFIX, file:///path or etcd://host:port/prefix",
             False,
             ("load",),
         ),
@@ -365,6 +365,13 @@ BUILTINS: dict[str, dict[str, str]] = {
         "etcd": "micro.sync:_etcd",
         "etcd+http": "micro.sync:_etcd",
         "etcd+https": "micro.sync:_etcd",
+    },
+    "config": {
+        "etcd": "micro.config.urls:etcd_source",
+        "etcd+http": "micro.config.urls:etcd_source",
+        "etcd+https": "micro.config.urls:etcd_source",
+        "file": "micro.config.urls:file_source",
+        "env": "micro.config.urls:env_source",
     },
     "selector": {
         "random": "micro.selector.base:from_name",

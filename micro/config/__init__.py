@@ -18,8 +18,10 @@
 
 Later sources override earlier ones key by key, at any depth. Files (JSON,
 YAML, TOML) and etcd are watched while the config is entered; a bad edit is
-logged with file and line and the last good config stays. A service's own
-options come from ``MICRO_*`` variables and ``--micro-*`` flags through
+logged with file and line and the last good config stays. A source can also be
+named by URL (``env:APP_``, ``file:config.yaml``, ``etcd://host:port/prefix``,
+or a plugin's scheme): ``Config(sources=["file:config.yaml?optional=true"])``.
+A service's own options come from ``MICRO_*`` variables and ``--micro-*`` flags through
 :func:`service_options`.
 """
 
@@ -40,6 +42,7 @@ from .file_source import FileSource, file
 from .merge import MISSING, lookup, merge
 from .options import SERVICE_OPTIONS, service_options
 from .sources import CliSource, DefaultsSource, EnvSource, cli, defaults, env
+from .urls import source
 from .values import parse_duration
 
 __all__ = [
@@ -70,4 +73,5 @@ __all__ = [
     "merge",
     "parse_duration",
     "service_options",
+    "source",
 ]

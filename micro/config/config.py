@@ -26,6 +26,7 @@ from typing import Any, TypeVar, overload
 import anyio
 import anyio.abc
 
+from .. import plugins
 from ..supervisor import Supervisor
 from .base import (
     ConfigError,
@@ -38,6 +39,7 @@ from .base import (
 from .bind import bind
 from .merge import MISSING, lookup, merge
 from .sources import DefaultsSource
+from .urls import source as source_from_url
 from .values import to_bool, to_dict, to_duration, to_float, to_int, to_list, to_size, to_str
 
 __all__ = ["Config", "ConfigWatch"]
@@ -50,19 +52,20 @@ T = TypeVar("T")
 class Config:
     """Config from several sources; ``async with Config(sources=[...]) as config:``.
 
-    ``sources`` are applied in order (a plain mapping is taken as defaults).
+    ``sources`` are applied in order (a plain mapping is taken as defaults, a string
+    as a source URL: ``env:APP_``, ``file:config.yaml``, ``etcd://host:port/prefix``).
     ``task_group`` runs the watchers: a Supervisor (as a service passes), a
     TaskGroup, or None for one the config owns while it is entered.
     """
 
     def __init__(
         self,
-        sources: Sequence[Source | Mapping[str, Any]] = (),
+        sources: Sequence[Source | Mapping[str, Any] | str] = (),
         *,
         task_group: Supervisor | anyio.abc.TaskGroup | None = None,
     ) -> None:
         self.sources: list[Source] = [
-            DefaultsSource(s) if isinstance(s, Mapping) else s for s in sources
+            DefaultsSource(s) if isinstance(s, Mapping) else _source(s) for s in sources
         ]
         self._task_group = task_group
         self._layers: list[dict[str, Any]] = [{} for _ in self.sources]
@@ -312,3 +315,11 @@ class _Unseen:
 
 
 _UNSEEN: Any = _Unseen()
+
+
+def _source(value: Source | str) -> Source:
+    """A source as given, or the one its URL names; anything else is a TypeError."""
+    if isinstance(value, str):
+        return source_from_url(value)
+    plugins.check("config", value)
+    return value

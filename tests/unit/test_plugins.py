@@ -201,3 +201,24 @@ async def test_auth_with_a_store_url() -> None:
         token = await auth.token(name, "s3cret")
         assert account.id == name and secret == "s3cret"
         assert auth.inspect(token.access_token).id == name
+
+
+@pytest.mark.anyio
+async def test_config_sources_by_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from micro.config import Config, EnvSource, EtcdSource, FileSource, source
+
+    path = tmp_path / "app.json"
+    path.write_text('{"db": {"host": "file", "port": 1}}')
+    monkeypatch.setenv("PLUGTEST_DB__PORT", "2")
+    config = Config(sources=[{"db": {"user": "u"}}, f"file://{path}", "env:PLUGTEST_"])
+    async with config:
+        assert config.get("db") == {"user": "u", "host": "file", "port": "2"}
+        assert config.get_int("db.port") == 2
+    etcd: Any = source("etcd+https://e.example:2379/config/app?optional=true")
+    assert isinstance(etcd, EtcdSource)
+    assert isinstance(source("file:relative.yaml?optional=1"), FileSource)
+    assert isinstance(source("env:APP_"), EnvSource)
+    with pytest.raises(ValueError, match="unknown config source option 'x'"):
+        source("file:a.yaml?x=1")
+    with pytest.raises(TypeError, match="config must be a config object"):
+        Config(sources=[42])  # type: ignore[list-item]
