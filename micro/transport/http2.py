@@ -839,6 +839,11 @@ class Connection:
             return
         stream = self._data_stream
         assert stream is not None
+        if self.streams.get(stream.id) is not stream:
+            # Reset (by us) while the frame was arriving: drop the rest of it.
+            self._data_discard = True
+            self._conn_processed(size)
+            return
         if stream.content_length >= 0 and not self._after_payload(stream, size):
             self._data_discard = True
             self._conn_processed(size)
@@ -1034,6 +1039,8 @@ class Connection:
         headers = self.decoder.decode(block)
         if stream is None:
             inbound = (sid % 2 == 1) != self.client_side
+            if inbound and self.client_side:
+                raise ProtocolError(f"HEADERS on stream {sid}, which the server cannot open")
             if not inbound or sid <= self.highest_inbound_stream_id:
                 if sid in self._closed_streams or (
                     not inbound and sid <= self.highest_outbound_stream_id
@@ -1135,9 +1142,10 @@ class Connection:
         self._settings_seen = True
         remote = self.remote_settings
         changed = {}
-        for pos in range(0, len(payload), 6):
-            code, value = _SETTING.unpack_from(payload, pos)
+        pairs = [_SETTING.unpack_from(payload, pos) for pos in range(0, len(payload), 6)]
+        for code, value in pairs:  # every value is checked before any applies
             _check_setting(code, value, self.client_side)
+        for code, value in pairs:
             try:
                 code = SettingCodes(code)
             except ValueError:

@@ -367,3 +367,25 @@ def test_events_carry_h2s_attribute_names() -> None:
             else set(vars(theirs()))
         )
         assert set(event.__slots__) == fields, name
+
+
+def test_a_stream_reset_while_its_data_arrives_gets_no_more_of_it() -> None:
+    conn = server()
+    wire = frame(0x1, 0x4, 1, block(GRPC_REQUEST)) + frame(0x0, 0x1, 1, bytes(1000))
+    events = conn.receive_data(wire[:-600])
+    assert [type(e).__name__ for e in events] == ["RequestReceived", "DataReceived"]
+    conn.reset_stream(1, http2.ErrorCodes.CANCEL)
+    assert conn.receive_data(wire[-600:]) == []
+    assert conn.pending_frame_bytes() == 0
+
+
+def test_micro_http2_chooses_the_implementation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MICRO_HTTP2", raising=False)
+    assert isinstance(new_connection(client_side=True), http2.Connection)
+    monkeypatch.setenv("MICRO_HTTP2", "h2")
+    assert isinstance(new_connection(client_side=True), h2.connection.H2Connection)
+    monkeypatch.setenv("MICRO_HTTP2", " Micro ")
+    assert isinstance(new_connection(client_side=True), http2.Connection)
+    monkeypatch.setenv("MICRO_HTTP2", "nghttp2")
+    with pytest.raises(ValueError, match="MICRO_HTTP2 must be one of micro, h2"):
+        new_connection(client_side=True)

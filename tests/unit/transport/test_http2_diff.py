@@ -248,6 +248,9 @@ def steps(conn: Any, chunks: list[bytes]) -> list[dict[str, Any]]:
     return out
 
 
+_QUIET = {"events": [], "resets": [], "goaway": [], "acks": []}
+
+
 def agree(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
     reset_by_us: set[int] = set()
     for a, b in zip(mine, theirs, strict=False):
@@ -261,6 +264,10 @@ def agree(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
         reset_by_us.update(sid for sid, _ in a["resets"])
         if a == b:
             continue
+        if reset_by_us and b["error"] and a["error"] is None and a == {**a, **_QUIET}:
+            # A frame on a stream we reset: ignored (RFC 9113 section 5.1), where h2
+            # may end the connection.
+            return
         if (
             a["error"] == http2.ErrorCodes.PROTOCOL_ERROR
             and "idle stream" in why
@@ -268,6 +275,11 @@ def agree(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
         ):
             # RST_STREAM or WINDOW_UPDATE on a stream never opened: RFC 9113
             # section 5.1 makes it a connection error; h2 ignores the frame.
+            return
+        if a["error"] == 5 and "closed stream" in why and (b["error"] or b["resets"]):
+            # A frame after the stream ended both ways: RFC 9113 section 5.1 names a
+            # connection error of type STREAM_CLOSED; h2 names PROTOCOL_ERROR, or
+            # resets the stream.
             return
         if a["error"] == 1 and b["error"] and "unexpected CONTINUATION" in why:
             # RFC 9113 section 6.10 names PROTOCOL_ERROR; h2 may name another code.
@@ -277,13 +289,16 @@ def agree(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
             # section 4.3; h2 says PROTOCOL_ERROR.
             return
         if (
-            b["error"] == http2.ErrorCodes.PROTOCOL_ERROR
+            b["error"] is not None
             and a["error"] is None
             and a["resets"]
-            and {code for _, code in a["resets"]} == {http2.ErrorCodes.PROTOCOL_ERROR}
+            and all(e[0] == "StreamReset" for e in a["events"])
+            and {code for _, code in a["resets"]} <= {1, 5}
         ):
-            # A malformed request: RFC 9113 section 8.1.1 makes it a stream error
-            # (ours resets that stream); h2 ends the whole connection.
+            # A malformed request or response (RFC 9113 section 8.1.1), or a frame
+            # on a half-closed stream or one the peer reset (section 5.1): the RFC
+            # makes them stream errors, PROTOCOL_ERROR and STREAM_CLOSED; ours
+            # resets that stream, h2 may end the whole connection.
             return
         assert a == b
     assert len(mine) == len(theirs)
@@ -295,3 +310,36 @@ def test_server_role_agrees_on_generated_frames(sequence: list[bytes]) -> None:
     ours, theirs = both(client_side=False)
     chunks = [PREFACE, *sequence]
     agree(steps(ours, chunks), steps(theirs, chunks))
+
+
+@st.composite
+def response_frames(draw: Any) -> bytes:
+    sid = draw(_SIDS)
+    headers = draw(
+        st.sampled_from(
+            [
+                [(":status", "200"), ("content-type", "application/grpc")],
+                [(":status", "100")],
+                TRAILERS,
+                [(":status", "200"), ("grpc-status", "0")],
+            ]
+        )
+    )
+    flags = 0x4 | (0x1 if draw(st.booleans()) else 0)
+    return frame(0x1, flags, sid, hpack.Encoder().encode(headers))
+
+
+_server_sequences = st.lists(
+    st.one_of(response_frames(), data_frames(), _other_frames), max_size=12
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_server_sequences, st.lists(st.booleans(), min_size=3, max_size=3))
+def test_client_role_agrees_on_generated_frames(sequence: list[bytes], ended: list[bool]) -> None:
+    ours, theirs = both(client_side=True)
+    for conn in (ours, theirs):
+        for sid, end in zip((1, 3, 5), ended, strict=True):
+            conn.send_headers(sid, REQUEST, end_stream=end)
+        conn.data_to_send()
+    agree(steps(ours, [frame(0x4, 0, 0), *sequence]), steps(theirs, [frame(0x4, 0, 0), *sequence]))
