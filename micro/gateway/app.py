@@ -13,8 +13,17 @@ Routes (``service`` is a registered name, ``Endpoint`` is ``Handler.Method``):
 - ``/mcp`` the services as tools for AI agents (Model Context Protocol,
   Streamable HTTP; see :mod:`micro.gateway.mcp`), when served by
   :func:`~micro.gateway.open_gateway` with the ``mcp`` extra installed.
-- ``GET /`` the dashboard; ``GET /api/services``, ``GET /api/services/{service}``
-  and ``GET /api/health/{service}`` the JSON it reads.
+- ``GET /`` the dashboard (its scripts and styles under ``/static/``);
+  ``GET /api/services``, ``/api/services/{service}``,
+  ``/api/services/{service}/metrics``, ``/api/health/{service}``,
+  ``/api/nodes/{service}/{node}``, ``/api/topics`` and ``/api/auth`` the JSON
+  it reads (see :mod:`micro.gateway.api`), ``POST /api/login`` its sign-in.
+
+With ``auth``, the ``/api`` pages need a bearer token (``POST /api/login``
+exchanges an account's id and secret for one) and show an account only the
+services and endpoints the rules let it call; calls through the gateway are
+checked against the same rules before they are made (and again by services
+with auth on).
 
 Errors are the HTTP status of the micro error and its JSON body. Request
 headers become call metadata (transport and browser headers excepted), so an
@@ -35,6 +44,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from ..auth import Auth
 from ..client.client import Client
 from ..config.values import to_duration
 from ..errors import (
@@ -47,6 +57,7 @@ from ..errors import (
 )
 from ..server.server import DEFAULT_MAX_MESSAGE_SIZE
 from ..transport.headers import metadata_from_headers
+from .api import DashboardApi
 from .asgi import (
     NDJSON,
     ASGIApp,
@@ -62,11 +73,18 @@ from .asgi import (
     streamed_media_type,
     until_disconnect,
 )
-from .inspect import check_health, list_services, service_json
 
 __all__ = ["Gateway"]
 
 log = logging.getLogger("micro.gateway")
+
+#: the dashboard's files: name -> content type
+_STATIC = {
+    "dashboard.css": "text/css; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
+    "form.js": "text/javascript; charset=utf-8",
+}
 
 #: request headers a browser or proxy adds that are not the caller's metadata
 _NOT_METADATA = frozenset(
@@ -92,7 +110,8 @@ class Gateway:
 
     ``cors_origins`` lists the origins browsers may call from (``"*"`` for
     any); none by default. ``timeout`` bounds each call unless the request
-    sets ``Micro-Timeout``.
+    sets ``Micro-Timeout``. ``auth`` (open) makes the dashboard's ``/api`` and the
+    calls need a token the rules admit.
     """
 
     def __init__(
@@ -104,8 +123,11 @@ class Gateway:
         dashboard: bool = True,
         max_body_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         mcp: ASGIApp | None = None,
+        auth: Auth | None = None,
     ) -> None:
         self.client = client
+        self.auth = auth
+        self.api = DashboardApi(client, auth)
         #: the MCP endpoint served at ``/mcp`` (see :mod:`micro.gateway.mcp`)
         self.mcp = mcp
         self.cors_origins = frozenset(cors_origins)
@@ -132,7 +154,10 @@ class Gateway:
             elif method in ("GET", "HEAD") and path == "/" and self.dashboard:
                 await self._dashboard(scope, send, cors)
             elif method in ("GET", "HEAD"):
-                await self._get(path, send, cors)
+                await self._get(path, headers, send, cors)
+            elif method == "POST" and path.rstrip("/") == "/api/login":
+                body = await read_body(receive, self.max_body_size)
+                await _send_json(send, await self.api.login(body), cors)
             elif method == "POST":
                 await self._call(path, headers, receive, send, cors)
             else:
@@ -200,31 +225,20 @@ class Gateway:
             location = full + "/" + ("?" + query.decode("latin-1") if query else "")
             await send_response(send, 308, b"", "text/plain", [*cors, ("location", location)])
             return
-        page = resources.files(__package__).joinpath("dashboard.html").read_bytes()
+        page = resources.files(__package__).joinpath("static", "dashboard.html").read_bytes()
         await send_response(send, 200, page, "text/html; charset=utf-8", cors)
 
-    async def _get(self, path: str, send: Send, cors: list[tuple[str, str]]) -> None:
-        registry = self.client.registry
+    async def _get(
+        self, path: str, headers: list[tuple[str, str]], send: Send, cors: list[tuple[str, str]]
+    ) -> None:
         parts = [p for p in path.split("/") if p]
-        data: Any
-        if parts == ["api", "services"]:
-            data = await list_services(registry)
-        elif len(parts) == 3 and parts[:2] == ["api", "services"]:
-            data = await service_json(registry, parts[2])
-        elif len(parts) == 3 and parts[:2] == ["api", "health"]:
-            data = [
-                {
-                    "node": h.node,
-                    "address": h.address,
-                    "version": h.version,
-                    "status": h.status,
-                    "detail": h.detail,
-                }
-                for h in await check_health(self.client, parts[2])
-            ]
-        else:
+        if len(parts) == 2 and parts[0] == "static" and parts[1] in _STATIC:
+            body = resources.files(__package__).joinpath("static", parts[1]).read_bytes()
+            await send_response(send, 200, body, _STATIC[parts[1]], cors)
+            return
+        if parts[:1] != ["api"]:
             raise NotFound(f"no page {path}; calls are POST /{{service}}/{{Endpoint}}")
-        await send_response(send, 200, json.dumps(data).encode() + b"\n", "application/json", cors)
+        await _send_json(send, await self.api.get(parts[1:], headers), cors)
 
     # -- calls -------------------------------------------------------------------
 
@@ -237,6 +251,7 @@ class Gateway:
         cors: list[tuple[str, str]],
     ) -> None:
         service, endpoint = _route(path, headers)
+        await self.api.check_call(headers, service, endpoint)
         content_type = next((v for k, v in headers if k == "content-type"), "application/json")
         if content_type.partition(";")[0].strip().lower() not in ("application/json", ""):
             raise UnsupportedMediaType(
@@ -313,6 +328,11 @@ class Gateway:
 
         await until_disconnect(receive, relay)
         await out.finish(failed)
+
+
+async def _send_json(send: Send, data: Any, cors: list[tuple[str, str]]) -> None:
+    # One line with its newline, for curl users.
+    await send_response(send, 200, json.dumps(data).encode() + b"\n", "application/json", cors)
 
 
 def _route(path: str, headers: list[tuple[str, str]]) -> tuple[str, str]:

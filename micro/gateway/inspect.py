@@ -7,6 +7,7 @@ node with the standard ``grpc.health.v1.Health/Check``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,7 @@ def record_json(record: ServiceRecord) -> dict[str, Any]:
                 "request": e.request,
                 "response": e.response,
                 "metadata": dict(e.metadata),
+                "description": e.metadata.get("description", ""),
             }
             for e in record.endpoints
         ],
@@ -112,8 +114,15 @@ class NodeHealth:
         return self.status == ServingStatus.SERVING.name
 
 
-async def check_health(client: Client, name: str) -> list[NodeHealth]:
-    """Ask every node of ``name`` for its health, concurrently; raises ServiceNotFound."""
+async def check_health(
+    client: Client, name: str, *, metadata: Mapping[str, str] | None = None
+) -> list[NodeHealth]:
+    """Ask every node of ``name`` for its health, concurrently; raises ServiceNotFound.
+
+    ``metadata`` goes with the calls (the caller's ``authorization``, to read the
+    debug stats of a service with auth on).
+    """
+    sent = dict(metadata or {})
     async with client.registry:
         records = await client.registry.get_service(name)
     nodes = [(r.version, n) for r in records for n in r.nodes]
@@ -142,6 +151,7 @@ async def check_health(client: Client, name: str) -> list[NodeHealth]:
                 {},
                 dict,
                 address=address,
+                metadata=sent,
                 timeout=HEALTH_TIMEOUT,
                 retries=0,
             )

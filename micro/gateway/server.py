@@ -18,6 +18,7 @@ import anyio
 import anyio.abc
 from hypercorn.config import Config as HypercornConfig
 
+from ..auth import Auth
 from ..client.client import Client
 from ..registry.base import Registry
 from ..transport.listener import listen_error, parse_address
@@ -115,12 +116,15 @@ async def open_gateway(
     cors_origins: Sequence[str] = (),
     timeout: float | None = 30.0,
     mcp: McpOptions | None = DEFAULT_MCP,
+    auth: Auth | None = None,
 ) -> AsyncIterator[str]:
     """Serve the gateway and dashboard on ``address`` while the block runs; yields the
     bound ``host:port``.
 
     ``mcp`` chooses the tools of the MCP endpoint at ``/mcp`` (None: no endpoint);
-    it is served when the ``mcp`` extra is installed.
+    it is served when the ``mcp`` extra is installed. ``auth`` (open, with the store
+    of the accounts) makes the dashboard's ``/api`` need a sign-in and shows each
+    account what the rules let it call.
     """
     sock = bind(address)
     try:
@@ -129,7 +133,9 @@ async def open_gateway(
             _registry_open(client),
             _mcp_endpoint(client, mcp) as mcp_app,
         ):
-            app = Gateway(client, cors_origins=cors_origins, timeout=timeout, mcp=mcp_app)
+            app = Gateway(
+                client, cors_origins=cors_origins, timeout=timeout, mcp=mcp_app, auth=auth
+            )
             async with anyio.create_task_group() as tg:
                 tg.start_soon(serve_asgi, app, sock)
                 yield bound_address(sock)
@@ -170,11 +176,12 @@ async def serve_gateway(
     registry: Registry | str | None = None,
     cors_origins: Sequence[str] = (),
     timeout: float | None = 30.0,
+    auth: Auth | None = None,
     task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the gateway and dashboard until cancelled; ``task_status`` gets ``host:port``."""
     async with open_gateway(
-        address, registry=registry, cors_origins=cors_origins, timeout=timeout
+        address, registry=registry, cors_origins=cors_origins, timeout=timeout, auth=auth
     ) as bound:
         log.info("gateway serving on http://%s", bound)
         task_status.started(bound)
