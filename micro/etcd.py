@@ -19,8 +19,10 @@ Errors are mapped here and nowhere else: a transport failure becomes
 its gRPC code with etcd's message as the detail.
 
 The client is a reference-counted async context manager: the HTTP connection
-pool opens on the first entry and closes on the last exit, so one client can
-be shared by every part of a service.
+pool opens on the first entry and closes on the last exit. :func:`shared_client`
+gives the process's one client per endpoint, which the registry, store, sync
+and config sources use unless given one, so a service on one etcd endpoint
+holds one client (and one connection pool) to it, closed after its last user.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import anyio
 import httpx
 
 from .errors import GrpcStatus, MicroError, Unavailable, from_grpc, from_http
+from .refcount import Users
 
 __all__ = [
     "EtcdClient",
@@ -57,6 +60,8 @@ __all__ = [
     "LeaseInfo",
     "Watch",
     "prefix_end",
+    "shared_client",
+    "shared_clients",
 ]
 
 #: etcd's default client URL
@@ -257,16 +262,11 @@ class EtcdClient:
         self.timeout = timeout
         self._verify = verify
         self._http: httpx.AsyncClient | None = None
-        self._users = 0
+        #: the parts holding this client open: the first opens it, the last closes it
+        self.users = Users()
 
     async def __aenter__(self) -> EtcdClient:
-        if self._users == 0:
-            # trust_env=False: a proxy set for the web must not sit between a
-            # service and its etcd.
-            self._http = httpx.AsyncClient(
-                base_url=self.endpoint, timeout=self.timeout, verify=self._verify, trust_env=False
-            )
-        self._users += 1
+        await self.users.enter(self._open)
         return self
 
     async def __aexit__(
@@ -275,9 +275,18 @@ class EtcdClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._users -= 1
-        if self._users == 0 and self._http is not None:
-            http, self._http = self._http, None
+        await self.users.exit(self._close)
+
+    async def _open(self) -> None:
+        # trust_env=False: a proxy set for the web must not sit between a
+        # service and its etcd.
+        self._http = httpx.AsyncClient(
+            base_url=self.endpoint, timeout=self.timeout, verify=self._verify, trust_env=False
+        )
+
+    async def _close(self) -> None:
+        http, self._http = self._http, None
+        if http is not None:
             with anyio.CancelScope(shield=True):
                 await http.aclose()
 
@@ -619,3 +628,19 @@ def _error(status: int, body: bytes) -> MicroError:
         return from_grpc(int(data["code"]), str(data.get("message") or data["error"]), id="etcd")
     text = body.decode("utf-8", "replace").strip() or "no body"
     return from_http(status if status >= 400 else 502, f"etcd answered {status}: {text}", id="etcd")
+
+
+_shared: dict[str, EtcdClient] = {}
+
+
+def shared_client(endpoint: str = DEFAULT_ENDPOINT) -> EtcdClient:
+    """The process's one EtcdClient for ``endpoint`` (``http://host:port``, ``https://...``,
+    ``etcd://host:port`` or ``host:port``): every part naming the same endpoint gets the
+    same client, opened by its first user and closed after its last."""
+    client = EtcdClient(endpoint)
+    return _shared.setdefault(client.endpoint, client)
+
+
+def shared_clients() -> dict[str, EtcdClient]:
+    """The shared clients by endpoint (a copy), to see which are open and by how many."""
+    return dict(_shared)

@@ -29,7 +29,7 @@ import anyio.abc
 import tenacity
 
 from ..errors import MicroError
-from ..etcd import DEFAULT_ENDPOINT, EtcdClient, KeyEvent, RevisionCompacted
+from ..etcd import DEFAULT_ENDPOINT, EtcdClient, KeyEvent, RevisionCompacted, shared_client
 from ..supervisor import backoff_delay
 from .base import Changed, SourceInvalid, SourceUnavailable
 from .merge import merge, nest
@@ -58,7 +58,7 @@ class EtcdSource:
         max_backoff: float = DEFAULT_MAX_BACKOFF,
     ) -> None:
         self.prefix = key_prefix.rstrip("/") or "/"
-        self.client = client if client is not None else EtcdClient(endpoint)
+        self.client = client if client is not None else shared_client(endpoint)
         self.optional = optional
         self.name = f"etcd {self.client.endpoint} {self.prefix}"
         self._wait = tenacity.wait_exponential_jitter(

@@ -28,7 +28,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..errors import MicroError, NotFound, Unavailable
-from ..etcd import DEFAULT_ENDPOINT, EtcdClient, KeyEvent, KeyValue
+from ..etcd import DEFAULT_ENDPOINT, EtcdClient, KeyEvent, KeyValue, shared_client
+from ..refcount import Users
 from .base import (
     EndpointInfo,
     EventType,
@@ -70,22 +71,21 @@ class EtcdRegistry:
         prefix: str = DEFAULT_PREFIX,
         client: EtcdClient | None = None,
     ) -> None:
-        self.client = client if client is not None else EtcdClient(endpoint)
+        self.client = client if client is not None else shared_client(endpoint)
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self._held: dict[bytes, _Held] = {}
-        self._users = 0
+        self._users = Users()
 
     async def __aenter__(self) -> EtcdRegistry:
-        if self._users == 0:
-            await self.client.__aenter__()
-        self._users += 1
+        await self._users.enter(self.client.__aenter__)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._users -= 1
-        if self._users == 0:
-            self._held.clear()
-            await self.client.__aexit__(None, None, None)
+        await self._users.exit(self._close)
+
+    async def _close(self) -> None:
+        self._held.clear()
+        await self.client.__aexit__(None, None, None)
 
     # -- registration --
 
@@ -192,7 +192,7 @@ class EtcdRegistry:
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
         """Check the registry is open; report etcd's unavailability as the registry's."""
-        if self._users == 0:
+        if not self._users.open:
             raise RegistryUnavailable(
                 "the etcd registry is not open: use `async with EtcdRegistry(...)`"
             )

@@ -31,7 +31,17 @@ from dataclasses import dataclass
 import anyio
 
 from ..errors import MicroError, NotFound, Unavailable, from_http
-from ..etcd import DEFAULT_ENDPOINT, Delete, EtcdClient, KeyValue, Put, Range, RangeResult
+from ..etcd import (
+    DEFAULT_ENDPOINT,
+    Delete,
+    EtcdClient,
+    KeyValue,
+    Put,
+    Range,
+    RangeResult,
+    shared_client,
+)
+from ..refcount import Users
 from ._group import Batcher, Pending
 from ._records import (
     check_page,
@@ -86,7 +96,7 @@ class EtcdStore:
         prefix: str = DEFAULT_PREFIX,
         client: EtcdClient | None = None,
     ) -> None:
-        self.client = client if client is not None else EtcdClient(endpoint)
+        self.client = client if client is not None else shared_client(endpoint)
         self.options = options if options is not None else StoreOptions()
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self._leases: dict[int, int] = {}  # expiry second -> lease id ending at or after it
@@ -100,21 +110,20 @@ class EtcdStore:
         self._reads: Batcher[bytes, KeyValue] = Batcher(
             self._get, max_items=READ_ITEMS, max_bytes=0
         )
-        self._users = 0
+        self._users = Users()
 
     async def __aenter__(self) -> EtcdStore:
-        if self._users == 0:
-            await self.client.__aenter__()
-        self._users += 1
+        await self._users.enter(self.client.__aenter__)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._users -= 1
-        if self._users == 0:
-            with anyio.CancelScope(shield=True):
-                await self._writes.wait_idle()
-            self._leases.clear()
-            await self.client.__aexit__(None, None, None)
+        await self._users.exit(self._close)
+
+    async def _close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._writes.wait_idle()
+        self._leases.clear()
+        await self.client.__aexit__(None, None, None)
 
     # -- the Store protocol --
 
@@ -297,7 +306,7 @@ class EtcdStore:
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
         """Check the store is open; report etcd's unavailability as the store's."""
-        if self._users <= 0:
+        if not self._users.open:
             raise not_open(self.kind)
         try:
             yield

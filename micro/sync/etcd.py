@@ -34,7 +34,15 @@ from dataclasses import dataclass
 import anyio
 
 from ..errors import MicroError, NotFound, Unavailable
-from ..etcd import DEFAULT_ENDPOINT, Compare, Delete, EtcdClient, KeyValue, RevisionCompacted
+from ..etcd import (
+    DEFAULT_ENDPOINT,
+    Compare,
+    Delete,
+    EtcdClient,
+    KeyValue,
+    RevisionCompacted,
+    shared_client,
+)
 from .base import LeaderInfo, SyncUnavailable
 from .lease import RELEASE_TIMEOUT, RETRY_INTERVAL, Hold, HoldGone, LeasedSync
 
@@ -71,7 +79,7 @@ class EtcdSync(LeasedSync):
         id: str | None = None,
     ) -> None:
         super().__init__(id=id)
-        self.client = client if client is not None else EtcdClient(endpoint)
+        self.client = client if client is not None else shared_client(endpoint)
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
 
     async def _open(self) -> None:
