@@ -54,6 +54,7 @@ from .observability.metrics import exposition
 from .observability.stats import runtime_stats
 from .registry import resolve_registry
 from .registry.base import EndpointInfo, Node, Registry, ServiceRecord
+from .selector.base import Selector
 from .server.endpoint import Endpoint
 from .server.schema import json_schema
 from .server.server import (
@@ -96,6 +97,9 @@ class Service:
         store: Store | str | None = None,
         events: EventStream | str | None = None,
         sync: Sync | str | None = None,
+        selector: Selector | str | None = None,
+        retries: int | None = None,
+        attempt_timeout: float | None = None,
         register: bool | None = None,
         register_ttl: float | None = None,
         register_interval: float | None = None,
@@ -218,6 +222,9 @@ class Service:
         self._add_routes(telemetry_options.metrics)
         self.client = Client(
             registry=registry,
+            selector=option(selector, "selector", None),
+            retries=option(retries, "retries", 2),
+            attempt_timeout=option(attempt_timeout, "attempt_timeout", None),
             max_message_size=max_message_size,
             middleware=client_middleware,
             tls=tls,
