@@ -41,6 +41,8 @@ class DashboardApi:
         self._rules_loaded = time.monotonic()
         #: per service, why nodes could not be read at the last reading
         self._failures: dict[str, dict[str, str]] = {}
+        #: services whose nodes are being read now
+        self._reading: dict[str, anyio.Event] = {}
 
     # -- who is asking -------------------------------------------------------------
 
@@ -124,6 +126,25 @@ class DashboardApi:
             "expiry": token.expiry,
         }
 
+    async def refresh(self, body: bytes) -> dict[str, Any]:
+        """Exchange ``{"refresh_token"}`` for a new token pair (401 if it is not good)."""
+        if self.auth is None:
+            raise NotFound("this gateway has no auth: nothing to refresh", id="micro.gateway")
+        try:
+            given = json.loads(body)["refresh_token"]
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+            shape = 'refresh with {"refresh_token": ...}'
+            raise BadRequest(shape, id="micro.gateway") from None
+        if not isinstance(given, str):
+            raise BadRequest("refresh_token is a string", id="micro.gateway")
+        token = await self.auth.refresh(given)
+        return {
+            "account": self.auth.inspect(token.access_token).id,
+            "access_token": token.access_token,
+            "refresh_token": token.refresh_token,
+            "expiry": token.expiry,
+        }
+
     # -- pages ---------------------------------------------------------------------
 
     async def get(self, parts: list[str], headers: list[tuple[str, str]]) -> Any:
@@ -191,17 +212,26 @@ class DashboardApi:
         """The service's recent call rates, error rates and latencies, per endpoint
         (see :meth:`MetricsHistory.series`), reading its nodes' ``/metrics`` if due."""
         records = await self.records(account, name)
-        if self.history.due(name):
-            nodes = [n for r in records for n in r.nodes]
-            readings: dict[str, NodeReading] = {}
-            failures: dict[str, str] = {}
-            async with anyio.create_task_group() as tg:
-                for node in nodes:
-                    tg.start_soon(
-                        self._read, name, node.id, node.address, metadata, readings, failures
-                    )
-            self.history.add(name, readings)
-            self._failures[name] = failures
+        reading = self._reading.get(name)
+        if reading is not None:
+            # Another page asked at the same time: its reading is this one's too.
+            await reading.wait()
+        elif self.history.due(name):
+            done = self._reading[name] = anyio.Event()
+            try:
+                nodes = [n for r in records for n in r.nodes]
+                readings: dict[str, NodeReading] = {}
+                failures: dict[str, str] = {}
+                async with anyio.create_task_group() as tg:
+                    for node in nodes:
+                        tg.start_soon(
+                            self._read, name, node.id, node.address, metadata, readings, failures
+                        )
+                self.history.add(name, readings)
+                self._failures[name] = failures
+            finally:
+                del self._reading[name]
+                done.set()
         allowed = {e.name for r in records for e in r.endpoints}
         series = self.history.series(name)
         if self.auth is not None:
@@ -218,11 +248,15 @@ class DashboardApi:
         readings: dict[str, NodeReading],
         failures: dict[str, str],
     ) -> None:
-        scheme = "https" if self.client.ssl_context is not None else "http"
-        verify: Any = self.client.ssl_context or True
+        context = self.client.ssl_context
+        scheme = "http" if context is None else "https"
+        verify: Any = False if context is None else context
         try:
             with anyio.fail_after(HEALTH_TIMEOUT):
-                async with httpx.AsyncClient(verify=verify, timeout=HEALTH_TIMEOUT) as http:
+                # Nodes are dialled directly, never through a proxy from the environment.
+                async with httpx.AsyncClient(
+                    verify=verify, timeout=HEALTH_TIMEOUT, trust_env=False
+                ) as http:
                     answer = await http.get(f"{scheme}://{address}/metrics", headers=dict(metadata))
             if answer.status_code != 200:
                 failures[node] = f"/metrics answered {answer.status_code}"

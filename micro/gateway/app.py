@@ -17,7 +17,8 @@ Routes (``service`` is a registered name, ``Endpoint`` is ``Handler.Method``):
   ``GET /api/services``, ``/api/services/{service}``,
   ``/api/services/{service}/metrics``, ``/api/health/{service}``,
   ``/api/nodes/{service}/{node}``, ``/api/topics`` and ``/api/auth`` the JSON
-  it reads (see :mod:`micro.gateway.api`), ``POST /api/login`` its sign-in.
+  it reads (see :mod:`micro.gateway.api`), ``POST /api/login`` its sign-in and
+  ``POST /api/refresh`` the renewal of its token.
 
 With ``auth``, the ``/api`` pages need a bearer token (``POST /api/login``
 exchanges an account's id and secret for one) and show an account only the
@@ -155,9 +156,10 @@ class Gateway:
                 await self._dashboard(scope, send, cors)
             elif method in ("GET", "HEAD"):
                 await self._get(path, headers, send, cors)
-            elif method == "POST" and path.rstrip("/") == "/api/login":
+            elif method == "POST" and path.rstrip("/") in ("/api/login", "/api/refresh"):
                 body = await read_body(receive, self.max_body_size)
-                await _send_json(send, await self.api.login(body), cors)
+                exchange = self.api.login if path.rstrip("/") == "/api/login" else self.api.refresh
+                await _send_json(send, await exchange(body), cors)
             elif method == "POST":
                 await self._call(path, headers, receive, send, cors)
             else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,9 @@ class Receipt:
 
 
 class Shop:
+    def __init__(self) -> None:
+        self.restocked = anyio.Event()
+
     async def order(self, req: Order) -> Receipt:
         """Place an order for some quantity of an item.
 
@@ -61,6 +64,12 @@ class Shop:
         if req.quantity > 8:
             raise micro.BadRequest(f"at most 8 of {req.item}")
         return Receipt(req.item, req.quantity, req.express)
+
+    async def watch(self, req: Order) -> AsyncIterator[Receipt]:
+        """One order of an item now, another once it is restocked."""
+        yield Receipt(req.item, 1, req.express)
+        await self.restocked.wait()
+        yield Receipt(req.item, 2, req.express)
 
     async def browse(self, req: Order) -> AsyncIterator[Receipt]:
         """Every size of order of an item, one by one."""
@@ -87,9 +96,9 @@ def _artifact_dir(tmp_path: Path, backend: str = "") -> Path:
     return directory
 
 
-def _shop(registry: MemoryRegistry, **options: Any) -> micro.Service:
+def _shop(registry: MemoryRegistry, shop: Shop | None = None, **options: Any) -> micro.Service:
     service = micro.Service("shop", address="127.0.0.1:0", registry=registry, **options)
-    service.handle(Shop())
+    service.handle(shop or Shop())
     service.handle(Numbers())
 
     @service.subscriber("orders.placed", queue="mailer")
@@ -123,7 +132,9 @@ async def _load(registry: MemoryRegistry, stop: anyio.Event, metadata: dict[str,
                 tg.start_soon(worker)
 
 
-def _drive_browser(chromium: str, url: str, shots: Path) -> dict[str, Any]:
+def _drive_browser(
+    chromium: str, url: str, shots: Path, restock: Callable[[], None]
+) -> dict[str, Any]:
     """Click through every view of the dashboard; returns what it showed."""
     from playwright.sync_api import expect, sync_playwright
 
@@ -194,6 +205,16 @@ def _drive_browser(chromium: str, url: str, shots: Path) -> dict[str, Any]:
             seen["stream"] = page.locator("#stream li .body").all_inner_texts()
             page.screenshot(path=str(shots / "stream.png"), full_page=True)
 
+            # A stream's messages are shown as they come, not when it ends.
+            page.select_option("#endpoint", "Shop.Watch")
+            page.fill("#field-item", "tea")
+            page.click("#call")
+            expect(page.locator("#stream li")).to_have_count(1)
+            seen["while_streaming"] = page.locator("#stream-state").inner_text()
+            restock()
+            expect(page.locator("#stream li")).to_have_count(2)
+            expect(page.locator("#stream-state")).to_contain_text("2 messages, ended")
+
             # Invalid JSON gets the gateway's error.
             page.select_option("#endpoint", "Shop.Order")
             page.click("#mode-json")
@@ -229,9 +250,14 @@ def _drive_browser(chromium: str, url: str, shots: Path) -> dict[str, Any]:
 async def test_dashboard_in_chromium(tmp_path: Path, anyio_backend: str) -> None:
     chromium = _chromium()
     registry = MemoryRegistry()
-    service = _shop(registry)
+    shop = Shop()
+    service = _shop(registry, shop)
     shots = _artifact_dir(tmp_path, anyio_backend)
     stop = anyio.Event()
+
+    def restock() -> None:
+        anyio.from_thread.run_sync(shop.restocked.set)
+
     async with (
         service.running(),
         open_gateway("127.0.0.1:0", registry=registry) as address,
@@ -240,7 +266,7 @@ async def test_dashboard_in_chromium(tmp_path: Path, anyio_backend: str) -> None
         tg.start_soon(_load, registry, stop, {})
         try:
             seen = await anyio.to_thread.run_sync(
-                _drive_browser, chromium, f"http://{address}/", shots
+                _drive_browser, chromium, f"http://{address}/", shots, restock
             )
         finally:
             stop.set()
@@ -264,6 +290,7 @@ async def test_dashboard_in_chromium(tmp_path: Path, anyio_backend: str) -> None
     assert seen["back_in_form"] == ["coffee", "3"]
     assert [line.count('"quantity":') for line in seen["stream"]] == [1, 1, 1]
     assert '"quantity":3' in seen["stream"][2]
+    assert seen["while_streaming"] == "streaming…"
     assert "invalid JSON body" in seen["error"]
     assert "uptime_s" in seen["stats"] and "memory_rss_bytes" in seen["stats"]
     assert "shop" in seen["topic"] and "queue mailer" in seen["topic"]
@@ -395,6 +422,18 @@ async def test_dashboard_api_with_auth(anyio_backend: str) -> None:
         login = await http.post("/api/login", json={"id": "alice", "secret": secret})
         assert login.status_code == 200
         token = {"authorization": f"Bearer {login.json()['access_token']}"}
+        # The page renews its token with the refresh token when it expires.
+        renewed = await http.post(
+            "/api/refresh", json={"refresh_token": login.json()["refresh_token"]}
+        )
+        assert renewed.status_code == 200 and renewed.json()["account"] == "alice"
+        renewed_token = {"authorization": f"Bearer {renewed.json()['access_token']}"}
+        assert (await http.get("/api/services", headers=renewed_token)).status_code == 200
+        stale = await http.post(
+            "/api/refresh", json={"refresh_token": login.json()["access_token"]}
+        )
+        assert stale.status_code == 401
+        assert (await http.post("/api/refresh", json={"token": "x"})).status_code == 400
         who = (await http.get("/api/auth", headers=token)).json()
         assert who == {"required": True, "account": {"id": "alice", "scopes": ["shop"]}}
         services = (await http.get("/api/services", headers=token)).json()
@@ -426,6 +465,7 @@ async def test_dashboard_api_metrics_nodes_and_topics(anyio_backend: str) -> Non
     ):
         assert (await http.get("/api/auth")).json() == {"required": False, "account": None}
         assert (await http.post("/api/login", json={"id": "a", "secret": "b"})).status_code == 404
+        assert (await http.post("/api/refresh", json={"refresh_token": "x"})).status_code == 404
         services = (await http.get("/api/services")).json()
         assert services == [{"name": "shop", "versions": ["latest"], "nodes": 1}]
         described = (await http.get("/api/services/shop")).json()

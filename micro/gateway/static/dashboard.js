@@ -14,6 +14,7 @@ const $ = (tag, attrs = {}, ...children) => {
 };
 
 const TOKEN = "micro-dashboard-token";
+const REFRESH = "micro-dashboard-refresh";
 let account = null;      // who is signed in, when the gateway has auth
 let timers = [];         // polls of the current view, stopped when it changes
 let view = 0;            // bumped on every view change: late answers of old views are dropped
@@ -27,11 +28,39 @@ function authHeaders() {
 
 class SignInNeeded extends Error {}
 
-async function getJSON(url) {
+function keep(tokens) {
+  sessionStorage.setItem(TOKEN, tokens.access_token);
+  sessionStorage.setItem(REFRESH, tokens.refresh_token);
+}
+
+function forget() {
+  sessionStorage.removeItem(TOKEN);
+  sessionStorage.removeItem(REFRESH);
+}
+
+// A new token for the refresh token, once the access token has expired; false if none.
+let renewing = null;
+async function renew() {
+  const refresh = sessionStorage.getItem(REFRESH);
+  if (!refresh) return false;
+  renewing ??= (async () => {
+    const resp = await fetch("api/refresh", {
+      method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({refresh_token: refresh}),
+    });
+    if (!resp.ok) { forget(); return false; }
+    keep(await resp.json());
+    return true;
+  })().finally(() => { renewing = null; });
+  return renewing;
+}
+
+async function getJSON(url, retry = true) {
   const resp = await fetch(url, {headers: authHeaders()});
   const body = await resp.json();
   if (resp.status === 401) {
-    sessionStorage.removeItem(TOKEN);
+    if (retry && token() && await renew()) return getJSON(url, false);
+    forget();
     throw new SignInNeeded(body.detail);
   }
   if (!resp.ok) throw new Error(`${body.code} ${body.status}: ${body.detail}`);
@@ -76,7 +105,7 @@ function signIn(reason) {
     });
     const body = await resp.json();
     if (!resp.ok) { message.textContent = body.detail; return; }
-    sessionStorage.setItem(TOKEN, body.access_token);
+    keep(body);
     start();
   });
   show(form);
@@ -86,7 +115,7 @@ function showAccount() {
   const who = document.getElementById("who");
   if (!account) { who.replaceChildren(); return; }
   const out = $("button", {id: "signout", text: "Sign out"});
-  out.addEventListener("click", () => { sessionStorage.removeItem(TOKEN); account = null; start(); });
+  out.addEventListener("click", () => { forget(); account = null; start(); });
   who.replaceChildren($("span", {id: "account", text: account.id}), out);
 }
 
@@ -338,7 +367,12 @@ async function callEndpoint(service, endpoint, kind, body, metadata, out) {
   const url = `${encodeURIComponent(service)}/${encodeURIComponent(endpoint)}`;
   const started = performance.now();
   try {
-    const resp = await fetch(url, {method: "POST", headers, body});
+    let resp = await fetch(url, {method: "POST", headers, body});
+    if (resp.status === 401 && headers.Authorization === authHeaders().Authorization
+        && token() && await renew()) {
+      // The token had expired: again with the renewed one.
+      resp = await fetch(url, {method: "POST", headers: {...headers, ...authHeaders()}, body});
+    }
     if (!streaming || !resp.ok) {
       const text = await resp.text();
       let shown = text;
