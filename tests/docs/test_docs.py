@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -236,13 +237,15 @@ def test_python_block_compiles_and_its_imports_resolve(block: Block) -> None:
     assert not missing, f"{block.id}: {missing}"
 
 
-DATA = [b for b in BLOCKS if b.language in ("json", "yaml")]
+DATA = [b for b in BLOCKS if b.language in ("json", "yaml", "toml")]
 
 
 @pytest.mark.parametrize("block", DATA, ids=[b.id for b in DATA])
-def test_json_and_yaml_blocks_parse(block: Block) -> None:
+def test_json_yaml_and_toml_blocks_parse(block: Block) -> None:
     if block.language == "json":
         json.loads(block.code)
+    elif block.language == "toml":
+        tomllib.loads(block.code)
     else:
         assert list(yaml.safe_load_all(block.code)), block.id
 
