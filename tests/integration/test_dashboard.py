@@ -8,13 +8,14 @@ Playwright's sync API. Screenshots of each view are kept under
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx
@@ -51,6 +52,21 @@ class Receipt:
     express: bool
 
 
+@dataclass
+class Address:
+    street: str
+    city: str = "Paris"
+
+
+@dataclass
+class Delivery:
+    item: str
+    to: Address
+    speed: Literal["slow", "fast"] = "slow"
+    notes: list[str] = field(default_factory=list)
+    floor: int | None = None
+
+
 class Shop:
     def __init__(self) -> None:
         self.restocked = anyio.Event()
@@ -64,6 +80,10 @@ class Shop:
         if req.quantity > 8:
             raise micro.BadRequest(f"at most 8 of {req.item}")
         return Receipt(req.item, req.quantity, req.express)
+
+    async def deliver(self, req: Delivery) -> Delivery:
+        """Deliver an item to an address."""
+        return req
 
     async def watch(self, req: Order) -> AsyncIterator[Receipt]:
         """One order of an item now, another once it is restocked."""
@@ -195,6 +215,25 @@ def _drive_browser(
             ]
             page.screenshot(path=str(shots / "call.png"), full_page=True)
 
+            # Nested objects, enums, lists and optional values get fields of their own,
+            # starting at their defaults.
+            page.select_option("#endpoint", "Shop.Deliver")
+            seen["deliver_fields"] = page.locator("#request-form [data-field]").evaluate_all(
+                "els => els.map(e => [e.dataset.field, e.tagName.toLowerCase()])"
+            )
+            seen["defaults"] = [
+                page.input_value('[data-field="to.city"]'),
+                page.locator('[data-field="speed"] option:checked').inner_text(),
+            ]
+            page.fill("#field-item", "piano")
+            page.fill('[data-field="to.street"]', "1 rue de Rivoli")
+            page.select_option('[data-field="speed"]', label='"fast"')
+            page.fill('[data-field="notes"]', '["ring twice"]')
+            page.fill('[data-field="floor"]', "3")
+            page.click("#call")
+            expect(page.locator("#answer")).to_contain_text("ring twice")
+            seen["delivered"] = page.locator("#answer").inner_text()
+
             # A server stream, shown message by message.
             page.select_option("#endpoint", "Shop.Browse")
             page.fill("#field-item", "tea")
@@ -288,6 +327,24 @@ async def test_dashboard_in_chromium(tmp_path: Path, anyio_backend: str) -> None
     assert '"item": "green tea"' in seen["unary"] and '"express": true' in seen["unary"]
     assert '"quantity": 2' in seen["as_json"] and '"express": true' in seen["as_json"]
     assert seen["back_in_form"] == ["coffee", "3"]
+    assert seen["deliver_fields"] == [
+        ["item", "input"],
+        ["to", "fieldset"],
+        ["to.street", "input"],
+        ["to.city", "input"],
+        ["speed", "select"],
+        ["notes", "textarea"],
+        ["floor", "input"],
+    ]
+    assert seen["defaults"] == ["Paris", '"slow"']
+    delivered = json.loads(seen["delivered"])
+    assert delivered == {
+        "item": "piano",
+        "to": {"street": "1 rue de Rivoli", "city": "Paris"},
+        "speed": "fast",
+        "notes": ["ring twice"],
+        "floor": 3,
+    }
     assert [line.count('"quantity":') for line in seen["stream"]] == [1, 1, 1]
     assert '"quantity":3' in seen["stream"][2]
     assert seen["while_streaming"] == "streaming…"

@@ -109,6 +109,8 @@ function object(prefix, schema, root) {
     const path = prefix ? `${prefix}.${name}` : name;
     const f = field(path, prop, root, required.has(name));
     fields[name] = f;
+    // A field starts at the property's default, when it has one.
+    if (prop && "default" in prop) f.set(prop.default);
     const s = resolve(prop, root);
     const label = el("label", {for: `field-${path}`, class: "field-name"}, name);
     if (required.has(name)) label.append(el("span", {class: "required", text: " *"}));
