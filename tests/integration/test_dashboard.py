@@ -12,6 +12,7 @@ import json
 import os
 import random
 import shutil
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ import pytest
 import micro
 from micro.auth import Account, AccountType, Auth, KeySet, Resource, Rule
 from micro.gateway import open_gateway
-from micro.registry import MemoryRegistry
+from micro.registry import MemoryRegistry, Node, ServiceRecord
 from micro.store import MemoryStore
 
 from ..servers import require_binary
@@ -580,3 +581,29 @@ async def test_dashboard_api_metrics_nodes_and_topics(anyio_backend: str) -> Non
             assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)
         assert (await http.get("/static/nope.js")).status_code == 404
         assert (await http.get("/api/nope")).status_code == 404
+
+
+async def test_dashboard_api_reports_a_node_it_cannot_read(anyio_backend: str) -> None:
+    """A registered node that does not answer: its health and metrics say so, and the
+    gateway goes on serving."""
+    registry = MemoryRegistry()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        gone = f"127.0.0.1:{probe.getsockname()[1]}"  # closed when the block ends
+    await registry.register(ServiceRecord("ghost", nodes=(Node("ghost-1", gone),)))
+    async with (
+        open_gateway("127.0.0.1:0", registry=registry) as address,
+        httpx.AsyncClient(base_url=f"http://{address}", trust_env=False) as http,
+    ):
+        metrics = await http.get("/api/services/ghost/metrics")
+        assert metrics.status_code == 200
+        assert metrics.json()["failures"]["ghost-1"].startswith("/metrics could not be read")
+        assert metrics.json()["endpoints"] == {}
+        health = (await http.get("/api/health/ghost")).json()
+        assert [(h["node"], h["status"]) for h in health] == [("ghost-1", "UNREACHABLE")]
+        node = (await http.get("/api/nodes/ghost/ghost-1")).json()
+        assert node["status"] == "UNREACHABLE" and node["stats"] == {}
+        assert (await http.get("/api/services/nope/metrics")).status_code == 404
+        assert (await http.get("/api/services")).json() == [
+            {"name": "ghost", "versions": ["latest"], "nodes": 1}
+        ]
