@@ -12,7 +12,9 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +28,9 @@ import micro
 from micro.auth import Account, AccountType, Auth, KeySet, Resource, Rule
 from micro.gateway import open_gateway
 from micro.registry import MemoryRegistry, Node, ServiceRecord
-from micro.store import MemoryStore
+from micro.store import FileStore, MemoryStore
 
-from ..servers import require_binary
+from ..servers import free_port, require_binary
 from .test_gateway import Numbers
 
 pytestmark = pytest.mark.anyio
@@ -607,3 +609,41 @@ async def test_dashboard_api_reports_a_node_it_cannot_read(anyio_backend: str) -
         assert (await http.get("/api/services")).json() == [
             {"name": "ghost", "versions": ["latest"], "nodes": 1}
         ]
+
+
+async def test_gateway_command_with_auth_keys(tmp_path: Path, anyio_backend: str) -> None:
+    """``micro gateway --auth-keys``: accounts from the store the services share sign in."""
+    keys = KeySet.generate()
+    keys.save(tmp_path / "keys")
+    store_path = tmp_path / "auth.db"
+    async with Auth(keys, store=FileStore(store_path)) as auth:
+        _, secret = await auth.generate("alice", scopes=["admin"])
+    port = free_port()
+    env = {**os.environ, "MICRO_AUTH_KEYS": str(tmp_path / "keys")}
+    env.pop("MICRO_REGISTRY", None)
+    command = [
+        sys.executable, "-m", "micro.cli", "--registry", "memory",
+        "--store", f"file://{store_path}", "gateway", "--address", f"127.0.0.1:{port}",
+    ]  # fmt: skip
+    process = await anyio.open_process(command, env=env)
+    try:
+        assert process.stderr is not None
+        with anyio.fail_after(30):
+            line = b""
+            while not line.endswith(b"\n"):
+                line += await process.stderr.receive(1)
+        assert line.decode().strip() == f"gateway serving on http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False) as http:
+            assert (await http.get("/api/services")).status_code == 401
+            login = await http.post("/api/login", json={"id": "alice", "secret": secret})
+            assert login.status_code == 200, login.text
+            token = {"authorization": f"Bearer {login.json()['access_token']}"}
+            signed = await http.get("/api/services", headers=token)
+            assert signed.status_code == 200 and signed.json() == []
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
