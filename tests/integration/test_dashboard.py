@@ -186,6 +186,10 @@ def _drive_browser(
                      .every(svg => Number(svg.dataset.points) >= n)""",
                 arg=CHART_POINTS,
             )
+            seen["overall"] = page.locator("#service-charts").inner_text()
+            seen["overall_points"] = page.locator("#service-charts svg").evaluate_all(
+                "els => els.map(e => Number(e.dataset.points))"
+            )
             seen["description"] = order.locator(".description").inner_text()
             seen["values"] = {
                 m: order.locator(f'.metric[data-metric="{m}"] .metric-value').inner_text()
@@ -321,6 +325,9 @@ async def test_dashboard_in_chromium(tmp_path: Path, anyio_backend: str) -> None
     assert values["error_rate"].endswith("/s") and float(values["error_rate"].rstrip("k/s")) > 0
     assert values["p50"].endswith(("ms", "µs")) and values["p99"].endswith(("ms", "µs"))
     assert seen["paths"] >= 8  # a line and its area per chart
+    # The service's calls, all endpoints together: requests, errors, share failing.
+    assert "requests" in seen["overall"] and "%" in seen["overall"]
+    assert all(n >= CHART_POINTS for n in seen["overall_points"]), seen["overall_points"]
     assert '"quantity"' in seen["schemas"]
     assert seen["fields"] == [
         ["item", "input", "text"],

@@ -1,7 +1,7 @@
 // The micro dashboard: reads the gateway's /api and calls endpoints through the gateway.
 // Views by URL fragment: #/ (overview), #/service/<name>, #/node/<service>/<node>, #/topics.
 
-import {endpointCharts} from "./charts.js";
+import {endpointCharts, formatRate, metricChart} from "./charts.js";
 import {schemaForm} from "./form.js";
 
 const $ = (tag, attrs = {}, ...children) => {
@@ -240,8 +240,10 @@ async function serviceView(name) {
     $("table", {id: "nodes"}, $("thead", {}, $("tr", {},
       ...["node", "address", "version", "health", "uptime", "requests", "memory"].map((h) => $("th", {text: h})))), nodes));
   const status = $("span", {class: "muted", id: "metrics-status"});
+  const overall = $("div", {class: "service-charts", id: "service-charts"}, ...serviceCharts([]));
   show($("h1", {text: name}),
     $("div", {class: "muted", text: `versions ${versions.map((v) => v.version).join(", ")}`}),
+    $("h2", {text: "All endpoints"}), $("div", {class: "panel"}, overall),
     $("h2", {text: "Nodes"}), nodesPanel,
     $("h2", {}, "Endpoints ", status), cards,
     $("h2", {text: "Call"}), call.element);
@@ -268,6 +270,7 @@ async function serviceView(name) {
       status.textContent = failures.length
         ? `· ${failures.map(([n, why]) => `${n}: ${why}`).join("; ")}`
         : `· live, ${metrics.samples} samples`;
+      overall.replaceChildren(...serviceCharts(sumByTime(names.map((ep) => metrics.endpoints[ep]))));
       for (const ep of names) {
         const series = metrics.endpoints[ep];
         if (!series) continue;
@@ -277,6 +280,32 @@ async function serviceView(name) {
       }
     } catch (err) { if (err instanceof SignInNeeded) signIn(err.message); }
   });
+}
+
+// The calls of several endpoints' series added up, interval by interval.
+function sumByTime(allSeries) {
+  const byT = new Map();
+  for (const series of allSeries) {
+    for (const p of (series ? series.points : [])) {
+      const sum = byT.get(p.t) || {t: p.t, rate: 0, error_rate: 0};
+      sum.rate += p.rate;
+      sum.error_rate += p.error_rate;
+      byT.set(p.t, sum);
+    }
+  }
+  return [...byT.values()].sort((a, b) => a.t - b.t);
+}
+
+function serviceCharts(points) {
+  const last = points[points.length - 1];
+  const share = last && last.rate ? `${((100 * last.error_rate) / last.rate).toFixed(1)}%` : "–";
+  const ratio = points.map((p) => (p.rate ? p.error_rate / p.rate : null));
+  const failing = metricChart("failing", ratio.map((r) => ({r})), "r", () => share, "#e67e22");
+  return [
+    metricChart("requests", points, "rate", formatRate, "#3867d6"),
+    metricChart("errors", points, "error_rate", formatRate, "#c0392b"),
+    failing,
+  ];
 }
 
 // A schema with its top-level $ref resolved, for reading.
