@@ -1,8 +1,10 @@
 """The HTTP API gateway and web dashboard, and services as ASGI apps.
 
 :class:`Gateway` routes ``POST /{service}/{Endpoint}`` JSON calls to services
-found in the registry and serves the dashboard at ``/``; :func:`serve_gateway`
-runs it with hypercorn (``micro gateway --address :8080``).
+found in the registry and serves the dashboard at ``/`` (live call charts read
+from the nodes' ``/metrics``, see :mod:`.metrics`; its JSON API and sign-in in
+:mod:`.api`); :func:`serve_gateway` runs it with hypercorn
+(``micro gateway --address :8080``).
 ``service.asgi()`` gives one service's endpoints as a :class:`ServiceApp`.
 The gateway's ``/mcp`` offers the services as tools for AI agents
 (:mod:`micro.gateway.mcp`, chosen by :class:`McpOptions`).

@@ -78,7 +78,9 @@ export function metricChart(title, points, key, format, color) {
   value.className = "metric-value";
   value.textContent = format(latest === undefined ? null : latest);
   head.append(label, value);
-  box.append(head, sparkline(values, {color}));
+  const chart = sparkline(values, {color});
+  chart.setAttribute("aria-label", `${title}: ${value.textContent}`);
+  box.append(head, chart);
   return box;
 }
 
