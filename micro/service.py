@@ -724,7 +724,7 @@ class Service:
             await self.auth.load()
 
     async def _heartbeat(self) -> None:
-        assert self._record is not None
+        # A restart of this part can come after shutdown has deregistered the record.
         while True:
             await anyio.sleep(self.register_interval)
             if self._record is None:
