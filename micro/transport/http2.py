@@ -16,8 +16,10 @@ object is built per frame other than the events themselves.
 Errors follow the RFC: a connection error raises :class:`ProtocolError` whose
 ``error_code`` is the code of the GOAWAY already queued; a stream error (a
 malformed request or response, a frame on a stream closed by a reset) resets
-only that stream and the connection carries on. Where the RFC leaves a choice,
-the choice is h2's (a stream over the concurrency limit ends the connection).
+only that stream and the connection carries on. One exception is kept from
+h2: a peer that opens a stream over our concurrency limit, which the RFC answers
+with a stream error, loses the connection (PROTOCOL_ERROR), as micro's defence
+against stream floods expects.
 """
 
 from __future__ import annotations
@@ -1062,8 +1064,8 @@ class Connection:
                 self._stream_error(stream, ErrorCodes.PROTOCOL_ERROR)
                 return
             if self._open_inbound > self.local_settings.max_concurrent_streams:
-                # A connection error, as h2 makes it: a peer that opens more
-                # streams than it was allowed is not worth serving.
+                # A connection error, as h2 makes it (RFC 9113 asks for a stream
+                # error): a peer that opens more streams than allowed is not served.
                 raise ProtocolError(
                     f"stream {sid} is over the limit of "
                     f"{self.local_settings.max_concurrent_streams} concurrent streams"
