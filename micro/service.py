@@ -27,7 +27,6 @@ import anyio.abc
 from ._startup import EXIT_ERROR, bad_options_exit, debug_enabled, describe, exit_with, root_cause
 from .auth.accounts import Account
 from .auth.auth import Auth
-from .auth.keys import KeySet
 from .auth.middleware import ClientAuth, ServerAuth
 from .auth.tls import TLSConfig
 from .broker import resolve_broker
@@ -36,7 +35,6 @@ from .broker.http import INBOX_NAME, BrokerInbox
 from .broker.subscriber import encode, typed_handler
 from .client.client import Client, ClientMiddleware
 from .config import Config
-from .config.options import service_options
 from .events import Event, EventStream, Offset, resolve_events
 from .events.consumer import ConsumerFn, EventConsumer, publish_observed
 from .health import (
@@ -52,13 +50,14 @@ from .observability import DEBUG_NAME, DebugService, Telemetry, TelemetryOptions
 from .observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .observability.metrics import exposition
 from .observability.stats import runtime_stats
+from .options import OPTION_NAMES as _OPTION_NAMES
+from .options import build_options, security
 from .registry import resolve_registry
 from .registry.base import EndpointInfo, Node, Registry, ServiceRecord
 from .selector.base import Selector
 from .server.endpoint import Endpoint
 from .server.schema import json_schema
 from .server.server import (
-    DEFAULT_MAX_MESSAGE_SIZE,
     Middleware,
     Server,
     ServerOptions,
@@ -119,65 +118,44 @@ class Service:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         # Options given here win; then --micro-* flags, then MICRO_* variables,
-        # then the defaults below. Read from this process's own command line and
-        # environment, a bad one ends the program with one line (exit status 2).
+        # then the defaults (micro.options). Read from this process's own command line
+        # and environment, a bad one ends the program with one line (exit status 2).
         from_process = argv is None and environ is None
+        given = {k: v for k, v in locals().items() if k in _OPTION_NAMES}
         with bad_options_exit(from_process):
-            opts = service_options(argv, environ)
+            o = build_options(given, argv, environ)
         # Values that came from there, not from code (checked as they are used below).
-        from_options = {
-            key
-            for key, given in (("address", address), ("registry", registry), ("store", store))
-            if from_process and given is None and key in opts
-        }
-
-        def option(value: Any, key: str, default: Any) -> Any:
-            return value if value is not None else opts.get(key, default)
-
-        version = option(version, "version", "latest")
-        address = option(address, "address", ":0")
-        advertise = option(advertise, "advertise", None)
-        metadata = option(metadata, "metadata", {})
-        registry = option(registry, "registry", None)
-        broker = option(broker, "broker", None)
-        register = option(register, "register", True)
-        register_ttl = option(register_ttl, "register_ttl", 30.0)
-        register_interval = option(register_interval, "register_interval", 10.0)
-        grace_period = option(grace_period, "grace_period", 10.0)
-        max_message_size = option(max_message_size, "max_message_size", DEFAULT_MAX_MESSAGE_SIZE)
-        max_concurrent_streams = option(max_concurrent_streams, "max_concurrent_streams", 1000)
-        if auth is None and "auth_keys" in opts:
-            auth = Auth(KeySet.load(opts["auth_keys"]))
-        if tls is None and ("tls_cert" in opts or "tls_ca" in opts):
-            tls = TLSConfig(
-                cert=opts.get("tls_cert"),
-                key=opts.get("tls_key"),
-                ca=opts.get("tls_ca"),
-                client_auth=opts.get("tls_client_auth", False),
-                verify_service=opts.get("tls_verify_service", True),
-            )
+        #: the options the service was built from, arguments and environment merged
+        self.options = o
+        from_options = o.from_environment if from_process else frozenset()
+        version, address, advertise = o.version, o.address, o.advertise
+        metadata, registry, broker = o.metadata, o.registry, o.broker
+        register, register_ttl, register_interval = o.register, o.register_ttl, o.register_interval
+        grace_period, max_message_size = o.grace_period, o.max_message_size
+        max_concurrent_streams = o.max_concurrent_streams
+        auth, tls = security(o)
         #: authentication and authorization (None: off)
         self.auth = auth
         #: TLS for the listener and the client (None: h2c and plain HTTP)
         self.tls = tls
-        tracing = option(tracing, "tracing", True)
+        tracing = o.tracing
         provider = None if isinstance(tracing, bool) else tracing
         telemetry_options = TelemetryOptions(
-            metrics=option(metrics, "metrics", True),
+            metrics=o.metrics,
             tracing=provider is not None or tracing,
             tracer_provider=provider,
-            request_log_level=_log_level(option(request_log, "request_log", "debug")),
+            request_log_level=_log_level(o.request_log),
         )
-        self.health_interval: float = option(health_interval, "health_interval", 10.0)
-        self.config = config
+        self.health_interval: float = o.health_interval
+        self.config = o.config
         #: the service's key-value store (opened lazily by the backend on first use)
         with bad_options_exit("store" in from_options, "--micro-store/MICRO_STORE"):
-            self.store: Store = resolve_store(option(store, "store", None))
+            self.store: Store = resolve_store(o.store)
         with bad_options_exit("registry" in from_options, "--micro-registry/MICRO_REGISTRY"):
             registry = resolve_registry(registry)
         with bad_options_exit("address" in from_options, "--micro-address/MICRO_ADDRESS"):
             parse_address(address)
-        events = option(events, "events", None)
+        events = o.events
         self._events_given = events is not None
         #: durable event streams (opened with the service once given or consumed)
         self.events: EventStream = resolve_events(events)
@@ -188,7 +166,7 @@ class Service:
         self.registry = registry
         self.id = f"{name}-{uuid.uuid4()}"
         #: distributed locks and leader election; lease keepers run in the service's group
-        self.sync: Sync = resolve_sync(option(sync, "sync", None), id=self.id)
+        self.sync: Sync = resolve_sync(o.sync, id=self.id)
         self._address = address
         self._advertise = advertise
         self._register = register
@@ -207,7 +185,7 @@ class Service:
             # Checked before a request is decoded and before any middleware runs.
             self.server.call_guard = server_auth.check_call
             self.server.route_guard = server_auth.check_route
-        for mw in middleware or []:
+        for mw in o.middleware:
             self.server.use(mw)
         #: metrics, spans, request logs and counts of this service's calls and messages
         self.telemetry = Telemetry(name, self.id, telemetry_options)
@@ -222,11 +200,11 @@ class Service:
         self._add_routes(telemetry_options.metrics)
         self.client = Client(
             registry=registry,
-            selector=option(selector, "selector", None),
-            retries=option(retries, "retries", 2),
-            attempt_timeout=option(attempt_timeout, "attempt_timeout", None),
+            selector=o.selector,
+            retries=o.retries,
+            attempt_timeout=o.attempt_timeout,
             max_message_size=max_message_size,
-            middleware=client_middleware,
+            middleware=list(o.client_middleware),
             tls=tls,
             telemetry=self.telemetry,
         )
