@@ -3,7 +3,7 @@
 Byte streams recorded from real peers (grpcio, curl, h2load, httpx; see
 ``data/record.py``) are replayed to both implementations, in both roles and
 in many chunkings, and hypothesis generates frame sequences (malformed ones
-included) for the server role. Known, deliberate differences are normalised
+included) for both roles. Known, deliberate differences are normalised
 in one place, :func:`outcome`, each with its reason.
 """
 
@@ -24,7 +24,10 @@ from micro.transport import http2
 from micro.transport.h2conn import ProtocolError, new_connection, start
 
 DATA = Path(__file__).parent / "data"
-PEERS = ["grpcio", "curl", "h2load", "httpx"]
+# Recorded against a micro service on h2, and (``-micro``) on micro's own core.
+PEERS = [
+    f"{peer}{server}" for server in ("", "-micro") for peer in ("grpcio", "curl", "h2load", "httpx")
+]
 _HEADER = struct.Struct(">HBBBL")
 
 

@@ -3,7 +3,9 @@
 ``python record.py`` starts a micro echo service (on the h2-based connection,
 the reference) behind a recording TCP proxy, runs grpcio, curl, h2load and
 httpx against it, and writes what each side sent to ``<peer>.c2s`` (client to
-server) and ``<peer>.s2c`` (server to client) beside this file. The
+server) and ``<peer>.s2c`` (server to client) beside this file.
+``python record.py micro`` does the same with the service on micro's own
+connection, into ``<peer>-micro.c2s`` and ``<peer>-micro.s2c``. The
 differential tests replay them; run this again to refresh them.
 """
 
@@ -69,8 +71,9 @@ def free_port() -> int:
 
 
 class Recorder:
-    def __init__(self, upstream: int) -> None:
+    def __init__(self, upstream: int, suffix: str) -> None:
         self.upstream = upstream
+        self.suffix = suffix
         self.conns: list[tuple[bytearray, bytearray]] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -92,6 +95,7 @@ class Recorder:
         await asyncio.gather(pump(reader, up_writer, c2s), pump(up_reader, writer, s2c))
 
     def dump(self, name: str) -> None:
+        name += self.suffix
         c2s = b"".join(bytes(c) for c, _ in self.conns)
         s2c = b"".join(bytes(s) for _, s in self.conns)
         if len(self.conns) != 1:
@@ -108,8 +112,8 @@ async def run(cmd: list[str]) -> None:
         raise SystemExit(f"{cmd[0]} failed")
 
 
-def start_service(port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, MICRO_HTTP2="h2")
+def start_service(port: int, implementation: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, MICRO_HTTP2=implementation)
     service = subprocess.Popen([sys.executable, "-c", SERVICE, str(port)], env=env)
     for _ in range(100):
         try:
@@ -120,8 +124,8 @@ def start_service(port: int) -> subprocess.Popen[bytes]:
     return service
 
 
-async def main(service: subprocess.Popen[bytes], upstream: int) -> None:
-    rec = Recorder(upstream)
+async def main(service: subprocess.Popen[bytes], upstream: int, suffix: str) -> None:
+    rec = Recorder(upstream, suffix)
     try:
         server = await asyncio.start_server(rec.handle, HOST, 0)
         port = server.sockets[0].getsockname()[1]
@@ -177,5 +181,7 @@ async def main(service: subprocess.Popen[bytes], upstream: int) -> None:
 
 
 if __name__ == "__main__":
+    implementation = sys.argv[1] if len(sys.argv) > 1 else "h2"
     port = free_port()
-    asyncio.run(main(start_service(port), port))
+    suffix = "" if implementation == "h2" else f"-{implementation}"
+    asyncio.run(main(start_service(port, implementation), port, suffix))
