@@ -39,7 +39,6 @@ import anyio
 import anyio.to_thread
 
 from ..broker.base import new_message_id
-from ..errors import BadRequest
 from ..store._group import Batcher, Pending
 from .base import (
     DEAD_SUFFIX,
@@ -47,14 +46,13 @@ from .base import (
     EventsUnavailable,
     Offset,
     PublishError,
-    check_consume,
-    check_group,
+    check_consume_call,
+    check_read,
     check_retention,
     check_topic,
     close_consumed,
     dead_metadata,
     encode_event,
-    start_time,
 )
 
 __all__ = ["SqliteEventStream"]
@@ -325,10 +323,7 @@ class SqliteEventStream:
     async def read(
         self, topic: str, *, since: Offset = "start", limit: int | None = None
     ) -> builtins.list[Event]:
-        check_topic(topic)
-        start = start_time(since)
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise BadRequest(f"limit is a count from 0 or None, not {limit!r}")
+        start = check_read(topic, since, limit)
 
         def op(con: sqlite3.Connection, now: float) -> builtins.list[tuple[Any, ...]]:
             _trim(con, now, topic)
@@ -366,10 +361,7 @@ class SqliteEventStream:
         ack_wait: float = 30.0,
         retry_limit: int = 5,
     ) -> AbstractAsyncContextManager[AsyncIterator[Event]]:
-        check_topic(topic)
-        check_group(group)
-        start = start_time(offset)
-        check_consume(ack_wait, retry_limit)
+        start = check_consume_call(topic, group, offset, ack_wait, retry_limit)
         consumer = _Consumer(self, topic, group, ack_wait, retry_limit)
         return consumer.running(start)
 

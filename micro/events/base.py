@@ -40,6 +40,8 @@ __all__ = [
     "Offset",
     "PublishError",
     "check_consume",
+    "check_consume_call",
+    "check_read",
     "close_consumed",
     "check_group",
     "check_topic",
@@ -227,6 +229,28 @@ def check_consume(ack_wait: float, retry_limit: int) -> None:
         raise BadRequest(f"ack_wait is a positive number of seconds, not {ack_wait!r}")
     if not isinstance(retry_limit, int) or isinstance(retry_limit, bool) or retry_limit < 0:
         raise BadRequest(f"retry_limit is a count from 0, not {retry_limit!r}")
+
+
+def check_consume_call(
+    topic: object, group: object, offset: Offset, ack_wait: float, retry_limit: int
+) -> float | None:
+    """Every argument of a ``consume`` checked (BadRequest if one is bad); returns the
+    time to start from, as :func:`start_time` gives it."""
+    check_topic(topic)
+    check_group(group)
+    start = start_time(offset)
+    check_consume(ack_wait, retry_limit)
+    return start
+
+
+def check_read(topic: object, since: Offset, limit: int | None) -> float | None:
+    """Every argument of a ``read`` checked (BadRequest if one is bad); returns the
+    time to read from, as :func:`start_time` gives it."""
+    check_topic(topic)
+    start = start_time(since)
+    if limit is not None and (not isinstance(limit, int) or limit < 0):
+        raise BadRequest(f"limit is a count from 0 or None, not {limit!r}")
+    return start
 
 
 def check_retention(max_age: float | None, max_events: int | None) -> None:

@@ -32,10 +32,8 @@ from .base import (
     Event,
     EventStream,
     Offset,
-    check_consume,
-    check_group,
+    check_consume_call,
     check_topic,
-    start_time,
 )
 
 if TYPE_CHECKING:
@@ -62,10 +60,7 @@ class EventConsumer:
         retry_limit: int = 5,
         telemetry: Telemetry | None = None,
     ) -> None:
-        check_topic(topic)
-        check_group(group)
-        start_time(offset)
-        check_consume(ack_wait, retry_limit)
+        check_consume_call(topic, group, offset, ack_wait, retry_limit)
         self.topic = topic
         self.fn = fn
         self.group = group

@@ -40,7 +40,6 @@ import coredis
 import coredis.exceptions
 
 from ..broker.base import new_message_id
-from ..errors import BadRequest
 from ..store._group import Batcher, Pending
 from .base import (
     DEAD_SUFFIX,
@@ -48,14 +47,13 @@ from .base import (
     EventsUnavailable,
     Offset,
     PublishError,
-    check_consume,
-    check_group,
+    check_consume_call,
+    check_read,
     check_retention,
     check_topic,
     close_consumed,
     dead_metadata,
     encode_event,
-    start_time,
 )
 
 __all__ = ["RedisEventStream"]
@@ -319,10 +317,7 @@ class RedisEventStream:
     async def read(
         self, topic: str, *, since: Offset = "start", limit: int | None = None
     ) -> builtins.list[Event]:
-        check_topic(topic)
-        start = start_time(since)
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise BadRequest(f"limit is a count from 0 or None, not {limit!r}")
+        start = check_read(topic, since, limit)
         if start is None or limit == 0:
             return []
         first = "-" if start <= 0 else f"{_ms(start)}-0"
@@ -351,10 +346,7 @@ class RedisEventStream:
         ack_wait: float = 30.0,
         retry_limit: int = 5,
     ) -> AbstractAsyncContextManager[AsyncIterator[Event]]:
-        check_topic(topic)
-        check_group(group)
-        start = start_time(offset)
-        check_consume(ack_wait, retry_limit)
+        start = check_consume_call(topic, group, offset, ack_wait, retry_limit)
         return _Consumer(self, topic, group, ack_wait, retry_limit).running(start)
 
     # -- internals --

@@ -21,7 +21,9 @@ from micro.events import (
 from micro.events.base import (
     MAX_PAYLOAD,
     check_consume,
+    check_consume_call,
     check_group,
+    check_read,
     check_topic,
     dead_metadata,
     encode_event,
@@ -69,6 +71,28 @@ def test_consume_options() -> None:
     for ack_wait, retry_limit in [(0, 1), (-1, 1), (float("inf"), 1), (1, -1), (1, 1.5), (1, True)]:
         with pytest.raises(BadRequest):
             check_consume(ack_wait, retry_limit)  # type: ignore[arg-type]
+
+
+def test_consume_and_read_calls_are_checked_in_full() -> None:
+    assert check_consume_call("orders", "billing", "start", 1.0, 0) == 0.0
+    assert check_consume_call("orders", None, None, 1.0, 0) is None
+    bad_calls = [
+        ("a b", None, None, 1.0, 0),
+        ("orders", "a.b", None, 1.0, 0),
+        ("orders", None, "yesterday", 1.0, 0),
+        ("orders", None, None, 0, 0),
+        ("orders", None, None, 1.0, -1),
+    ]
+    for call in bad_calls:
+        with pytest.raises(BadRequest):
+            check_consume_call(*call)  # type: ignore[arg-type]
+    assert check_read("orders", 12.5, None) == 12.5
+    assert check_read("orders", "new", 0) is None
+    for topic, since, limit in [("", "start", None), ("o", "x", None), ("o", "start", -1)]:
+        with pytest.raises(BadRequest):
+            check_read(topic, since, limit)  # type: ignore[arg-type]
+    with pytest.raises(BadRequest):
+        check_read("orders", "start", 1.5)  # type: ignore[arg-type]
 
 
 def test_encoding_carries_the_content_type() -> None:
