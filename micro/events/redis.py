@@ -30,15 +30,15 @@ import contextlib
 import json
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import anyio
 import coredis
 import coredis.exceptions
 
+from .._redis import RedisServer, errors, escape
 from ..broker.base import new_message_id
 from ..store._group import Batcher, Pending
 from .base import (
@@ -216,18 +216,8 @@ class RedisEventStream:
         prefix: str = DEFAULT_PREFIX,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"not a redis URL: {url!r} (use redis://host:port/db)")
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 6379
-        path = parts.path.strip("/")
-        if path and not path.isdigit():
-            raise ValueError(f"the database in {url!r} must be a number, as in redis://host:port/0")
-        self.db = int(path or 0)
-        self._username = unquote(parts.username) if parts.username else None
-        self._password = unquote(parts.password) if parts.password else None
-        self._ssl = parts.scheme == "rediss"
+        self._server = RedisServer.from_url(url)
+        self.host, self.port, self.db = self._server.host, self._server.port, self._server.db
         self.timeout = timeout
         self.prefix = prefix
         self._client: coredis.Redis[bytes] | None = None
@@ -240,20 +230,12 @@ class RedisEventStream:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}/{self.db}"
+        return self._server.address
 
     async def __aenter__(self) -> RedisEventStream:
         if self._users == 0:
-            client: coredis.Redis[bytes] = coredis.Redis(
-                self.host,
-                self.port,
-                self.db,
-                username=self._username,
-                password=self._password,
-                ssl=self._ssl,
-                connect_timeout=self.timeout,
-                decode_responses=False,
-            )
+            # No stream timeout: a consumer's XREADGROUP blocks on purpose.
+            client = self._server.client(connect_timeout=self.timeout)
             with self._errors():
                 await client.__aenter__()
             self._client = client
@@ -353,7 +335,7 @@ class RedisEventStream:
 
     def _keys(self, topic: str) -> builtins.list[bytes]:
         """The stream and the retention hash of ``topic``."""
-        base = self.prefix + topic.replace("%", "%25").replace(":", "%3A")
+        base = self.prefix + escape(topic)
         return [f"{base}:s".encode(), f"{base}:r".encode()]
 
     def _client_now(self) -> coredis.Redis[bytes]:
@@ -368,16 +350,8 @@ class RedisEventStream:
         with self._errors():
             return await self._scripts[script](keys, args)
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except coredis.exceptions.ConnectionError as exc:
-            raise EventsUnavailable(f"redis at {self.address} is unreachable ({exc})") from exc
-        except coredis.exceptions.RedisError as exc:
-            raise EventsUnavailable(f"redis at {self.address} failed: {exc}") from exc
-        except OSError as exc:
-            raise EventsUnavailable(f"redis at {self.address} is unreachable ({exc})") from exc
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return errors(self.address, EventsUnavailable)
 
 
 class _Consumer:

@@ -26,15 +26,15 @@ import builtins
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import anyio
 import coredis
 import coredis.exceptions
 
+from .._redis import RedisServer, errors, escape
 from ._group import Batcher, Pending
 from ._records import (
     PREFIX_END,
@@ -156,18 +156,8 @@ class RedisStore:
         prefix: str = DEFAULT_PREFIX,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"not a redis URL: {url!r} (use redis://host:port/db)")
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 6379
-        path = parts.path.strip("/")
-        if path and not path.isdigit():
-            raise ValueError(f"the database in {url!r} must be a number, as in redis://host:port/0")
-        self.db = int(path or 0)
-        self._username = unquote(parts.username) if parts.username else None
-        self._password = unquote(parts.password) if parts.password else None
-        self._ssl = parts.scheme == "rediss"
+        self._server = RedisServer.from_url(url)
+        self.host, self.port, self.db = self._server.host, self._server.port, self._server.db
         self.timeout = timeout
         self.options = options if options is not None else StoreOptions()
         self.prefix = prefix
@@ -182,21 +172,11 @@ class RedisStore:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}/{self.db}"
+        return self._server.address
 
     async def __aenter__(self) -> RedisStore:
         if self._users == 0:
-            client: coredis.Redis[bytes] = coredis.Redis(
-                self.host,
-                self.port,
-                self.db,
-                username=self._username,
-                password=self._password,
-                ssl=self._ssl,
-                connect_timeout=self.timeout,
-                stream_timeout=self.timeout,
-                decode_responses=False,
-            )
+            client = self._server.client(connect_timeout=self.timeout, stream_timeout=self.timeout)
             with self._errors():
                 await client.__aenter__()
             self._client = client
@@ -326,7 +306,7 @@ class RedisStore:
     def _base(self, database: str | None, table: str | None) -> bytes:
         self._check_open()
         database, table = namespace(self.options, database, table)
-        name = f"{self.prefix}{_escape(database)}:{_escape(table)}"
+        name = f"{self.prefix}{escape(database)}:{escape(table)}"
         return name.encode("utf-8", "surrogatepass")
 
     async def _scan(
@@ -374,16 +354,8 @@ class RedisStore:
         with self._errors():
             yield self._scripts[name]
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except coredis.exceptions.ConnectionError as exc:
-            raise StoreUnavailable(f"redis at {self.address} is unreachable ({exc})") from exc
-        except coredis.exceptions.RedisError as exc:
-            raise StoreUnavailable(f"redis at {self.address} failed: {exc}") from exc
-        except (OSError, TimeoutError) as exc:
-            raise StoreUnavailable(f"redis at {self.address} is unreachable ({exc})") from exc
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return errors(self.address, StoreUnavailable)
 
 
 def _record(key: bytes, data: bytes | None) -> Record | None:
@@ -396,7 +368,3 @@ def _record(key: bytes, data: bytes | None) -> Record | None:
     if not is_live(expiry, time.time()):
         return None
     return Record(decode_key(key), value, decode_metadata(metadata), expiry)
-
-
-def _escape(name: str) -> str:
-    return name.replace("%", "%25").replace(":", "%3A")

@@ -12,6 +12,7 @@ import anyio
 import coredis
 import pytest
 
+from micro._redis import RedisServer
 from micro.registry.base import Node, ServiceRecord
 from micro.registry.etcd import EtcdRegistry
 from micro.store import EtcdStore, Record, RedisStore, Store, StoreUnavailable, from_url
@@ -131,7 +132,7 @@ async def test_redis_ttl_is_redis_expiry_and_the_index_forgets_expired_keys(
 def test_redis_urls() -> None:
     store = RedisStore("rediss://user:p%40ss@cache.example:6380/3")
     assert (store.host, store.port, store.db) == ("cache.example", 6380, 3)
-    assert (store._username, store._password, store._ssl) == ("user", "p@ss", True)
+    assert store._server == RedisServer("cache.example", 6380, 3, "user", "p@ss", ssl=True)
     assert RedisStore("redis://h").address == "h:6379/0"
     with pytest.raises(ValueError, match="must be a number"):
         RedisStore("redis://h:1/x")
