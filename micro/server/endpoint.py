@@ -14,9 +14,9 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, TypeVar
 
+from ..transport.dispatch import Kind
 from .stream import Stream
 
 __all__ = ["Endpoint", "Kind", "endpoint", "endpoints_of", "camel"]
@@ -24,21 +24,6 @@ __all__ = ["Endpoint", "Kind", "endpoint", "endpoints_of", "camel"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ATTR = "__micro_endpoint__"
-
-
-class Kind(StrEnum):
-    UNARY = "unary"
-    SERVER_STREAM = "server_stream"
-    CLIENT_STREAM = "client_stream"
-    BIDI_STREAM = "bidi_stream"
-
-    @property
-    def streams_requests(self) -> bool:
-        return self in (Kind.CLIENT_STREAM, Kind.BIDI_STREAM)
-
-    @property
-    def streams_responses(self) -> bool:
-        return self in (Kind.SERVER_STREAM, Kind.BIDI_STREAM)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import math
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -31,10 +30,16 @@ from ..errors import (
     InternalServerError,
     MicroError,
     NotFound,
-    Timeout,
     UnsupportedMediaType,
 )
 from ..transport.calls import RequestHead
+from ..transport.dispatch import (
+    OneRequest,
+    RouteGuard,
+    WebResponse,
+    WebRoute,
+    within_deadline,
+)
 from .endpoint import Endpoint, Kind
 from .router import Router
 from .stream import MessageIO, Stream
@@ -82,20 +87,6 @@ CallNext = Callable[[Request], Awaitable[Any]]
 Middleware = Callable[[Request, CallNext], Awaitable[Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class WebResponse:
-    """The answer of a plain GET route (health, metrics, debug pages)."""
-
-    status: int
-    content_type: str
-    body: bytes
-
-
-#: A GET route on the service's listener: ``async def route() -> WebResponse``.
-WebRoute = Callable[[], Awaitable[WebResponse]]
-#: Checks a GET route's path and request headers before the route runs (auth);
-#: raises MicroError to answer with instead.
-RouteGuard = Callable[[str, Mapping[str, str]], None]
 #: Checks a call (endpoint name, metadata) before its request is decoded (auth);
 #: raises MicroError to answer with instead, and may take entries out of the metadata.
 CallGuard = Callable[[str, dict[str, str]], None]
@@ -282,17 +273,10 @@ class Server:
         until the driver calls :meth:`call_finished`, after its answer is sent.
         """
         self.call_started()
-        error: MicroError | None = None
-        result = b""
-        deadline = math.inf if head.timeout is None else anyio.current_time() + head.timeout
-        with anyio.CancelScope(deadline=deadline) as scope:
-            try:
-                result = await self.call_unary(head, ep, body)
-            except MicroError as exc:
-                error = exc
-        if scope.cancelled_caught:
-            error = Timeout("deadline exceeded", id=self.name, grpc_status=4)
-        return result, error
+        result, error = await within_deadline(
+            self.call_unary(head, ep, body), head.timeout, self.name
+        )
+        return result or b"", error
 
     def streams_as_lines(self, head: RequestHead, ep: Endpoint) -> bool:
         """Whether a plain (not gRPC) call to ``ep`` is answered as a stream of JSON lines.
@@ -325,15 +309,9 @@ class Server:
         counts as in flight until the driver calls :meth:`call_finished`.
         """
         self.call_started()
-        error: MicroError | None = None
-        deadline = math.inf if head.timeout is None else anyio.current_time() + head.timeout
-        with anyio.CancelScope(deadline=deadline) as scope:
-            try:
-                await self.call_stream(head, ep, _OneRequest(body, emit))
-            except MicroError as exc:
-                error = exc
-        if scope.cancelled_caught:
-            error = Timeout("deadline exceeded", id=self.name, grpc_status=4)
+        _, error = await within_deadline(
+            self.call_stream(head, ep, OneRequest(body, emit)), head.timeout, self.name
+        )
         return error
 
     def internal_error(self, endpoint: str, exc: BaseException) -> MicroError:
@@ -362,23 +340,6 @@ def _bind(mw: Middleware, nxt: CallNext) -> CallNext:
         return await mw(req, nxt)
 
     return call
-
-
-class _OneRequest:
-    """The messages of a streaming call made as one plain request (a ``MessageIO``)."""
-
-    __slots__ = ("_body", "_emit")
-
-    def __init__(self, body: bytes, emit: Callable[[bytes], Awaitable[None]]) -> None:
-        self._body: bytes | None = body
-        self._emit = emit
-
-    async def receive_message(self) -> bytes | None:
-        body, self._body = self._body, None
-        return body
-
-    async def send_message(self, data: bytes) -> None:
-        await self._emit(data)
 
 
 async def _requests(io: MessageIO, codec: Codec, into: Any) -> AsyncGenerator[Any, None]:

@@ -16,28 +16,17 @@ caller rather than buffering without bound.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 
 from ..codec import Codec
+from ..transport.dispatch import MessageIO
 
 __all__ = ["Stream", "MessageIO"]
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-
-
-class MessageIO(Protocol):
-    """What a transport offers a streaming call: whole messages in and out."""
-
-    async def receive_message(self) -> bytes | memoryview | None:
-        """The next request message, or None once the peer has finished sending."""
-        ...
-
-    async def send_message(self, data: bytes) -> None:
-        """Send one response message, waiting for flow control as needed."""
-        ...
 
 
 class Stream(Generic[Req, Resp]):

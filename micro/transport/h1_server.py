@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import TYPE_CHECKING, cast
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -47,12 +47,9 @@ from .calls import (
     plain_error,
     unsupported_grpc_over_http1,
 )
+from .dispatch import Dispatcher, OneRequest, Target, WebRoute, within_deadline
 from .http1 import closes_connection, declared_length, protocol_error
 from .lines import NDJSON, frame, streamed_media_type
-
-if TYPE_CHECKING:
-    from ..server.endpoint import Endpoint
-    from ..server.server import Server, WebRoute
 
 __all__ = ["H1ServerConnection"]
 
@@ -87,7 +84,9 @@ class _Closed(Exception):
 
 
 class H1ServerConnection:
-    def __init__(self, net: anyio.abc.ByteStream, server: Server, prefix: bytes = b"") -> None:
+    def __init__(
+        self, net: anyio.abc.ByteStream, server: Dispatcher[Any], prefix: bytes = b""
+    ) -> None:
         self._net = net
         self._server = server
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
@@ -227,18 +226,20 @@ class H1ServerConnection:
             return False
         if lines:
             return await self._serve_lines(head, ep, body, streamed_media_type(headers) or NDJSON)
+        server.call_started()
         try:
-            result, error = await server.call_unary_within_deadline(head, ep, body)
+            call = server.call_unary(head, ep, body)
+            result, error = await within_deadline(call, head.timeout, server.name)
             if error is not None:
                 await self._send_error(error)
             else:
-                await self._send(200, head.content_type, result)
+                await self._send(200, head.content_type, result or b"")
         finally:
             server.call_finished()
         return True
 
     async def _serve_lines(
-        self, head: RequestHead, ep: Endpoint, body: bytes, media_type: str
+        self, head: RequestHead, ep: Target, body: bytes, media_type: str
     ) -> bool:
         """A server-streaming call: a line per message, in a chunked response."""
         conn = self._conn
@@ -262,10 +263,12 @@ class H1ServerConnection:
         server = self._server
         error: MicroError | None = None
         gone = anyio.Event()
+        server.call_started()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._cancel_when_gone, tg.cancel_scope, gone)
-                error = await server.call_lines_within_deadline(head, ep, body, emit)
+                call = server.call_stream(head, ep, OneRequest(body, emit))
+                _, error = await within_deadline(call, head.timeout, server.name)
                 tg.cancel_scope.cancel()
         finally:
             server.call_finished()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -27,14 +27,7 @@ import anyio.lowlevel
 import h2.events
 from h2.errors import ErrorCodes
 
-from ..errors import (
-    BadRequest,
-    Cancelled,
-    MicroError,
-    PayloadTooLarge,
-    Timeout,
-)
-from ..server.endpoint import Endpoint, Kind
+from ..errors import BadRequest, Cancelled, MicroError, PayloadTooLarge
 from .calls import (
     RequestHead,
     grpc_error_headers,
@@ -45,13 +38,11 @@ from .calls import (
     plain_error,
     plain_response_headers,
 )
+from .dispatch import Dispatcher, Kind, OneRequest, Target, WebRoute, within_deadline
 from .flow import OutboundFlow
 from .framing import MessageDecoder, Payload, detach, message_parts
 from .h2conn import H2Error, ProtocolError, event_handlers, new_connection, start
 from .lines import NDJSON, frame, streamed_media_type
-
-if TYPE_CHECKING:
-    from ..server.server import Server, WebRoute
 
 __all__ = ["H2ServerConnection"]
 
@@ -103,7 +94,7 @@ class _Stream:
         self,
         stream_id: int,
         head: RequestHead,
-        endpoint: Endpoint,
+        endpoint: Target,
         max_size: int,
         lines: str | None = None,
     ):
@@ -135,7 +126,9 @@ class _Stream:
 class H2ServerConnection:
     """Serves one HTTP/2 connection until the peer leaves or the server drains it."""
 
-    def __init__(self, net: anyio.abc.ByteStream, server: Server, prefix: bytes = b"") -> None:
+    def __init__(
+        self, net: anyio.abc.ByteStream, server: Dispatcher[Any], prefix: bytes = b""
+    ) -> None:
         self._net = net
         self._server = server
         self._prefix = prefix
@@ -457,37 +450,21 @@ class H2ServerConnection:
 
     async def _run_unary(self, st: _Stream) -> None:
         server = self._server
-        head = st.head
-        scope = st.scope
-        assert scope is not None
-        if head.timeout is not None:
-            scope.deadline = anyio.current_time() + head.timeout
-        result = b""
-        error: MicroError | None = None
+        result: bytes | None = None
+        error: MicroError | None
         try:
-            with scope:
-                try:
-                    if st.decoder is not None:
-                        if st.decoder.pending or len(st.chunks) != 1:
-                            partial = " and a partial one" if st.decoder.pending else ""
-                            raise BadRequest(
-                                "a unary call takes exactly one whole message, "
-                                f"got {len(st.chunks)}{partial}"
-                            )
-                        body = st.chunks[0]
-                    else:
-                        body = b"".join(st.chunks) if len(st.chunks) != 1 else st.chunks[0]
-                    st.chunks = []
-                    result = await server.call_unary(head, st.endpoint, body)
-                except MicroError as exc:
-                    error = exc
+            try:
+                body = _unary_body(st)
+            except MicroError as exc:
+                error = exc
+            else:
+                call = server.call_unary(st.head, st.endpoint, body)
+                result, error = await within_deadline(call, st.head.timeout, server.name, st.scope)
             if st.reset:
                 return
-            if scope.cancelled_caught:
-                error = Timeout("deadline exceeded", id=server.name, grpc_status=4)
             if error is not None and not error.id:
                 error.id = server.name
-            await self._respond(st, result, error)
+            await self._respond(st, result or b"", error)
         finally:
             self._streams.pop(st.id, None)
             server.call_finished()
@@ -496,21 +473,11 @@ class H2ServerConnection:
     async def _run_stream(self, st: _Stream) -> None:
         server = self._server
         head = st.head
-        scope = st.scope
-        assert scope is not None
-        if head.timeout is not None:
-            scope.deadline = anyio.current_time() + head.timeout
-        error: MicroError | None = None
         try:
-            with scope:
-                try:
-                    await server.call_stream(head, st.endpoint, _StreamIO(self, st))
-                except MicroError as exc:
-                    error = exc
+            call = server.call_stream(head, st.endpoint, _StreamIO(self, st))
+            _, error = await within_deadline(call, head.timeout, server.name, st.scope)
             if st.reset or self._done:
                 return
-            if scope.cancelled_caught:
-                error = Timeout("deadline exceeded", id=server.name, grpc_status=4)
             if error is not None and not error.id:
                 error.id = server.name
             h2conn = self._h2
@@ -538,8 +505,6 @@ class H2ServerConnection:
     async def _run_lines(self, st: _Stream, media_type: str) -> None:
         """A plain server-streaming call: one JSON request in, a line per message out."""
         server = self._server
-        scope = st.scope
-        assert scope is not None
         h2conn = self._h2
         sid = st.id
 
@@ -557,12 +522,12 @@ class H2ServerConnection:
             if h2conn.outbound_size() >= _YIELD_AFTER:
                 await anyio.lowlevel.checkpoint()
 
-        error: MicroError | None = None
+        body = b"".join(st.chunks)
+        st.chunks = []
+        server.call_started()
         try:
-            with scope:
-                body = b"".join(st.chunks)
-                st.chunks = []
-                error = await server.call_lines_within_deadline(st.head, st.endpoint, body, emit)
+            call = server.call_stream(st.head, st.endpoint, OneRequest(body, emit))
+            _, error = await within_deadline(call, st.head.timeout, server.name, st.scope)
             if st.reset or self._done:
                 return
             if error is not None and not error.id:
@@ -677,6 +642,20 @@ class H2ServerConnection:
 
 #: Queued outbound bytes past which a streaming sender lets the writer run.
 _YIELD_AFTER = 64 * 1024
+
+
+def _unary_body(st: _Stream) -> bytes | memoryview:
+    """The one request of a unary call; raises BadRequest for a gRPC body of more or less."""
+    chunks = st.chunks
+    st.chunks = []
+    if st.decoder is not None:
+        if st.decoder.pending or len(chunks) != 1:
+            partial = " and a partial one" if st.decoder.pending else ""
+            raise BadRequest(
+                f"a unary call takes exactly one whole message, got {len(chunks)}{partial}"
+            )
+        return chunks[0]
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _lines_headers(media_type: str) -> list[tuple[str, str]]:

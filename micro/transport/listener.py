@@ -19,18 +19,16 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.abc
 from anyio.streams.tls import TLSAttribute, TLSStream
 
 from .. import context
+from .dispatch import Dispatcher
 from .h1_server import H1ServerConnection
 from .h2_server import H2ServerConnection
-
-if TYPE_CHECKING:
-    from ..server.server import Server
 
 __all__ = ["Listener", "parse_address", "PREFACE"]
 
@@ -76,7 +74,7 @@ _PLAIN_TO_TLS = (
 
 class Listener:
     def __init__(
-        self, server: Server, address: str, *, ssl_context: ssl.SSLContext | None = None
+        self, server: Dispatcher[Any], address: str, *, ssl_context: ssl.SSLContext | None = None
     ) -> None:
         self._server = server
         self._ssl = ssl_context
