@@ -10,8 +10,9 @@ the address.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import coredis
@@ -19,7 +20,7 @@ import coredis.exceptions
 
 from .errors import Unavailable
 
-__all__ = ["RedisServer", "errors", "escape"]
+__all__ = ["RedisServer", "close", "errors", "escape"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,32 @@ class RedisServer:
             stream_timeout=stream_timeout,
             decode_responses=False,
         )
+
+    async def open(
+        self,
+        unavailable: type[Unavailable],
+        scripts: Mapping[str, str],
+        *,
+        connect_timeout: float,
+        stream_timeout: float | None = None,
+    ) -> tuple[coredis.Redis[bytes], dict[str, Any]]:
+        """A connected client and its Lua ``scripts`` registered by name; raises
+        ``unavailable`` when the server cannot be reached. Close it with :func:`close`
+        in the same task."""
+        client = self.client(connect_timeout=connect_timeout, stream_timeout=stream_timeout)
+        with errors(self.address, unavailable):
+            await client.__aenter__()
+        return client, {name: client.register_script(lua) for name, lua in scripts.items()}
+
+
+async def close(client: coredis.Redis[bytes]) -> None:
+    """Close a client from :meth:`RedisServer.open`; a server already gone is no error.
+
+    Not shielded: coredis's task group, entered on opening, must exit in the
+    scope it was entered in.
+    """
+    with contextlib.suppress(coredis.exceptions.RedisError):
+        await client.__aexit__(None, None, None)
 
 
 @contextlib.contextmanager

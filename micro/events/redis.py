@@ -38,7 +38,7 @@ import anyio
 import coredis
 import coredis.exceptions
 
-from .._redis import RedisServer, errors, escape
+from .._redis import RedisServer, close, errors, escape
 from ..broker.base import new_message_id
 from ..store._group import Batcher, Pending
 from .base import (
@@ -235,11 +235,9 @@ class RedisEventStream:
     async def __aenter__(self) -> RedisEventStream:
         if self._users == 0:
             # No stream timeout: a consumer's XREADGROUP blocks on purpose.
-            client = self._server.client(connect_timeout=self.timeout)
-            with self._errors():
-                await client.__aenter__()
-            self._client = client
-            self._scripts = {name: client.register_script(lua) for name, lua in _SCRIPTS.items()}
+            self._client, self._scripts = await self._server.open(
+                EventsUnavailable, _SCRIPTS, connect_timeout=self.timeout
+            )
         self._users += 1
         return self
 
@@ -249,8 +247,7 @@ class RedisEventStream:
             with anyio.CancelScope(shield=True):
                 await self._publishes.wait_idle()
             client, self._client = self._client, None
-            with contextlib.suppress(coredis.exceptions.RedisError):
-                await client.__aexit__(None, None, None)
+            await close(client)
 
     # -- the EventStream protocol --
 

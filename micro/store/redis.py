@@ -34,7 +34,7 @@ import anyio
 import coredis
 import coredis.exceptions
 
-from .._redis import RedisServer, errors, escape
+from .._redis import RedisServer, close, errors, escape
 from ._group import Batcher, Pending
 from ._records import (
     PREFIX_END,
@@ -176,14 +176,12 @@ class RedisStore:
 
     async def __aenter__(self) -> RedisStore:
         if self._users == 0:
-            client = self._server.client(connect_timeout=self.timeout, stream_timeout=self.timeout)
-            with self._errors():
-                await client.__aenter__()
-            self._client = client
-            self._scripts = {
-                name: client.register_script(lua)
-                for name, lua in (("write", _WRITE), ("scan", _SCAN))
-            }
+            self._client, self._scripts = await self._server.open(
+                StoreUnavailable,
+                {"write": _WRITE, "scan": _SCAN},
+                connect_timeout=self.timeout,
+                stream_timeout=self.timeout,
+            )
         self._users += 1
         return self
 
@@ -193,10 +191,7 @@ class RedisStore:
             with anyio.CancelScope(shield=True):
                 await self._writes.wait_idle()
             client, self._client = self._client, None
-            # Not shielded: coredis's task group, entered on opening, must exit in
-            # the scope it was entered in.
-            with contextlib.suppress(coredis.exceptions.RedisError):
-                await client.__aexit__(None, None, None)
+            await close(client)
 
     # -- the Store protocol --
 
