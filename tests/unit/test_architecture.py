@@ -1,4 +1,4 @@
-"""The import graph of micro/'s packages and the layering DESIGN.md draws.
+"""The import graph of micro/'s packages: no cycles, and the layering DESIGN.md draws.
 
 The graph is built from the source with :mod:`ast`, one node per package or
 top-level module of micro (``auth``, ``broker``, ``client``, ``context``,
@@ -29,6 +29,7 @@ ROOT = Path(micro.__file__).parent
 
 #: (from, to) pairs that must not appear, TYPE_CHECKING imports included
 FORBIDDEN = [
+    ("transport", "server"),
     ("client", "broker"),
     ("broker", "client"),
     ("client", "auth"),
@@ -151,6 +152,12 @@ def test_the_graph_sees_the_packages() -> None:
     assert {"client", "server", "broker", "registry", "transport"} <= set(graph)
     assert "registry" in graph["client"]
     assert "transport" in graph["server"]
+
+
+def test_no_import_cycle_between_packages() -> None:
+    graph = import_graph()
+    found = cycles(graph)
+    assert not found, "import cycles:\n" + "\n".join(_describe(graph, c) for c in found)
 
 
 def test_the_layers_do_not_import_upwards() -> None:
