@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import logging
 import math
 import os
 import re
@@ -73,10 +72,10 @@ from ._records import (
 )
 from ._url import seconds_option
 from .base import Record, RecordNotFound, StoreOptions, StoreUnavailable
+from .sweeper import WriteSweeps
 
 __all__ = ["PostgresStore"]
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: seconds to connect, and to wait for a pooled connection, before a call fails
@@ -169,7 +168,7 @@ class PostgresStore:
         self._pool: ConnectionPool | None = None
         self._users = 0
         self._created: set[str] = set()
-        self._swept: dict[str, float] = {}
+        self._sweeps = WriteSweeps(self.kind, SWEEP_INTERVAL)
         # Set after a call found the server unreachable: the next call connects on its
         # own first, so it fails at once (with the server's word) or finds it back.
         self._down = False
@@ -283,8 +282,7 @@ class PostgresStore:
 
         Raises :class:`StoreUnavailable` when the server cannot be reached.
         """
-        names = self._table(database, table)
-        return await self._in_thread(partial(self._attempt, partial(self._sweep, names=names)))
+        return await self._sweep_now(self._table(database, table))
 
     async def sweep_all(self) -> int:
         """Delete the expired rows of every store table in the schema, this process's
@@ -294,6 +292,9 @@ class PostgresStore:
         """
         self._check_open()
         return await self._in_thread(partial(self._attempt, self._sweep_all))
+
+    async def _sweep_now(self, names: _Table) -> int:
+        return await self._in_thread(partial(self._attempt, partial(self._sweep, names=names)))
 
     # -- batches (in worker threads) --
 
@@ -381,14 +382,8 @@ class PostgresStore:
             return
         for pending in batch:
             pending.finish()
-        now = time.monotonic()
         for names in {pending.item.table.name: pending.item.table for pending in batch}.values():
-            if now - self._swept.get(names.name, 0.0) > SWEEP_INTERVAL:
-                self._swept[names.name] = now
-                try:
-                    await self._in_thread(partial(self._attempt, partial(self._sweep, names=names)))
-                except StoreUnavailable as exc:  # the writes committed; the next sweep may do it
-                    log.warning("sweeping %s: %s", names.name, exc.detail)
+            await self._sweeps.after_write(names.name, partial(self._sweep_now, names))
 
     def _commit_in_thread(self, batch: builtins.list[Pending[_Write, None]], call: _Call) -> None:
         """One transaction for the batch: every write of it commits, or none does."""

@@ -35,12 +35,12 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
-import logging
 import math
 import os
 import re
 import time
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import anyio
@@ -61,10 +61,9 @@ from ._records import (
 from ._s3api import S3Client
 from ._url import seconds_option
 from .base import InvalidKey, Record, RecordNotFound, StoreOptions, StoreUnavailable
+from .sweeper import WriteSweeps
 
 __all__ = ["S3Store", "DEFAULT_OPTIONS"]
-
-log = logging.getLogger(__name__)
 
 #: S3 keeps at most 1024 bytes of an object's name and 2 KiB of its user metadata,
 #: so keys (base64 makes 4 of 3 bytes) and metadata (in base64) have lower limits here
@@ -209,7 +208,7 @@ class S3Store:
         self._users = 0
         self._open = False
         self._limiter: anyio.CapacityLimiter | None = None
-        self._swept: dict[str, float] = {}
+        self._sweeps = WriteSweeps(self.kind, SWEEP_INTERVAL)
 
     @property
     def where(self) -> str:
@@ -295,12 +294,7 @@ class S3Store:
             marker = f"{names.markers}{math.floor(done.expiry * 1000):014d}/{name}"
             await self._client.call("PUT", marker)
         await self._client.call("PUT", names.data + name, headers=headers, body=done.value)
-        if time.monotonic() - self._swept.get(names.data, -math.inf) > SWEEP_INTERVAL:
-            self._swept[names.data] = time.monotonic()
-            try:
-                await self._sweep(names)
-            except StoreUnavailable as exc:  # the write is stored; the next sweep may do it
-                log.warning("sweeping %s: %s", names.data, exc.detail)
+        await self._sweeps.after_write(names.data, partial(self._sweep, names))
 
     async def delete(
         self, key: str, *, database: str | None = None, table: str | None = None

@@ -13,13 +13,16 @@ the next interval: a store that is down does not stop the service.
 from __future__ import annotations
 
 import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
 import anyio
 
 from .base import StoreUnavailable
 
-__all__ = ["SweptStore", "run_sweeper"]
+__all__ = ["SweptStore", "WriteSweeps", "run_sweeper"]
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +61,31 @@ async def run_sweeper(store: SweptStore, interval: float | None = None) -> None:
             continue
         if swept:
             log.debug("swept %d expired records from the %s store", swept, store.kind)
+
+
+class WriteSweeps:
+    """The sweeps such a store's writes also make: after a write, the tables it
+    wrote to are swept, each at most once per ``interval`` seconds (per process).
+    A sweep that fails is logged; the write stands and a later sweep does it.
+    """
+
+    def __init__(self, kind: str, interval: float) -> None:
+        self.kind = kind
+        self.interval = interval
+        self._last: dict[str, float] = {}
+
+    async def after_write(self, table: str, sweep: Callable[[], Awaitable[object]]) -> None:
+        """Run ``sweep`` (of ``table``) unless that table was swept within the interval."""
+        now = time.monotonic()
+        if now - self._last.get(table, -math.inf) <= self.interval:
+            return
+        self._last[table] = now
+        try:
+            await sweep()
+        except StoreUnavailable as exc:
+            log.warning(
+                "sweeping %s in the %s store after a write failed (tried again later): %s",
+                table,
+                self.kind,
+                exc.detail,
+            )
