@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 
 import anyio
 import coredis
@@ -15,7 +14,8 @@ import pytest
 from micro._redis import RedisServer
 from micro.registry.base import Node, ServiceRecord
 from micro.registry.etcd import EtcdRegistry
-from micro.store import EtcdStore, Record, RedisStore, Store, StoreUnavailable, from_url
+from micro.store import EtcdStore, Record, RedisStore, from_url
+from tests.integration.store_calls import all_calls_fail
 from tests.servers import ServerProcess, free_port
 
 pytestmark = pytest.mark.anyio
@@ -25,34 +25,19 @@ def _db() -> str:
     return f"backend-{uuid.uuid4().hex[:10]}"
 
 
-async def _all_calls_fail(store: Store, where: str) -> None:
-    calls: list[Callable[[], object]] = [
-        lambda: store.write(Record("k", b"v")),
-        lambda: store.write(Record("k", b"v"), ttl=5),
-        lambda: store.read("k"),
-        lambda: store.read("k", prefix=True),
-        lambda: store.list(),
-        lambda: store.delete("k"),
-    ]
-    for call in calls:
-        with anyio.fail_after(15), pytest.raises(StoreUnavailable) as caught:
-            await call()  # type: ignore[misc]
-        assert where in caught.value.detail, caught.value
-
-
 @pytest.mark.parametrize("scheme", ["etcd", "redis"])
 async def test_an_unreachable_server_is_a_clear_error(scheme: str) -> None:
     port = free_port()  # nothing listens there
     url = f"etcd://127.0.0.1:{port}" if scheme == "etcd" else f"redis://127.0.0.1:{port}/0"
     async with from_url(url) as store:
-        await _all_calls_fail(store, f"127.0.0.1:{port}")
+        await all_calls_fail(store, f"127.0.0.1:{port}")
 
 
 async def test_redis_going_away_and_coming_back(fresh_redis_server: ServerProcess) -> None:
     async with RedisStore(fresh_redis_server.url) as store:
         await store.write(Record("before", b"1"))
         fresh_redis_server.stop()
-        await _all_calls_fail(store, "is unreachable")
+        await all_calls_fail(store, "is unreachable")
         fresh_redis_server.start()  # an empty server: it keeps nothing on disk
         await store.write(Record("after", b"2"))
         assert await store.list() == ["after"]
@@ -62,7 +47,7 @@ async def test_etcd_going_away_and_coming_back(fresh_etcd_server: ServerProcess)
     async with EtcdStore(fresh_etcd_server.url) as store:
         await store.write(Record("before", b"1"), ttl=30)
         fresh_etcd_server.stop()
-        await _all_calls_fail(store, fresh_etcd_server.url)
+        await all_calls_fail(store, fresh_etcd_server.url)
         fresh_etcd_server.start()
         await store.write(Record("after", b"2"), ttl=30)  # the cached lease still holds
         assert await store.list() == ["after", "before"]

@@ -13,6 +13,7 @@ import pytest
 from micro.errors import BadRequest
 from micro.store import PostgresStore, Record, Store, StoreUnavailable, from_url
 from micro.testing import STORE_CHECKS, StoreFactory
+from tests.integration.store_calls import all_calls_fail, check_cli_round_trip
 from tests.servers import ServerProcess, free_port
 
 pytestmark = pytest.mark.anyio
@@ -32,28 +33,10 @@ async def test_postgres_store_conforms(postgres_server: ServerProcess, check: Ch
     await check(factory)
 
 
-async def _all_calls_fail(store: Store, where: str) -> list[str]:
-    calls: list[Callable[[], Awaitable[object]]] = [
-        lambda: store.write(Record("k", b"v")),
-        lambda: store.write(Record("k", b"v"), ttl=5),
-        lambda: store.read("k"),
-        lambda: store.read("k", prefix=True),
-        lambda: store.list(),
-        lambda: store.delete("k"),
-    ]
-    details = []
-    for call in calls:
-        with anyio.fail_after(15), pytest.raises(StoreUnavailable) as caught:
-            await call()
-        assert where in caught.value.detail, caught.value
-        details.append(caught.value.detail)
-    return details
-
-
 async def test_an_unreachable_server_is_a_clear_error() -> None:
     port = free_port()  # nothing listens there
     async with PostgresStore(f"postgres://u@127.0.0.1:{port}/db", timeout=2) as store:
-        details = await _all_calls_fail(store, f"127.0.0.1:{port}/db")
+        details = await all_calls_fail(store, f"127.0.0.1:{port}/db")
     assert all("refused" in detail.lower() for detail in details), details
 
 
@@ -77,7 +60,7 @@ async def test_a_restart_mid_run_and_a_server_that_stays_down(
         assert len(await store.list(database=db)) == 22
 
         fresh_postgres_server.stop()
-        details = await _all_calls_fail(store, fresh_postgres_server.url.split("@")[1])
+        details = await all_calls_fail(store, fresh_postgres_server.url.split("@")[1])
         assert all("refused" in detail.lower() for detail in details), details
 
         fresh_postgres_server.start()
@@ -250,12 +233,6 @@ async def test_a_service_and_the_micro_command_use_it(postgres_server: ServerPro
         done = micro_cmd("--store", postgres_server.url, "store", *args, "--database", db)
         return done.returncode, done.stdout
 
-    assert await anyio.to_thread.run_sync(cli, "get", "user/1") == (0, "alice\n")
-    assert (await anyio.to_thread.run_sync(cli, "put", "user/2", "bob"))[0] == 0
-    assert await anyio.to_thread.run_sync(cli, "list", "--prefix", "user/") == (
-        0,
-        "user/1\nuser/2\n",
-    )
-    assert (await anyio.to_thread.run_sync(cli, "delete", "user/1"))[0] == 0
+    await check_cli_round_trip(cli)
     async with PostgresStore(postgres_server.url) as store:
         assert await store.list(database=db) == ["user/2"]

@@ -13,11 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from micro.store import InvalidKey, Record, S3Store, Store, StoreOptions, StoreUnavailable, from_url
+from micro.store import InvalidKey, Record, S3Store, Store, StoreOptions, from_url
 from micro.store._s3api import S3Client
 from micro.store.s3 import decode_name, encode_name
 from micro.testing import STORE_CHECKS, StoreFactory
 from micro.testing.store import check_pagination
+from tests.integration.store_calls import all_calls_fail, check_cli_round_trip
 from tests.servers import ServerProcess, free_port
 from tests.servers_s3 import ACCESS_KEY, S3_BUCKET, SECRET_KEY, s3_url
 
@@ -159,39 +160,24 @@ async def test_sweep_all_sweeps_every_table_under_the_prefix(s3_server: ServerPr
         assert await other.list(database="d0", table="t/0") == ["k"]
 
 
-async def _all_calls_fail(store: Store, where: str) -> None:
-    calls: list[Callable[[], Awaitable[object]]] = [
-        lambda: store.write(Record("k", b"v")),
-        lambda: store.write(Record("k", b"v"), ttl=5),
-        lambda: store.read("k"),
-        lambda: store.read("k", prefix=True),
-        lambda: store.list(),
-        lambda: store.delete("k"),
-    ]
-    for call in calls:
-        with anyio.fail_after(15), pytest.raises(StoreUnavailable) as caught:
-            await call()
-        assert where in caught.value.detail, caught.value
-
-
 async def test_an_unreachable_server_is_a_clear_error() -> None:
     port = free_port()  # nothing listens there
     url = f"s3://k:s@bucket/p?endpoint=http://127.0.0.1:{port}"
     async with from_url(url) as store:
-        await _all_calls_fail(store, f"http://127.0.0.1:{port} bucket bucket is unreachable")
+        await all_calls_fail(store, f"http://127.0.0.1:{port} bucket bucket is unreachable")
 
 
 async def test_a_missing_bucket_is_the_servers_error(s3_server: ServerProcess) -> None:
     url = f"s3://{ACCESS_KEY}:{SECRET_KEY}@no-such-bucket/p?endpoint={s3_server.url}"
     async with from_url(url) as store:
-        await _all_calls_fail(store, "NoSuchBucket")
+        await all_calls_fail(store, "NoSuchBucket")
 
 
 async def test_the_server_going_away(fresh_s3_server: ServerProcess) -> None:
     async with S3Store(s3_url(fresh_s3_server, _prefix())) as store:
         await store.write(Record("before", b"1"))
         fresh_s3_server.stop()
-        await _all_calls_fail(store, "is unreachable")
+        await all_calls_fail(store, "is unreachable")
 
 
 def test_s3_urls_and_limits(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -246,12 +232,6 @@ async def test_a_service_and_the_micro_command_use_it(s3_server: ServerProcess) 
         done = micro_cmd("store", *args, env={"MICRO_STORE": url})
         return done.returncode, done.stdout
 
-    assert await anyio.to_thread.run_sync(cli, "get", "user/1") == (0, "alice\n")
-    assert (await anyio.to_thread.run_sync(cli, "put", "user/2", "bob"))[0] == 0
-    assert await anyio.to_thread.run_sync(cli, "list", "--prefix", "user/") == (
-        0,
-        "user/1\nuser/2\n",
-    )
-    assert (await anyio.to_thread.run_sync(cli, "delete", "user/1"))[0] == 0
+    await check_cli_round_trip(cli)
     async with S3Store(url) as store:
         assert await store.list() == ["user/2"]
