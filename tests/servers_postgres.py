@@ -176,9 +176,8 @@ def _workdir() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresProcess]:
-    """One PostgreSQL for the session; tests use unique tables. ``.url`` is ``postgres://…``."""
+def _running_postgres() -> Iterator[PostgresProcess]:
+    """A PostgreSQL in a directory of its own, stopped and removed afterwards."""
     workdir = _workdir()
     try:
         server = start_postgres(workdir)
@@ -188,17 +187,15 @@ def postgres_server() -> Iterator[PostgresProcess]:
             server.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresProcess]:
+    """One PostgreSQL for the session; tests use unique tables. ``.url`` is ``postgres://…``."""
+    yield from _running_postgres()
 
 
 @pytest.fixture
 def fresh_postgres_server() -> Iterator[PostgresProcess]:
     """A PostgreSQL of the test's own, for tests that stop or restart it."""
-    workdir = _workdir()
-    try:
-        server = start_postgres(workdir)
-        try:
-            yield server
-        finally:
-            server.stop()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    yield from _running_postgres()
