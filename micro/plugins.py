@@ -37,7 +37,10 @@ from typing import Any
 __all__ = [
     "KINDS",
     "Kind",
+    "BUILTINS",
+    "KNOWN_PLUGINS",
     "UnknownScheme",
+    "check",
     "create",
     "endpoint",
     "register",
