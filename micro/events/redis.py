@@ -408,17 +408,8 @@ class _Consumer:
                 if self.group is None:
                     await client.xgroup_destroy(self.keys[0], self.name)
                     return
-                for event in held:
-                    await client.xclaim(
-                        self.keys[0],
-                        self.name,
-                        self.consumer,
-                        0,
-                        [event.id],
-                        idle=_DUE_NOW,
-                        retrycount=max(event.deliveries - 1, 0),
-                        justid=True,
-                    )
+                for event in held:  # never handed out: this delivery does not count
+                    await self._due_now(client, event.id, max(event.deliveries - 1, 0))
                 await stream._scripts["leave"]([self.keys[0]], [self.name, self.consumer])
 
     async def _events(self) -> AsyncIterator[Event]:
@@ -511,16 +502,24 @@ class _Consumer:
         with stream._errors():
             if how == "ack":
                 await client.xack(self.keys[0], self.name, [event.id])
-            else:  # nack: due at once for the group's next claim
-                await client.xclaim(
-                    self.keys[0],
-                    self.name,
-                    self.consumer,
-                    0,
-                    [event.id],
-                    idle=_DUE_NOW,
-                    justid=True,
-                )
+            else:  # nack
+                await self._due_now(client, event.id)
+
+    async def _due_now(
+        self, client: coredis.Redis[bytes], id: str, deliveries: int | None = None
+    ) -> None:
+        """Make the entry due at once for the group's next claim (by any consumer);
+        ``deliveries`` sets its delivery count, else it stays as it is."""
+        await client.xclaim(
+            self.keys[0],
+            self.name,
+            self.consumer,
+            0,
+            [id],
+            idle=_DUE_NOW,
+            retrycount=deliveries,
+            justid=True,
+        )
 
 
 def _no_group(exc: coredis.exceptions.ResponseError) -> bool:
