@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -49,13 +51,22 @@ def events_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.url
 
 
-async def _spawn(*args: str) -> anyio.abc.Process:
-    return await anyio.open_process(
+@asynccontextmanager
+async def _child(*args: str) -> AsyncIterator[anyio.abc.Process]:
+    """This module run as a child with ``args``; killed on leaving if still running."""
+    process = await anyio.open_process(
         [sys.executable, "-m", "tests.integration.crash.test_events", *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stderr=None,
     )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with anyio.fail_after(10):
+                await process.wait()
 
 
 async def _lines_until(process: anyio.abc.Process, done: str, count: int) -> list[str]:
@@ -89,17 +100,11 @@ async def test_events_held_by_a_killed_consumer_go_to_another(
     topic = f"crash.orders.{os.getpid()}.{anyio_backend}"
     async with from_url(events_url) as stream:
         published = [(await stream.publish(topic, {"n": n})).id for n in range(HELD)]
-        process = await _spawn("consume", events_url, topic, anyio_backend, str(HELD))
-        try:
+        async with _child("consume", events_url, topic, anyio_backend, str(HELD)) as process:
             held = await _lines_until(process, "holding", HELD + 1)
             assert held[-1] == "holding" and sorted(held[:-1]) == sorted(published)
             assert process.returncode is None
             await _kill(process)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                with anyio.fail_after(10):
-                    await process.wait()
         later = [(await stream.publish(topic, {"n": n})).id for n in range(HELD, HELD + 10)]
         got: set[str] = set()
         async with stream.consume(topic, group="billing", ack_wait=ACK_WAIT) as events:
@@ -118,15 +123,9 @@ async def test_published_events_survive_a_killed_publisher(
     events_url: str, anyio_backend: str
 ) -> None:
     topic = f"crash.published.{os.getpid()}.{anyio_backend}"
-    process = await _spawn("publish", events_url, topic, anyio_backend)
-    try:
+    async with _child("publish", events_url, topic, anyio_backend) as process:
         acked = await _lines_until(process, "", PUBLISHED_BEFORE_KILL)
         acked += await _kill(process)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            with anyio.fail_after(10):
-                await process.wait()
     async with from_url(events_url) as stream:
         stored = {event.id for event in await stream.read(topic)}
     missing = [id for id in acked if id not in stored]
@@ -141,15 +140,9 @@ async def test_a_killed_service_consumer_loses_no_event(
     topic = f"crash.service.{os.getpid()}.{anyio_backend}"
     async with from_url(events_url) as stream:
         published = [(await stream.publish(topic, {"n": n})).id for n in range(HELD)]
-    process = await _spawn("service", events_url, topic, anyio_backend)
-    try:
+    async with _child("service", events_url, topic, anyio_backend) as process:
         assert (await _lines_until(process, "holding", 1))[-1] == "holding"
         await _kill(process)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            with anyio.fail_after(10):
-                await process.wait()
     got: set[str] = set()
     done = anyio.Event()
     survivor = micro.Service(  # a stream of its own: not one shared with other event loops
