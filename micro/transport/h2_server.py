@@ -4,8 +4,10 @@ Theory of operation. One task reads: it feeds bytes to h2 and dispatches the
 resulting events by type. One task writes: it sleeps until something has been
 queued in h2's outbound buffer and sends everything queued in one socket
 write, so responses finished in the same loop turn share a send. Handlers run
-as tasks in the connection's task group, one per call, each in a cancel scope
-that the call's ``grpc-timeout`` and the peer's RST_STREAM can cancel.
+in tasks of the connection's task group, each call in a cancel scope that its
+``grpc-timeout`` and the peer's RST_STREAM can cancel: a task per streaming
+call, and for unary calls workers that wait for the next call once one ends
+(waking a waiting task costs less than starting one).
 
 Nothing here awaits while holding h2 state half-updated: every h2 verb is a
 synchronous call, so the reader and the handlers interleave only at awaits.
@@ -148,6 +150,10 @@ class H2ServerConnection:
         self._draining = False
         self._done = False
         self._closing = False
+        #: unary calls whose request is complete, waiting for a worker
+        self._calls: deque[_Stream] = deque()
+        #: workers waiting for a call, each woken by its own event
+        self._idle: list[anyio.Event] = []
         self._reset_budget = float(RESET_BURST)
         self._reset_stamp = 0.0
         self._handlers = event_handlers(
@@ -392,7 +398,11 @@ class H2ServerConnection:
             self._tg.start_soon(self._run_lines, st, st.lines)
             return
         self._server.call_started()
-        self._tg.start_soon(self._run_unary, st)
+        self._calls.append(st)
+        if self._idle:
+            self._idle.pop().set()
+        else:
+            self._tg.start_soon(self._call_worker)
 
     def _on_reset(self, event: h2.events.StreamReset) -> None:
         sid = event.stream_id
@@ -448,11 +458,35 @@ class H2ServerConnection:
             pass
         self._flush()
 
+    async def _call_worker(self) -> None:
+        """Run unary calls as they come, then wait for more (up to _IDLE_WORKERS wait).
+
+        A task started per call costs more than waking one that waits; each
+        call queued wakes a waiting worker or starts one, so no call waits for
+        another's handler.
+        """
+        calls = self._calls
+        idle = self._idle
+        while True:
+            while calls:
+                await self._run_unary(calls.popleft())
+            if len(idle) >= _IDLE_WORKERS or self._done:
+                return
+            wake = anyio.Event()
+            idle.append(wake)
+            try:
+                await wake.wait()
+            finally:
+                if not wake.is_set():
+                    idle.remove(wake)
+
     async def _run_unary(self, st: _Stream) -> None:
         server = self._server
         result: bytes | None = None
         error: MicroError | None
         try:
+            if st.reset:
+                return  # reset while it waited for a worker
             try:
                 body = _unary_body(st)
             except MicroError as exc:
@@ -640,6 +674,8 @@ class H2ServerConnection:
             self._close()
 
 
+#: Workers that may wait for unary calls on one connection.
+_IDLE_WORKERS = 16
 #: Queued outbound bytes past which a streaming sender lets the writer run.
 _YIELD_AFTER = 64 * 1024
 
