@@ -42,3 +42,14 @@ async def check_cli_round_trip(cli: Callable[..., tuple[int, str]]) -> None:
         "user/1\nuser/2\n",
     )
     assert (await anyio.to_thread.run_sync(cli, "delete", "user/1"))[0] == 0
+
+
+async def write_once_back(store: Store, record: Record) -> None:
+    """Write ``record`` as soon as the store's server answers again (within 30 s)."""
+    with anyio.fail_after(30):
+        while True:
+            try:
+                await store.write(record)
+                return
+            except StoreUnavailable:
+                await anyio.sleep(0.2)

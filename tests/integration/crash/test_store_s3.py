@@ -17,6 +17,7 @@ import anyio
 import pytest
 
 from micro.store import Record, S3Store, StoreUnavailable
+from tests.integration.store_calls import write_once_back
 from tests.servers import ServerProcess
 from tests.servers_s3 import s3_url
 
@@ -52,12 +53,7 @@ async def test_a_frozen_server_is_a_timeout_not_a_hang(fresh_s3_server: ServerPr
         finally:
             os.kill(fresh_s3_server.pid, signal.SIGCONT)
 
-        with anyio.fail_after(30):  # a bounded wait for the server to catch up
-            while True:
-                try:
-                    await store.write(Record("after", b"3"))
-                    break
-                except StoreUnavailable:
-                    await anyio.sleep(0.2)
+        await write_once_back(store, Record("after", b"3"))
+        with anyio.fail_after(30):
             assert "after" in await store.list()
             assert await store.read("after") == [Record("after", b"3")]
