@@ -34,10 +34,12 @@ __all__ = [
     "decode_key",
     "namespace",
     "check_page",
+    "check_scan",
     "page",
     "decode_metadata",
     "pack",
     "unpack",
+    "unpack_record",
     "not_open",
     "is_live",
     "PREFIX_END",
@@ -119,6 +121,16 @@ def check_page(limit: int | None, offset: int) -> None:
         raise BadRequest(f"limit must be None or an int >= 0, not {limit!r}")
     if not isinstance(offset, int) or offset < 0:
         raise BadRequest(f"offset must be an int >= 0, not {offset!r}")
+
+
+def check_scan(
+    prefix: object, suffix: object, limit: int | None, offset: int
+) -> tuple[bytes, bytes]:
+    """The prefix and suffix of a scan (a prefix or suffix read, a list) as bytes,
+    its ``limit`` and ``offset`` checked; raises InvalidKey or BadRequest."""
+    start, end = encode_affix(prefix, "prefix"), encode_affix(suffix, "suffix")
+    check_page(limit, offset)
+    return start, end
 
 
 def page(items: Iterable[T], limit: int | None, offset: int) -> list[T]:
@@ -210,3 +222,15 @@ def unpack(data: bytes) -> tuple[bytes, bytes, float | None]:
     _, expiry, size = _HEADER.unpack_from(data)
     start = _HEADER.size
     return data[start + size :], data[start : start + size], expiry or None
+
+
+def unpack_record(key: bytes, data: bytes) -> Record | None:
+    """The record of ``key`` packed in ``data`` by :func:`pack`; None when it has
+    expired or ``data`` is not a packed record (someone else's value)."""
+    try:
+        value, metadata, expiry = unpack(data)
+    except ValueError:
+        return None
+    if not is_live(expiry, time.time()):
+        return None
+    return Record(decode_key(key), value, decode_metadata(metadata), expiry)

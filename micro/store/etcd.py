@@ -44,10 +44,8 @@ from ..etcd import (
 from ..refcount import Users
 from ._group import Batcher, Pending
 from ._records import (
-    check_page,
+    check_scan,
     decode_key,
-    decode_metadata,
-    encode_affix,
     encode_key,
     is_live,
     namespace,
@@ -56,6 +54,7 @@ from ._records import (
     page,
     prepare_write,
     unpack,
+    unpack_record,
 )
 from .base import Record, RecordNotFound, StoreOptions, StoreUnavailable
 
@@ -272,9 +271,8 @@ class EtcdStore:
         values: bool,
     ) -> builtins.list[KeyValue]:
         """Live keys (with values if asked) under ``base + prefix`` ending in ``suffix``."""
-        start = base + encode_affix(prefix, "prefix")
-        end = encode_affix(suffix, "suffix")
-        check_page(limit, offset)
+        affix, end = check_scan(prefix, suffix, limit, offset)
+        start = base + affix
         needed = None if limit is None else offset + limit
         fetch = 0 if needed is None else max(needed, 1)  # 0: every key
         while True:
@@ -295,13 +293,7 @@ class EtcdStore:
             fetch = max(fetch * 4, len(kvs) + 1)
 
     def _record(self, base: bytes, kv: KeyValue) -> Record | None:
-        try:
-            value, metadata, expiry = unpack(kv.value)
-        except ValueError:
-            return None
-        if not is_live(expiry, time.time()):
-            return None
-        return Record(decode_key(kv.key[len(base) :]), value, decode_metadata(metadata), expiry)
+        return unpack_record(kv.key[len(base) :], kv.value)
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:

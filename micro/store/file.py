@@ -41,10 +41,9 @@ from ._group import Batcher, Pending
 from ._records import (
     PREFIX_END,
     Prepared,
-    check_page,
+    check_scan,
     decode_key,
     decode_metadata,
-    encode_affix,
     encode_key,
     namespace,
     not_open,
@@ -372,8 +371,7 @@ def _ns(options: StoreOptions, database: str | None, table: str | None) -> tuple
 
 def _range(prefix: str, suffix: str, limit: int | None, offset: int) -> tuple[str, tuple[Any, ...]]:
     """WHERE, ORDER BY and LIMIT for live keys with the prefix and suffix."""
-    start, end = encode_affix(prefix, "prefix"), encode_affix(suffix, "suffix")
-    check_page(limit, offset)
+    start, end = check_scan(prefix, suffix, limit, offset)
     sql = f"WHERE db = ? AND tbl = ? AND key >= ? AND key < ? AND {_LIVE}"
     args: tuple[Any, ...] = (start, start + PREFIX_END, _NOW)
     if end:

@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ._records import (
-    check_page,
+    check_scan,
     decode_metadata,
-    encode_affix,
     encode_key,
     is_live,
     namespace,
@@ -156,9 +155,7 @@ class MemoryStore:
         limit: int | None,
         offset: int,
     ) -> builtins.list[tuple[str, _Entry]]:
-        encode_affix(prefix, "prefix")
-        encode_affix(suffix, "suffix")
-        check_page(limit, offset)
+        check_scan(prefix, suffix, limit, offset)
         where = self._tables.get(namespace(self.options, database, table))
         if where is None:
             return []

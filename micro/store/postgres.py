@@ -61,10 +61,9 @@ from ._group import Batcher, Pending
 from ._records import (
     PREFIX_END,
     Prepared,
-    check_page,
+    check_scan,
     decode_key,
     decode_metadata,
-    encode_affix,
     encode_key,
     namespace,
     not_open,
@@ -663,8 +662,7 @@ def _scan(
     names: _Table, columns: str, prefix: str, suffix: str, limit: int | None, offset: int
 ) -> tuple[sql.Composed, tuple[Any, ...]]:
     """A query of live rows whose keys have the prefix and suffix, in key order, paged."""
-    start, end = encode_affix(prefix, "prefix"), encode_affix(suffix, "suffix")
-    check_page(limit, offset)
+    start, end = check_scan(prefix, suffix, limit, offset)
     text = f"SELECT {columns} FROM {{}} WHERE key >= %s AND key < %s AND {_LIVE}"
     args: tuple[Any, ...] = (start, start + PREFIX_END, _NOW)
     if end:

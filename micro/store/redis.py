@@ -25,7 +25,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import math
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,17 +37,14 @@ from .._redis import RedisServer, close, errors, escape
 from ._group import Batcher, Pending
 from ._records import (
     PREFIX_END,
-    check_page,
+    check_scan,
     decode_key,
-    decode_metadata,
-    encode_affix,
     encode_key,
-    is_live,
     namespace,
     not_open,
     pack,
     prepare_write,
-    unpack,
+    unpack_record,
 )
 from .base import Record, RecordNotFound, StoreOptions, StoreUnavailable
 
@@ -314,9 +310,7 @@ class RedisStore:
         *,
         values: bool,
     ) -> tuple[builtins.list[bytes], builtins.list[bytes | None]]:
-        start = encode_affix(prefix, "prefix")
-        end = encode_affix(suffix, "suffix")
-        check_page(limit, offset)
+        start, end = check_scan(prefix, suffix, limit, offset)
         args: list[Any] = [
             base + b":d:",
             b"[" + start,
@@ -354,12 +348,4 @@ class RedisStore:
 
 
 def _record(key: bytes, data: bytes | None) -> Record | None:
-    if data is None:
-        return None
-    try:
-        value, metadata, expiry = unpack(data)
-    except ValueError:
-        return None
-    if not is_live(expiry, time.time()):
-        return None
-    return Record(decode_key(key), value, decode_metadata(metadata), expiry)
+    return None if data is None else unpack_record(key, data)

@@ -48,10 +48,9 @@ import httpx
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
 from ._records import (
-    check_page,
+    check_scan,
     decode_key,
     decode_metadata,
-    encode_affix,
     encode_key,
     is_live,
     namespace,
@@ -368,8 +367,7 @@ class S3Store:
     ) -> builtins.list[bytes]:
         """Keys of live records with the prefix and suffix, in order, paged."""
         self._check_open()
-        start, end = encode_affix(prefix, "prefix"), encode_affix(suffix, "suffix")
-        check_page(limit, offset)
+        start, end = check_scan(prefix, suffix, limit, offset)
         if limit == 0:
             return []
         now = time.time()

@@ -13,6 +13,7 @@ from micro.store._records import (
     PREFIX_END,
     Prepared,
     check_page,
+    check_scan,
     decode_key,
     decode_metadata,
     encode_key,
@@ -21,6 +22,7 @@ from micro.store._records import (
     page,
     prepare_write,
     unpack,
+    unpack_record,
 )
 
 OPTIONS = StoreOptions(max_key_size=8, max_value_size=16, max_metadata_size=32)
@@ -116,3 +118,24 @@ def test_pack_round_trips(expiry: float | None) -> None:
     assert decode_metadata(meta) == {"a": 1} and decode_metadata(b"") == {}
     with pytest.raises(ValueError):
         unpack(b"\x02" + pack(b"v", b"", None)[1:])
+
+
+def test_scans_check_their_affixes_and_page() -> None:
+    assert check_scan("ü", "", None, 0) == ("ü".encode(), b"")
+    assert check_scan("", "\ud800", 3, 1) == (b"", "\ud800".encode("utf-8", "surrogatepass"))
+    with pytest.raises(InvalidKey, match="prefix"):
+        check_scan(1, "", None, 0)
+    with pytest.raises(InvalidKey, match="suffix"):
+        check_scan("", None, None, 0)
+    for limit, offset in [(-1, 0), (None, -1), (1.5, 0)]:
+        with pytest.raises(BadRequest):
+            check_scan("", "", limit, offset)  # type: ignore[arg-type]
+
+
+def test_packed_records_unpack_while_live() -> None:
+    later = time.time() + 60
+    packed = pack(b"v", b'{"a":1}', later)
+    assert unpack_record(b"k", packed) == Record("k", b"v", {"a": 1}, later)
+    assert unpack_record(b"k", pack(b"v", b"", None)) == Record("k", b"v")
+    assert unpack_record(b"k", pack(b"v", b"", time.time() - 1)) is None  # expired
+    assert unpack_record(b"k", b"not packed") is None
