@@ -39,6 +39,7 @@ import anyio
 import anyio.to_thread
 
 from ..broker.base import new_message_id
+from ..refcount import Users
 from ..store._group import Batcher, Pending
 from .base import (
     DEAD_SUFFIX,
@@ -179,7 +180,7 @@ class SqliteEventStream:
         self.poll_interval = poll_interval
         self._busy_timeout = busy_timeout
         self._con: sqlite3.Connection | None = None
-        self._users = 0
+        self._users = Users()
         self._ops: Batcher[_Queued, Any] = Batcher(
             self._run, max_items=GROUP_ITEMS, max_bytes=GROUP_BYTES
         )
@@ -226,15 +227,18 @@ class SqliteEventStream:
             await anyio.to_thread.run_sync(con.close)
 
     async def __aenter__(self) -> SqliteEventStream:
-        if self._users == 0:
-            self._changed = anyio.Event()  # of the event loop that uses the stream now
-            await self._open()
-        self._users += 1
+        await self._users.enter(self._first_open)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._users -= 1
-        if self._users == 0 and self._threaded:
+        await self._users.exit(self._last_close)
+
+    async def _first_open(self) -> None:
+        self._changed = anyio.Event()  # of the event loop that uses the stream now
+        await self._open()
+
+    async def _last_close(self) -> None:
+        if self._threaded:  # the memory backend keeps its database
             with anyio.CancelScope(shield=True):
                 await self._ops.wait_idle()
                 await self._close()
@@ -245,7 +249,7 @@ class SqliteEventStream:
         self, op: Op, size: int = 0, *, wakes: bool = False, durable: bool = False
     ) -> Any:
         """Run ``op`` in the next transaction; ``durable``: fsynced before it returns."""
-        if self._users == 0 or self._con is None:
+        if not self._users.open or self._con is None:
             raise EventsUnavailable(
                 f"the {self.kind} event stream is not open: use it inside `async with stream:`"
             )

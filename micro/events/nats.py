@@ -39,6 +39,7 @@ from ..errors import BadRequest, NotFound, Timeout
 from ..nats import NatsClient, NatsUnavailable
 from ..nats.jetstream import JetStream, JetStreamError, Puller, message_info, nanos
 from ..nats.protocol import Msg
+from ..refcount import Users
 from .base import (
     DEAD_SUFFIX,
     Event,
@@ -112,19 +113,18 @@ class JetStreamEventStream:
         self.timeout = timeout
         self.js = JetStream(self.client, timeout=timeout)
         self._streams: set[str] = set()
-        self._users = 0
+        self._users = Users()
 
     async def __aenter__(self) -> JetStreamEventStream:
         try:
             await self.client.__aenter__()
         except NatsUnavailable as exc:
             raise EventsUnavailable(f"NATS is unreachable: {exc.detail}") from exc
-        self._users += 1
+        await self._users.enter()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._users -= 1
-        if self._users == 0:
+        if await self._users.exit():
             self._streams.clear()
         await self.client.__aexit__(None, None, None)
 
@@ -285,7 +285,7 @@ class JetStreamEventStream:
         return name
 
     def _check_open(self) -> None:
-        if self._users == 0:
+        if not self._users.open:
             raise EventsUnavailable(
                 "the NATS event stream is not open: use it inside `async with stream:`"
             )

@@ -40,6 +40,7 @@ import coredis.exceptions
 
 from .._redis import RedisServer, close, errors, escape
 from ..broker.base import new_message_id
+from ..refcount import Users
 from ..store._group import Batcher, Pending
 from .base import (
     DEAD_SUFFIX,
@@ -222,7 +223,7 @@ class RedisEventStream:
         self.prefix = prefix
         self._client: coredis.Redis[bytes] | None = None
         self._scripts: dict[str, Any] = {}
-        self._users = 0
+        self._users = Users()
         # Publishes in flight together go as one script call.
         self._publishes: Batcher[_Publish, Any] = Batcher(
             self._publish, max_items=BATCH_ITEMS, max_bytes=BATCH_BYTES
@@ -233,17 +234,20 @@ class RedisEventStream:
         return self._server.address
 
     async def __aenter__(self) -> RedisEventStream:
-        if self._users == 0:
-            # No stream timeout: a consumer's XREADGROUP blocks on purpose.
-            self._client, self._scripts = await self._server.open(
-                EventsUnavailable, _SCRIPTS, connect_timeout=self.timeout
-            )
-        self._users += 1
+        await self._users.enter(self._open)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._users -= 1
-        if self._users == 0 and self._client is not None:
+        await self._users.exit(self._close)
+
+    async def _open(self) -> None:
+        # No stream timeout: a consumer's XREADGROUP blocks on purpose.
+        self._client, self._scripts = await self._server.open(
+            EventsUnavailable, _SCRIPTS, connect_timeout=self.timeout
+        )
+
+    async def _close(self) -> None:
+        if self._client is not None:
             with anyio.CancelScope(shield=True):
                 await self._publishes.wait_idle()
             client, self._client = self._client, None

@@ -49,6 +49,7 @@ import anyio.lowlevel
 
 from ..errors import PayloadTooLarge, Timeout
 from ..message import PublishError
+from ..refcount import Users
 from . import protocol
 from ._connection import (
     MAX_WRITE_BUFFER,
@@ -148,7 +149,7 @@ class NatsClient:
         self._replies: dict[str, _Reply] = {}
         self._tokens = itertools.count(1)
         self._tg: anyio.abc.TaskGroup | None = None
-        self._users = 0
+        self._users = Users()
         self._closed = True
         self._next_server = 0
 
@@ -165,20 +166,7 @@ class NatsClient:
     # -- lifecycle --
 
     async def __aenter__(self) -> NatsClient:
-        if self._users == 0:
-            self._closed = False
-            try:
-                conn = await self._connect_round()
-            except BaseException:
-                self._closed = True
-                raise
-            self._conn = conn
-            self._connected.set()
-            tg = anyio.create_task_group()
-            await tg.__aenter__()
-            tg.start_soon(self._run, conn)
-            self._tg = tg
-        self._users += 1
+        await self._users.enter(self._open)
         return self
 
     async def __aexit__(
@@ -187,9 +175,28 @@ class NatsClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._users -= 1
-        if self._users > 0:
-            return
+        await self._users.exit(lambda: self._close(exc_type, exc, tb))
+
+    async def _open(self) -> None:
+        self._closed = False
+        try:
+            conn = await self._connect_round()
+        except BaseException:
+            self._closed = True
+            raise
+        self._conn = conn
+        self._connected.set()
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        tg.start_soon(self._run, conn)
+        self._tg = tg
+
+    async def _close(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         conn = self._conn
         if conn is not None and conn.failure is None:
             # Let the server process what was queued or is being written

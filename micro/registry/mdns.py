@@ -110,6 +110,7 @@ from zeroconf import Error as ZeroconfError
 from zeroconf._dns import DNSPointer, DNSRecord  # also importable from zeroconf itself
 
 from ..errors import PayloadTooLarge
+from ..refcount import Users
 from .base import (
     EndpointInfo,
     EventType,
@@ -204,7 +205,7 @@ class MdnsRegistry:
         self.interfaces: list[str | int] | None = None if interfaces is None else list(interfaces)
         self.domain = domain if domain.endswith(".") else domain + "."
         self.service_type = f"{SERVICE_TYPE}.{self.domain}"
-        self._users = 0
+        self._users = Users()
         self._open: _Open | None = None
         self._generation = 0
         # Serializes opening and closing; one lock per event loop, as one
@@ -228,7 +229,7 @@ class MdnsRegistry:
                 self._open = await self._start()
             elif self._open.token.native_token is not anyio.lowlevel.current_token().native_token:
                 raise RuntimeError("this MdnsRegistry is open in another event loop")
-            self._users += 1
+            await self._users.enter()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -236,8 +237,7 @@ class MdnsRegistry:
         # out, or the registry would stay open (and bound to this event loop).
         with anyio.CancelScope(shield=True):
             async with self._lifecycle_lock():
-                self._users -= 1
-                if self._users == 0:
+                if await self._users.exit():
                     state, self._open = self._open, None
                     with self._lock:
                         self._registered.clear()

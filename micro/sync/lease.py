@@ -59,6 +59,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from ..errors import MicroError
+from ..refcount import Users
 from ._asyncio_expiry import ExpiryGuard, expiry_guard
 from .base import (
     DEFAULT_TTL,
@@ -279,7 +280,7 @@ class LeasedSync(ABC):
 
     def __init__(self, *, id: str | None = None) -> None:
         self.id = id or default_id()
-        self._users = 0
+        self._users = Users()
         self._tg: anyio.abc.TaskGroup | None = None
         self._own_tg: anyio.abc.TaskGroup | None = None
         self._holds: set[Hold] = set()
@@ -343,31 +344,32 @@ class LeasedSync(ABC):
         await self._exit()
 
     async def _enter(self, task_group: anyio.abc.TaskGroup | None) -> None:
-        if self._users == 0:
-            await self._open()
-            if task_group is None:
-                own = anyio.create_task_group()
-                try:
-                    await own.__aenter__()
-                except BaseException:
-                    with anyio.CancelScope(shield=True):
-                        await self._close()
-                    raise
-                self._own_tg = task_group = own
-            self._tg = task_group
-        elif task_group is not None and task_group is not self._tg:
+        if self._users.open and task_group is not None and task_group is not self._tg:
             raise RuntimeError(
                 "this Sync already runs its lease keepers in another task group; "
                 "give each service its own Sync"
             )
-        self._users += 1
+        await self._users.enter(lambda: self._first_open(task_group))
+
+    async def _first_open(self, task_group: anyio.abc.TaskGroup | None) -> None:
+        await self._open()
+        if task_group is None:
+            own = anyio.create_task_group()
+            try:
+                await own.__aenter__()
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._close()
+                raise
+            self._own_tg = task_group = own
+        self._tg = task_group
 
     async def _exit(self) -> None:
-        if self._users <= 0:
+        if not self._users.open:
             raise RuntimeError(f"the {type(self).__name__} is not open")
-        self._users -= 1
-        if self._users > 0:
-            return
+        await self._users.exit(self._last_close)
+
+    async def _last_close(self) -> None:
         with anyio.CancelScope(shield=True):
             holds = list(self._holds)
             for hold in holds:
