@@ -34,7 +34,7 @@ import anyio
 import anyio.abc
 
 from ..errors import BadRequest
-from ..nats import DEFAULT_URL, NatsClient, NatsUnavailable, Unconfirmed
+from ..nats import DEFAULT_URL, NatsClient, NatsUnavailable, Unconfirmed, shared_client
 from ..nats.protocol import Msg
 from .base import ErrorHandler, Handler, Message, PublishError, new_message_id, url_options
 from .dispatch import run_handler
@@ -60,10 +60,11 @@ def nats_options(url: str) -> tuple[str, dict[str, Any]]:
 class NatsBroker:
     """A Broker on NATS; ``async with NatsBroker("nats://127.0.0.1:4222") as broker:``.
 
-    ``client`` shares one :class:`~micro.nats.NatsClient` with other parts;
-    otherwise the broker makes its own from ``url`` (one or more servers,
-    comma-separated). Entering connects, raising
-    :class:`~micro.nats.NatsUnavailable` when no server answers. ``confirm``:
+    ``client`` is the :class:`~micro.nats.NatsClient` to use; otherwise the
+    broker uses the process's shared client for ``url`` (one or more servers,
+    comma-separated), the one the event stream on the same server uses too.
+    Entering connects, raising :class:`~micro.nats.NatsUnavailable` when no
+    server answers. ``confirm``:
     whether publish waits for the server to confirm each message.
     """
 
@@ -79,7 +80,7 @@ class NatsBroker:
         self.publish_timeout = publish_timeout
         self.confirm = confirm
         self.client = (
-            client if client is not None else NatsClient(url, name=name, timeout=publish_timeout)
+            client if client is not None else shared_client(url, name=name, timeout=publish_timeout)
         )
 
     async def __aenter__(self) -> NatsBroker:

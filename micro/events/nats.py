@@ -36,7 +36,7 @@ import anyio
 from ..broker.base import PublishError as BrokerPublishError
 from ..broker.base import new_message_id, url_options
 from ..errors import BadRequest, NotFound, Timeout
-from ..nats import NatsClient, NatsUnavailable
+from ..nats import NatsClient, NatsUnavailable, shared_client
 from ..nats.jetstream import JetStream, JetStreamError, Puller, message_info, nanos
 from ..nats.protocol import Msg
 from ..refcount import Users
@@ -96,6 +96,8 @@ class JetStreamEventStream:
     """An EventStream in NATS JetStream; ``async with JetStreamEventStream("nats://…") as s:``.
 
     Open and close it in the same task (the NATS client's task group lives there).
+    Unless given ``client``, it uses the process's shared client for ``servers``
+    (:func:`micro.nats.shared_client`), which a NATS broker on the same server uses too.
     """
 
     kind = "nats"
@@ -108,7 +110,7 @@ class JetStreamEventStream:
         timeout: float = 10.0,
         client: NatsClient | None = None,
     ) -> None:
-        self.client = client if client is not None else NatsClient(servers, timeout=timeout)
+        self.client = client if client is not None else shared_client(servers, timeout=timeout)
         self.storage = storage
         self.timeout = timeout
         self.js = JetStream(self.client, timeout=timeout)

@@ -38,7 +38,7 @@ import anyio
 import coredis
 import coredis.exceptions
 
-from .._redis import RedisServer, close, errors, escape
+from .._redis import RedisServer, errors, escape, shared_client
 from ..broker.base import new_message_id
 from ..refcount import Users
 from ..store._group import Batcher, Pending
@@ -205,7 +205,8 @@ class RedisEventStream:
     """An EventStream in Redis Streams; ``async with RedisEventStream("redis://…/0") as s:``.
 
     Open and close it in the same task: coredis runs its connections in a task
-    group that the opening task hosts.
+    group that the opening task hosts. It uses the process's one client for the
+    server (:func:`micro._redis.shared_client`), shared with a Redis store on it.
     """
 
     kind = "redis"
@@ -221,6 +222,8 @@ class RedisEventStream:
         self.host, self.port, self.db = self._server.host, self._server.port, self._server.db
         self.timeout = timeout
         self.prefix = prefix
+        # The process's one client for the server, shared with a Redis store on it.
+        self._shared = shared_client(self._server, connect_timeout=timeout)
         self._client: coredis.Redis[bytes] | None = None
         self._scripts: dict[str, Any] = {}
         self._users = Users()
@@ -242,16 +245,14 @@ class RedisEventStream:
 
     async def _open(self) -> None:
         # No stream timeout: a consumer's XREADGROUP blocks on purpose.
-        self._client, self._scripts = await self._server.open(
-            EventsUnavailable, _SCRIPTS, connect_timeout=self.timeout
-        )
+        self._client, self._scripts = await self._shared.open(EventsUnavailable, _SCRIPTS)
 
     async def _close(self) -> None:
         if self._client is not None:
             with anyio.CancelScope(shield=True):
                 await self._publishes.wait_idle()
-            client, self._client = self._client, None
-            await close(client)
+            self._client = None
+            await self._shared.close()
 
     # -- the EventStream protocol --
 

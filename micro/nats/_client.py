@@ -62,7 +62,7 @@ from ._errors import NatsUnavailable, NoResponders, Unconfirmed
 from ._subscription import Subscription
 from .protocol import Msg
 
-__all__ = ["NatsClient", "DEFAULT_URL"]
+__all__ = ["NatsClient", "DEFAULT_URL", "shared_client", "shared_clients"]
 
 log = logging.getLogger("micro.nats")
 
@@ -149,7 +149,8 @@ class NatsClient:
         self._replies: dict[str, _Reply] = {}
         self._tokens = itertools.count(1)
         self._tg: anyio.abc.TaskGroup | None = None
-        self._users = Users()
+        #: the parts holding this client open: the first connects it, the last closes it
+        self.users = Users()
         self._closed = True
         self._next_server = 0
 
@@ -166,7 +167,7 @@ class NatsClient:
     # -- lifecycle --
 
     async def __aenter__(self) -> NatsClient:
-        await self._users.enter(self._open)
+        await self.users.enter(self._open)
         return self
 
     async def __aexit__(
@@ -175,7 +176,7 @@ class NatsClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._users.exit(lambda: self._close(exc_type, exc, tb))
+        await self.users.exit(lambda: self._close(exc_type, exc, tb))
 
     async def _open(self) -> None:
         self._closed = False
@@ -500,3 +501,31 @@ class NatsClient:
             waiter.error = error
             waiter.event.set()
         self._replies.clear()
+
+
+_shared: dict[tuple[tuple[ServerAddress, ...], str | None, float], NatsClient] = {}
+
+
+def shared_client(
+    servers: str | Sequence[str] = DEFAULT_URL,
+    *,
+    name: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> NatsClient:
+    """The process's one NatsClient for ``servers`` (with this ``name`` and ``timeout``):
+    the broker and the JetStream event stream of a service on one NATS server share one
+    client and one connection, opened by its first user and closed after its last.
+
+    The first user's task hosts the connection's task group, so the parts sharing a
+    client are opened and closed in one task, last in first out, as a service does.
+    """
+    key = (tuple(parse_servers(servers)), name, timeout)
+    client = _shared.get(key)
+    if client is None:
+        client = _shared[key] = NatsClient(servers, name=name, timeout=timeout)
+    return client
+
+
+def shared_clients() -> dict[tuple[tuple[ServerAddress, ...], str | None, float], NatsClient]:
+    """The shared clients by servers, name and timeout (a copy), to see which are open."""
+    return dict(_shared)

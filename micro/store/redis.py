@@ -25,7 +25,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,8 @@ import anyio
 import coredis
 import coredis.exceptions
 
-from .._redis import RedisServer, close, errors, escape
+from .._redis import RedisServer, errors, escape, shared_client
+from ..refcount import Users
 from ._group import Batcher, Pending
 from ._records import (
     PREFIX_END,
@@ -139,7 +140,8 @@ class RedisStore:
     """A Store in Redis; ``async with RedisStore("redis://127.0.0.1:6379/0") as store:``.
 
     Open and close it in the same task: coredis runs its connections in a task
-    group that the opening task hosts.
+    group that the opening task hosts. It uses the process's one client for the
+    server (:func:`micro._redis.shared_client`), shared with a Redis event stream on it.
     """
 
     kind = "redis"
@@ -164,30 +166,33 @@ class RedisStore:
             self._commit, max_items=BATCH_ITEMS, max_bytes=BATCH_BYTES
         )
         self._reads: Batcher[bytes, bytes] = Batcher(self._get, max_items=BATCH_ITEMS, max_bytes=0)
-        self._users = 0
+        self._users = Users()
+        # The process's one client for the server, shared with a Redis event stream on it;
+        # it has no answer timeout, so each call here is bounded by ``timeout``.
+        self._shared = shared_client(self._server, connect_timeout=timeout)
 
     @property
     def address(self) -> str:
         return self._server.address
 
     async def __aenter__(self) -> RedisStore:
-        if self._users == 0:
-            self._client, self._scripts = await self._server.open(
-                StoreUnavailable,
-                {"write": _WRITE, "scan": _SCAN},
-                connect_timeout=self.timeout,
-                stream_timeout=self.timeout,
-            )
-        self._users += 1
+        await self._users.enter(self._open)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._users -= 1
-        if self._users == 0 and self._client is not None:
+        await self._users.exit(self._close)
+
+    async def _open(self) -> None:
+        self._client, self._scripts = await self._shared.open(
+            StoreUnavailable, {"write": _WRITE, "scan": _SCAN}
+        )
+
+    async def _close(self) -> None:
+        if self._client is not None:
             with anyio.CancelScope(shield=True):
                 await self._writes.wait_idle()
-            client, self._client = self._client, None
-            await close(client)
+            self._client = None
+            await self._shared.close()
 
     # -- the Store protocol --
 
@@ -343,8 +348,15 @@ class RedisStore:
         with self._errors():
             yield self._scripts[name]
 
-    def _errors(self) -> contextlib.AbstractContextManager[None]:
-        return errors(self.address, StoreUnavailable)
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """A call to the server: bounded by ``timeout``, its failure a StoreUnavailable."""
+        with errors(self.address, StoreUnavailable):
+            try:
+                with anyio.fail_after(self.timeout):
+                    yield
+            except TimeoutError:
+                raise TimeoutError(f"no answer within {self.timeout}s") from None
 
 
 def _record(key: bytes, data: bytes | None) -> Record | None:
