@@ -514,6 +514,8 @@ class Service:
             tg = await stack.enter_async_context(anyio.create_task_group())
             await stack.enter_async_context(self.sync.running(tg))
             supervisor = self._supervisor = Supervisor(tg)
+            # The client's registry watchers run as parts of the service from here on.
+            stack.enter_context(self.client.supervised_by(supervisor))
             if self.config is not None:
                 # Loaded before the port opens: a broken required source fails the start.
                 await stack.enter_async_context(self.config.running(supervisor))
@@ -636,6 +638,11 @@ class Service:
             "inflight": self.server.inflight,
             "published": telemetry.published,
             "delivered": telemetry.delivered,
+            # the supervised parts: state, restarts and last error of each
+            "parts": {
+                **self.client.parts(),
+                **(self._supervisor.stats() if self._supervisor is not None else {}),
+            },
         }
 
     def _add_default_checks(self) -> None:

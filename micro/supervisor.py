@@ -8,6 +8,8 @@ that crashes later is logged and restarted after an exponential backoff with
 jitter (tenacity's policy); one that crashes more than ``max_restarts`` times
 within ``window`` seconds stops the service with :class:`PartFailed`.
 Cancellation is never caught: cancelling the group stops every part.
+:meth:`Supervisor.stats` tells each part's state, restarts and last error, for
+the service's debug stats.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import anyio
 import anyio.abc
 import tenacity
 
-__all__ = ["Supervisor", "PartFailed", "backoff_delay"]
+__all__ = ["Supervisor", "PartFailed", "PartState", "backoff_delay"]
 
 log = logging.getLogger("micro.supervisor")
 
@@ -50,6 +53,19 @@ class PartFailed(Exception):
         self.name = name
 
 
+@dataclass
+class PartState:
+    """How a supervised part is doing."""
+
+    #: ``starting``, ``running``, ``restarting`` (waiting out its backoff), ``stopped``
+    #: (it returned or was cancelled) or ``failed`` (it kept crashing, or failed to start)
+    state: str = "starting"
+    #: how many times it was restarted after a crash
+    restarts: int = 0
+    #: the last crash, as ``Type: message``
+    last_error: str | None = None
+
+
 class Supervisor:
     def __init__(
         self,
@@ -66,6 +82,12 @@ class Supervisor:
         self._wait = tenacity.wait_exponential_jitter(
             multiplier=initial_backoff, max=max_backoff, jitter=initial_backoff
         )
+        #: each part's state by name (a restarted part keeps its entry)
+        self.parts: dict[str, PartState] = {}
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Each part's state, restarts and last error by name, for debug stats."""
+        return {name: asdict(part) for name, part in self.parts.items()}
 
     async def start(self, name: str, part: Part, *args: Any) -> Any:
         """Run ``part(*args, task_status=...)`` supervised; return what it reports as started.
@@ -73,11 +95,13 @@ class Supervisor:
         Parts that do not take ``task_status`` are started at once with
         :meth:`start_soon`.
         """
-        return await self._tg.start(self._supervise, name, part, args, True, name=name)
+        state = self.parts[name] = PartState()
+        return await self._tg.start(self._supervise, name, part, args, True, state, name=name)
 
     def start_soon(self, name: str, part: Part, *args: Any) -> None:
         """Run ``part(*args)`` supervised, without waiting for it to report started."""
-        self._tg.start_soon(self._supervise, name, part, args, False, name=name)
+        state = self.parts[name] = PartState()
+        self._tg.start_soon(self._supervise, name, part, args, False, state, name=name)
 
     async def _supervise(
         self,
@@ -85,6 +109,7 @@ class Supervisor:
         part: Part,
         args: tuple[Any, ...],
         takes_status: bool,
+        state: PartState,
         *,
         task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -96,27 +121,40 @@ class Supervisor:
                 nonlocal reported
                 if not reported:
                     reported = True
+                    state.state = "running"
                     task_status.started(value)
 
-        while True:
-            try:
-                if takes_status:
-                    await part(*args, task_status=_Status())
-                else:
-                    await part(*args)
-                return
-            except Exception as exc:
-                if not reported:
-                    raise
-                now = time.monotonic()
-                crashes.append(now)
-                while crashes and crashes[0] < now - self.window:
-                    crashes.popleft()
-                if len(crashes) > self.max_restarts:
-                    raise PartFailed(name, len(crashes), self.window) from exc
-                delay = self._backoff(len(crashes))
-                log.error("%s crashed; restarting in %.2fs", name, delay, exc_info=exc)
-                await anyio.sleep(delay)
+        if reported:
+            state.state = "running"
+        try:
+            while True:
+                try:
+                    if takes_status:
+                        await part(*args, task_status=_Status())
+                    else:
+                        await part(*args)
+                    return
+                except Exception as exc:
+                    state.last_error = f"{type(exc).__name__}: {exc}"
+                    if not reported:
+                        state.state = "failed"
+                        raise
+                    now = time.monotonic()
+                    crashes.append(now)
+                    while crashes and crashes[0] < now - self.window:
+                        crashes.popleft()
+                    if len(crashes) > self.max_restarts:
+                        state.state = "failed"
+                        raise PartFailed(name, len(crashes), self.window) from exc
+                    delay = self._backoff(len(crashes))
+                    log.error("%s crashed; restarting in %.2fs", name, delay, exc_info=exc)
+                    state.state = "restarting"
+                    await anyio.sleep(delay)
+                    state.restarts += 1
+                    state.state = "running" if reported else "starting"
+        finally:
+            if state.state != "failed":
+                state.state = "stopped"
 
     def _backoff(self, attempt: int) -> float:
         return backoff_delay(self._wait, attempt)

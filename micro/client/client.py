@@ -17,7 +17,7 @@ import contextlib
 import logging
 import math
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, overload
@@ -39,7 +39,7 @@ from ..registry.cache import RegistryCache
 from ..selector.base import Selector
 from ..selector.health import NodeHealth
 from ..server.server import DEFAULT_MAX_MESSAGE_SIZE
-from ..supervisor import backoff_delay
+from ..supervisor import Supervisor, backoff_delay
 from ..tls import TLSConfig
 from ..transport.framing import ACCEPT_ENCODING, MessageDecoder, message_parts
 from ..transport.h2_client import H2ClientConnection, ResponseParts, StreamParts
@@ -144,6 +144,7 @@ class Client:
         self._chain: ClientCallNext | None = None
         self._pool: ConnectionPool | None = None
         self._cache: RegistryCache | None = None
+        self._supervisor: Supervisor | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._registry_open = False
         self._registry_lock: anyio.Lock | None = None
@@ -168,7 +169,10 @@ class Client:
             server_name=self._server_name,
             verify_service=self._verify_service,
         )
-        self._cache = RegistryCache(self.registry, tg)
+        # Registry watchers are supervised parts: here the client's own, in a service
+        # the service's (see supervised_by).
+        self._supervisor = Supervisor(tg)
+        self._cache = RegistryCache(self.registry, self._supervisor)
         self.telemetry.watch_cache(self._cache)
         self._registry_lock = anyio.Lock()
         self._stack = stack
@@ -190,6 +194,20 @@ class Client:
                 self._registry_open = False
                 with anyio.CancelScope(shield=True):
                     await self.registry.__aexit__(None, None, None)
+
+    @contextlib.contextmanager
+    def supervised_by(self, supervisor: Supervisor) -> Iterator[None]:
+        """Run the registry watchers that lookups start inside the block under
+        ``supervisor`` (a service's): they restart with its backoff, a watcher that
+        keeps failing stops the service, and its debug stats list them."""
+        if self._cache is None:
+            raise RuntimeError("the client is not open: use `async with Client(...) as client:`")
+        with self._cache.supervised_by(supervisor):
+            yield
+
+    def parts(self) -> dict[str, dict[str, Any]]:
+        """The client's own supervised parts (registry watchers outside a service)."""
+        return {} if self._supervisor is None else self._supervisor.stats()
 
     def _close_pool(self) -> None:
         if self._pool is not None:
