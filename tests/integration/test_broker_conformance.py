@@ -1,5 +1,5 @@
 """micro.testing.check_broker against the NATS broker on a real nats-server (the memory
-broker runs it in tests/unit/test_conformance_checks.py)."""
+broker runs it in tests/unit/testing/test_conformance_checks.py)."""
 
 from __future__ import annotations
 
