@@ -114,7 +114,8 @@ class _Stream:
         self.streaming = endpoint.kind is not Kind.UNARY and head.grpc
         #: a plain server-streaming call: the media type its messages go out as
         self.lines = lines
-        self.inbox: deque[Payload] = deque()
+        if self.streaming:  # only streaming calls have an inbox (a deque is ~600 bytes)
+            self.inbox: deque[Payload] = deque()
         self.unacked = 0
         self.wake: anyio.Event | None = None
         self.headers_sent = False
@@ -151,7 +152,7 @@ class H2ServerConnection:
         self._done = False
         self._closing = False
         #: unary calls whose request is complete, waiting for a worker
-        self._calls: deque[_Stream] = deque()
+        self._calls: list[_Stream] = []
         #: workers waiting for a call, each woken by its own event
         self._idle: list[anyio.Event] = []
         self._reset_budget = float(RESET_BURST)
@@ -459,18 +460,27 @@ class H2ServerConnection:
         self._flush()
 
     async def _call_worker(self) -> None:
-        """Run unary calls as they come, then wait for more (up to _IDLE_WORKERS wait).
+        """Run unary calls as they come, then wait for more.
 
         A task started per call costs more than waking one that waits; each
         call queued wakes a waiting worker or starts one, so no call waits for
-        another's handler.
+        another's handler. While calls are open on the connection up to
+        _IDLE_WORKERS wait; once none is, one waits and the others end, so an
+        idle connection holds one waiting task at most (about 5 KiB).
         """
         calls = self._calls
         idle = self._idle
         while True:
             while calls:
-                await self._run_unary(calls.popleft())
-            if len(idle) >= _IDLE_WORKERS or self._done:
+                await self._run_unary(calls.pop(0))
+            if self._done:
+                return
+            if not self._streams:
+                while len(idle) > 1:
+                    idle.pop(0).set()  # it finds no call and ends
+                if idle:
+                    return
+            elif len(idle) >= _IDLE_WORKERS:
                 return
             wake = anyio.Event()
             idle.append(wake)
