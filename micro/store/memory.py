@@ -14,6 +14,7 @@ from bisect import bisect_left, insort
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from ..refcount import Users
 from ._records import (
     check_scan,
     decode_metadata,
@@ -57,15 +58,15 @@ class MemoryStore:
     def __init__(self, *, options: StoreOptions | None = None) -> None:
         self.options = options if options is not None else StoreOptions()
         self._tables: dict[tuple[str, str], _Table] = {}
-        self._users = 0
+        self._users = Users()
         self._swept = time.time()
 
     async def __aenter__(self) -> MemoryStore:
-        self._users += 1
+        await self._users.enter()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._users -= 1
+        await self._users.exit()
 
     async def read(
         self,
@@ -134,7 +135,7 @@ class MemoryStore:
     # -- internals --
 
     def _check_open(self) -> None:
-        if self._users <= 0:
+        if not self._users.open:
             raise not_open(self.kind)
 
     def _live(self, where: tuple[str, str], key: str) -> _Entry | None:

@@ -57,6 +57,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import BadRequest
+from ..refcount import Users
 from ._group import Batcher, Pending
 from ._records import (
     PREFIX_END,
@@ -165,7 +166,7 @@ class PostgresStore:
         self.pool_size = pool_size
         self.table_prefix = table_prefix
         self._pool: ConnectionPool | None = None
-        self._users = 0
+        self._users = Users()
         self._created: set[str] = set()
         self._sweeps = WriteSweeps(self.kind, SWEEP_INTERVAL)
         # Set after a call found the server unreachable: the next call connects on its
@@ -184,25 +185,28 @@ class PostgresStore:
     # -- lifecycle --
 
     async def __aenter__(self) -> PostgresStore:
-        if self._users == 0:
-            pool: ConnectionPool = ConnectionPool(
-                self._conninfo,
-                min_size=1,
-                max_size=max(1, self.pool_size),
-                open=False,
-                # Half the call's time: then the call connects on its own, to say why not.
-                timeout=self.timeout / 2,
-                kwargs={"autocommit": True, "connect_timeout": self._connect_timeout},
-                name=f"micro-store-{self.address}",
-            )
-            pool.open(wait=False)  # connects in the pool's own threads; calls wait for it
-            self._pool = pool
-        self._users += 1
+        await self._users.enter(self._open)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._users -= 1
-        if self._users > 0 or self._pool is None:
+        await self._users.exit(self._close)
+
+    async def _open(self) -> None:
+        pool: ConnectionPool = ConnectionPool(
+            self._conninfo,
+            min_size=1,
+            max_size=max(1, self.pool_size),
+            open=False,
+            # Half the call's time: then the call connects on its own, to say why not.
+            timeout=self.timeout / 2,
+            kwargs={"autocommit": True, "connect_timeout": self._connect_timeout},
+            name=f"micro-store-{self.address}",
+        )
+        pool.open(wait=False)  # connects in the pool's own threads; calls wait for it
+        self._pool = pool
+
+    async def _close(self) -> None:
+        if self._pool is None:
             return
         with anyio.CancelScope(shield=True):
             await self._writes.wait_idle()

@@ -47,6 +47,7 @@ import anyio
 import httpx
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
+from ..refcount import Users
 from ._records import (
     check_scan,
     decode_key,
@@ -204,7 +205,7 @@ class S3Store:
             credentials=credentials,
             timeout=self.timeout,
         )
-        self._users = 0
+        self._users = Users()
         self._open = False
         self._limiter: anyio.CapacityLimiter | None = None
         self._sweeps = WriteSweeps(self.kind, SWEEP_INTERVAL)
@@ -216,19 +217,21 @@ class S3Store:
     # -- lifecycle --
 
     async def __aenter__(self) -> S3Store:
-        if self._users == 0:
-            await self._client.open()
-            self._limiter = anyio.CapacityLimiter(max(1, self.concurrency))
-            self._open = True
-        self._users += 1
+        await self._users.enter(self._connect)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._users -= 1
-        if self._users == 0:
-            self._open = False
-            with anyio.CancelScope(shield=True):
-                await self._client.close()
+        await self._users.exit(self._disconnect)
+
+    async def _connect(self) -> None:
+        await self._client.open()
+        self._limiter = anyio.CapacityLimiter(max(1, self.concurrency))
+        self._open = True
+
+    async def _disconnect(self) -> None:
+        self._open = False
+        with anyio.CancelScope(shield=True):
+            await self._client.close()
 
     # -- the Store protocol --
 
