@@ -26,11 +26,16 @@ SUITES = [
 ]
 
 
+#: left out of the rerun: the two-minute stream soak, which the suite itself runs, and
+#: which measures the stream's lifetime rather than how HTTP/2 frames are handled
+SKIP = "not a_stream_lives_for_minutes"
+
+
 def test_the_transport_tests_pass_on_the_other_http2_implementation() -> None:
     other = "h2" if implementation() == "micro" else "micro"
     env = dict(os.environ, MICRO_HTTP2=other)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *SUITES],
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-k", SKIP, *SUITES],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
