@@ -12,6 +12,10 @@ connection. Each failure says whether the request can be retried safely
 elsewhere: :class:`~micro.errors.Unavailable` with ``unprocessed=True``
 means the server certainly did not start handling it (never sent, refused
 stream, or above a GOAWAY's last stream id).
+
+One module: the reader, the writer and the callers share the connection's
+state (its calls, its outbound buffer, its failure), and the order of their
+steps is what the guarantees above rest on, so they read best side by side.
 """
 
 from __future__ import annotations

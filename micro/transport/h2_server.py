@@ -15,6 +15,11 @@ synchronous call, so the reader and the handlers interleave only at awaits.
 Shutdown: :meth:`drain` sends GOAWAY (h2's own GOAWAY would close the state
 machine, see :mod:`.h2conn`), refuses new streams with REFUSED_STREAM, lets
 calls in flight finish, and closes when the last one is done.
+
+One module: the reader, the writer and the call workers share the
+connection's state (its streams, its outbound buffer, its drain), and the
+order of their steps is what the guarantees above rest on, so they read
+best side by side.
 """
 
 from __future__ import annotations

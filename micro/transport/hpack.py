@@ -14,6 +14,10 @@ Huffman-coded strings (with the padding and EOS rules), and a bound on the
 decoded header list's size (name + value + 32 per field, as the RFC counts).
 Names and values come out as ``str``: UTF-8, or Latin-1 for the rare value
 that is not UTF-8 (so any octet a peer may send survives).
+
+One module: the encoder and decoder are the two halves of one codec and
+share its tables (the static table, the Huffman code), which split modules
+would only import from each other.
 """
 
 from __future__ import annotations

@@ -20,6 +20,11 @@ only that stream and the connection carries on. One exception is kept from
 h2: a peer that opens a stream over our concurrency limit, which the RFC answers
 with a stream error, loses the connection (PROTOCOL_ERROR), as micro's defence
 against stream floods expects.
+
+One module, on purpose: the connection is one state machine whose frame
+handlers share its streams, flow-control windows and settings, and the hot
+path stays within one class, so a small call costs attribute lookups rather
+than calls across modules. The header codec it uses is apart, in ``hpack``.
 """
 
 from __future__ import annotations
