@@ -241,6 +241,10 @@ class JetStream:
         await self.client.publish(msg.reply, body)
 
 
+#: seconds past its expiry that a pull request's end may take before it is given up
+LATE_END = 1.0
+
+
 class Puller:
     """Pulls a consumer's messages: one pull request open at a time, answered into an inbox.
 
@@ -283,9 +287,11 @@ class Puller:
             self._expected = self.batch
             self._ends = now + self.expires
         got: list[Msg] = []
-        # The server ends the request by ``expires``; a request lost with a
-        # connection is given up a timeout later.
-        with anyio.move_on_after(self._ends - now + self.js.timeout):
+        # The server ends the request by ``expires``. A request whose end never
+        # comes (lost with a connection, or dropped by the server: nats-server
+        # 2.9 loses one that expires as a message comes due for redelivery) is
+        # given up LATE_END seconds later; asking again meanwhile is harmless.
+        with anyio.move_on_after(self._ends - now + min(self.js.timeout, LATE_END)):
             while not got or self.inbox.pending:
                 msg = await self.inbox.__anext__()
                 if msg.status is None:

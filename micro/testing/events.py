@@ -168,7 +168,10 @@ async def check_redelivery_after_ack_wait(factory: EventsFactory) -> None:
             published = await stream.publish(topic, "late")
             await _take(events, 1)
             [again] = await _take(events, 1)  # never acknowledged: comes back
-            assert again.id == published.id and again.deliveries == 2, again
+            # At least the second delivery: a server may count one it lost on the
+            # way (nats-server 2.9 does when a pull request expires as the event
+            # comes due), and the event then comes back an ack_wait later.
+            assert again.id == published.id and again.deliveries >= 2, again
         # Left unacknowledged by a consumer that stopped: the group's next consumer gets it.
         async with stream.consume(topic, group="g", ack_wait=SHORT_ACK_WAIT) as events:
             [third] = await _take(events, 1)
