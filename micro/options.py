@@ -10,6 +10,7 @@ is :data:`micro.config.SERVICE_OPTIONS`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .auth.auth import Auth
 from .auth.keys import KeySet
 from .config.options import service_options
+from .observability import TelemetryOptions
 from .server.server import DEFAULT_MAX_MESSAGE_SIZE
 from .tls import TLSConfig
 
@@ -31,7 +33,14 @@ if TYPE_CHECKING:
     from .store import Store
     from .sync.base import Sync
 
-__all__ = ["OPTION_NAMES", "ServiceOptions", "build_options", "security"]
+__all__ = [
+    "OPTION_NAMES",
+    "ServiceOptions",
+    "build_options",
+    "log_level",
+    "security",
+    "telemetry_options",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,3 +163,29 @@ def security(options: ServiceOptions) -> tuple[Auth | None, TLSConfig | None]:
             verify_service=options.tls_verify_service,
         )
     return auth, tls
+
+
+def telemetry_options(options: ServiceOptions) -> TelemetryOptions:
+    """What the service's telemetry records: metrics, spans (with the tracer provider
+    given, if one is) and the level of the request log. Raises ValueError for an
+    unknown log level."""
+    tracing = options.tracing
+    provider = None if isinstance(tracing, bool) else tracing
+    return TelemetryOptions(
+        metrics=options.metrics,
+        tracing=provider is not None or tracing,
+        tracer_provider=provider,
+        request_log_level=log_level(options.request_log),
+    )
+
+
+def log_level(value: str | int | None) -> int | None:
+    """A logging level from a name (``debug``, ``INFO``, ``off``) or number (None: off)."""
+    if value is None or isinstance(value, int):
+        return value
+    if value.lower() in ("off", "none", "false", ""):
+        return None
+    level = logging.getLevelName(value.upper())
+    if not isinstance(level, int):
+        raise ValueError(f"unknown log level {value!r}")
+    return level

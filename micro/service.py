@@ -14,9 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import signal
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,9 +28,10 @@ from .auth.auth import Auth
 from .auth.middleware import ClientAuth, ServerAuth
 from .auth.tls import TLSConfig
 from .broker import resolve_broker
-from .broker.base import Broker, ErrorHandler, Handler
+from .broker.base import Broker, ErrorHandler
 from .broker.http import INBOX_NAME, BrokerInbox
-from .broker.subscriber import encode, typed_handler
+from .broker.subscriber import encode
+from .broker.subscriptions import SubscriberFn, Subscriptions
 from .client.client import Client, ClientMiddleware
 from .config import Config
 from .events import Event, EventStream, Offset, resolve_events
@@ -46,17 +45,18 @@ from .health import (
     Readiness,
     ServingStatus,
 )
-from .observability import DEBUG_NAME, DebugService, Telemetry, TelemetryOptions
+from .observability import DEBUG_NAME, DebugService, Telemetry
 from .observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .observability.metrics import exposition
 from .observability.stats import runtime_stats
 from .options import OPTION_NAMES as _OPTION_NAMES
-from .options import build_options, security
+from .options import build_options, security, telemetry_options
 from .registry import resolve_registry
-from .registry.base import EndpointInfo, Node, Registry, ServiceRecord
+from .registry.base import Registry, ServiceRecord
+from .registry.heartbeat import Registration
+from .registry.record import advertised_address, service_record
 from .selector.base import Selector
 from .server.endpoint import Endpoint
-from .server.schema import json_schema
 from .server.server import (
     Middleware,
     Server,
@@ -128,55 +128,43 @@ class Service:
         #: the options the service was built from, arguments and environment merged
         self.options = o
         from_options = o.from_environment if from_process else frozenset()
-        version, address, advertise = o.version, o.address, o.advertise
-        metadata, registry, broker = o.metadata, o.registry, o.broker
-        register, register_ttl, register_interval = o.register, o.register_ttl, o.register_interval
-        grace_period, max_message_size = o.grace_period, o.max_message_size
-        max_concurrent_streams = o.max_concurrent_streams
         auth, tls = security(o)
         #: authentication and authorization (None: off)
         self.auth = auth
         #: TLS for the listener and the client (None: h2c and plain HTTP)
         self.tls = tls
-        tracing = o.tracing
-        provider = None if isinstance(tracing, bool) else tracing
-        telemetry_options = TelemetryOptions(
-            metrics=o.metrics,
-            tracing=provider is not None or tracing,
-            tracer_provider=provider,
-            request_log_level=_log_level(o.request_log),
-        )
+        telemetry = telemetry_options(o)
         self.health_interval: float = o.health_interval
         self.config = o.config
         #: the service's key-value store (opened lazily by the backend on first use)
         with bad_options_exit("store" in from_options, "--micro-store/MICRO_STORE"):
             self.store: Store = resolve_store(o.store)
         with bad_options_exit("registry" in from_options, "--micro-registry/MICRO_REGISTRY"):
-            registry = resolve_registry(registry)
+            registry = resolve_registry(o.registry)
         with bad_options_exit("address" in from_options, "--micro-address/MICRO_ADDRESS"):
-            parse_address(address)
-        events = o.events
-        self._events_given = events is not None
+            parse_address(o.address)
+        self._events_given = o.events is not None
         #: durable event streams (opened with the service once given or consumed)
-        self.events: EventStream = resolve_events(events)
+        self.events: EventStream = resolve_events(o.events)
         self._consumers: list[EventConsumer] = []
         self.name = name
-        self.version = version
-        self.metadata = dict(metadata or {})
+        self.version = o.version
+        self.metadata = dict(o.metadata or {})
         self.registry = registry
         self.id = f"{name}-{uuid.uuid4()}"
         #: distributed locks and leader election; lease keepers run in the service's group
         self.sync: Sync = resolve_sync(o.sync, id=self.id)
-        self._address = address
-        self._advertise = advertise
-        self._register = register
-        self.register_ttl = register_ttl
-        self.register_interval = register_interval
-        self.grace_period = grace_period
+        self._address = o.address
+        self._advertise = o.advertise
+        self._register = o.register
+        self.register_ttl = o.register_ttl
+        self.register_interval = o.register_interval
+        self.grace_period = o.grace_period
         self.server = Server(
             name,
             ServerOptions(
-                max_message_size=max_message_size, max_concurrent_streams=max_concurrent_streams
+                max_message_size=o.max_message_size,
+                max_concurrent_streams=o.max_concurrent_streams,
             ),
         )
         if auth is not None:
@@ -188,7 +176,7 @@ class Service:
         for mw in o.middleware:
             self.server.use(mw)
         #: metrics, spans, request logs and counts of this service's calls and messages
-        self.telemetry = Telemetry(name, self.id, telemetry_options)
+        self.telemetry = Telemetry(name, self.id, telemetry)
         self.server.observer = self.telemetry
         self.health = HealthStatus()
         #: named readiness checks; add your own with :meth:`health_check`
@@ -197,13 +185,13 @@ class Service:
             HealthService(self.health, refresh=self.readiness), name=HEALTH_SERVICE_NAME
         )
         self.server.handle(DebugService(self.stats), name=DEBUG_NAME)
-        self._add_routes(telemetry_options.metrics)
+        self._add_routes(telemetry.metrics)
         self.client = Client(
             registry=registry,
             selector=o.selector,
             retries=o.retries,
             attempt_timeout=o.attempt_timeout,
-            max_message_size=max_message_size,
+            max_message_size=o.max_message_size,
             middleware=list(o.client_middleware),
             tls=tls,
             telemetry=self.telemetry,
@@ -216,14 +204,14 @@ class Service:
         self._inbox = BrokerInbox()
         self.server.handle(self._inbox, name=INBOX_NAME)
         self.broker = resolve_broker(
-            broker,
+            o.broker,
             client=self.client,
             registry=registry,
             inbox=self._inbox,
             address=self._advertised_address,
         )
         self.client.broker = self.broker
-        self._subscriptions: list[_Subscription] = []
+        self._subscriptions = Subscriptions(self.broker, observe=self.telemetry.subscriber)
         self._supervisor: Supervisor | None = None
         self._hooks: dict[str, list[Hook]] = {
             "before_start": [],
@@ -233,11 +221,11 @@ class Service:
         }
         self._listener: Listener | None = None
         self._stop: anyio.Event | None = None
-        self._record: ServiceRecord | None = None
+        self._registration = Registration(
+            registry, ttl=self.register_ttl, interval=self.register_interval
+        )
         #: stopped, starting, serving or draining
         self._phase = "stopped"
-        #: why the last heartbeat failed, until one succeeds
-        self._registry_error = ""
         self.address = ""
 
     # -- configuration -------------------------------------------------------
@@ -313,7 +301,7 @@ class Service:
         """
         if self._supervisor is not None:
             raise RuntimeError("the service is running: use `await service.subscribe_now(...)`")
-        self._subscriptions.append(self._subscription(topic, handler, queue, on_error))
+        self._subscriptions.add(topic, handler, queue=queue, on_error=on_error)
 
     async def subscribe_now(
         self,
@@ -326,19 +314,7 @@ class Service:
         """Subscribe while the service runs; returns once the subscription is in place."""
         if self._supervisor is None:
             raise RuntimeError("the service is not running")
-        subscription = self._subscription(topic, handler, queue, on_error)
-        self._subscriptions.append(subscription)
-        await self._start_subscription(subscription)
-
-    def _subscription(
-        self,
-        topic: str,
-        handler: SubscriberFn,
-        queue: str | None,
-        on_error: ErrorHandler | None,
-    ) -> _Subscription:
-        observed = self.telemetry.subscriber(topic, queue, typed_handler(handler))
-        return _Subscription(topic, observed, queue, on_error, handler)
+        await self._subscriptions.add_now(topic, handler, queue=queue, on_error=on_error)
 
     async def unsubscribe(self, topic: str, handler: SubscriberFn | None = None) -> int:
         """End the subscriptions to ``topic`` (only ``handler``'s, if given); returns how many.
@@ -347,24 +323,7 @@ class Service:
         registry no longer sends publishers to them. Works before the service
         starts too, and unsubscribing what is not subscribed ends nothing.
         """
-        ending = [
-            sub
-            for sub in self._subscriptions
-            if sub.topic == topic and (handler is None or sub.fn is handler)
-        ]
-        for subscription in ending:
-            self._subscriptions.remove(subscription)
-            subscription.stop()
-        with anyio.move_on_after(5, shield=True):
-            for subscription in ending:
-                await subscription.wait_stopped()
-        return len(ending)
-
-    async def _start_subscription(self, subscription: _Subscription) -> None:
-        assert self._supervisor is not None
-        await self._supervisor.start(
-            f"subscriber {subscription.topic}", subscription.run, self.broker
-        )
+        return await self._subscriptions.remove(topic, handler)
 
     async def publish(
         self,
@@ -433,12 +392,7 @@ class Service:
         )
 
     def _advertised_address(self) -> str:
-        host, port = parse_address(self.address)
-        if self._advertise is not None:
-            return self._advertise
-        if host in ("0.0.0.0", "::"):
-            host = _host_address()
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return advertised_address(self.address, advertise=self._advertise)
 
     async def call(
         self, service: str, endpoint: str, request: Any, response_type: Any = Any, **options: Any
@@ -490,8 +444,8 @@ class Service:
             async with self._running() as service:
                 yield service
         except BaseExceptionGroup as group:
-            leaf = _single(group)
-            if leaf is None:
+            leaf = root_cause(group)
+            if leaf is group:
                 raise
             raise leaf from None
 
@@ -499,7 +453,9 @@ class Service:
     async def _running(self) -> AsyncIterator[Service]:
         async with contextlib.AsyncExitStack() as stack:
             self._phase = "starting"
-            self._registry_error = ""
+            registration = self._registration = Registration(
+                self.registry, ttl=self.register_ttl, interval=self.register_interval
+            )
             stack.callback(setattr, self, "_phase", "stopped")
             for hook in self._hooks["before_start"]:
                 await hook()
@@ -529,14 +485,9 @@ class Service:
             self.address = await supervisor.start("listener", self._listener.serve)
             try:
                 if self._register:
-                    # Recorded once registered: a node that never registered is not
-                    # deregistered at shutdown.
-                    record = self._make_record()
-                    await self.registry.register(record, ttl=self.register_ttl)
-                    self._record = record
-                    supervisor.start_soon("registry heartbeat", self._heartbeat)
-                for subscription in self._subscriptions:
-                    await self._start_subscription(subscription)
+                    await registration.register(self._make_record())
+                    supervisor.start_soon("registry heartbeat", registration.heartbeat)
+                await self._subscriptions.start(supervisor)
                 for consumer in self._consumers:
                     await supervisor.start(f"consumer {consumer.topic}", consumer.run, self.events)
                 self._phase = "serving"
@@ -564,19 +515,9 @@ class Service:
         for hook in self._hooks["before_stop"]:
             with contextlib.suppress(Exception):
                 await hook()
-        if self._record is not None:
-            with anyio.move_on_after(5):
-                try:
-                    await self.registry.deregister(self._record)
-                except Exception:
-                    log.warning("deregistering %s failed", self.name, exc_info=True)
-            self._record = None
+        await self._registration.deregister()
         # Subscriptions leave the registry before the listener stops taking deliveries.
-        for subscription in self._subscriptions:
-            subscription.stop()
-        with anyio.move_on_after(5):
-            for subscription in self._subscriptions:
-                await subscription.wait_stopped()
+        await self._subscriptions.stop()
         listener = self._listener
         if listener is not None:
             listener.drain()
@@ -648,13 +589,9 @@ class Service:
     def _add_default_checks(self) -> None:
         checks = self.checks
         names = checks.names
-        if self._record is not None and "registry" not in names:
+        if self._registration.record is not None and "registry" not in names:
             # The heartbeat talks to the registry anyway: its last outcome is the check.
-            async def registry() -> None:
-                if self._registry_error:
-                    raise ConnectionError(self._registry_error)
-
-            checks.add("registry", registry)
+            checks.add("registry", self._registration_check)
         broker_check = getattr(self.broker, "check", None)
         if broker_check is not None and "broker" not in names:
             checks.add("broker", broker_check)
@@ -708,18 +645,8 @@ class Service:
             await anyio.sleep(self.auth.refresh_interval)
             await self.auth.load()
 
-    async def _heartbeat(self) -> None:
-        # A restart of this part can come after shutdown has deregistered the record.
-        while True:
-            await anyio.sleep(self.register_interval)
-            if self._record is None:
-                return
-            try:
-                await self.registry.register(self._record, ttl=self.register_ttl)
-            except Exception as exc:
-                self._registry_error = f"re-registering failed: {type(exc).__name__}: {exc}"
-                raise
-            self._registry_error = ""
+    async def _registration_check(self) -> None:
+        await self._registration.check()  # the one of the current run
 
     async def _stop_on_signal(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -742,137 +669,16 @@ class Service:
     # -- registry record -----------------------------------------------------
 
     def _make_record(self) -> ServiceRecord:
-        advertise = self._advertised_address()
-        endpoints = tuple(
-            EndpointInfo(
-                name=ep.name,
-                request=json_schema(ep.request_type),
-                response=json_schema(ep.response_type),
-                metadata={
-                    "kind": ep.kind.value,
-                    **({"idempotent": "true"} if ep.idempotent else {}),
-                    **ep.metadata,
-                },
-            )
-            for ep in self.server.router.endpoints()
-            if not ep.name.startswith(
-                (HEALTH_SERVICE_NAME + ".", INBOX_NAME + ".", DEBUG_NAME + ".")
-            )
-        )
-        return ServiceRecord(
-            name=self.name,
+        return service_record(
+            self.name,
             version=self.version,
+            node=self.id,
+            address=self._advertised_address(),
             metadata=self.metadata,
-            endpoints=endpoints,
-            # The service's metadata travels on its node too: instances of one
-            # version may differ (zone, capacity) and clients filter by node.
-            nodes=(
-                Node(id=self.id, address=advertise, metadata={**self.metadata, "protocol": "grpc"}),
-            ),
+            endpoints=self.server.router.endpoints(),
+            internal=(HEALTH_SERVICE_NAME, INBOX_NAME, DEBUG_NAME),
         )
-
-
-SubscriberFn = Callable[..., Awaitable[Any]]
-
-
-class _Subscription:
-    """One subscription of the service: a supervised part that can be stopped first."""
-
-    def __init__(
-        self,
-        topic: str,
-        handler: Handler,
-        queue: str | None,
-        on_error: ErrorHandler | None,
-        fn: SubscriberFn,
-    ) -> None:
-        self.topic = topic
-        self.handler = handler
-        self.queue = queue
-        self.on_error = on_error
-        #: the function subscribed, as the user gave it
-        self.fn = fn
-        self._stopping = False
-        self._scope: anyio.CancelScope | None = None
-        self._stopped: anyio.Event | None = None
-
-    async def run(
-        self,
-        broker: Broker,
-        *,
-        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        self._stopped = anyio.Event()
-        try:
-            with anyio.CancelScope() as self._scope:
-                if self._stopping:  # stopped before it began
-                    self._scope.cancel()
-                await broker.subscribe(
-                    self.topic,
-                    self.handler,
-                    queue=self.queue,
-                    on_error=self.on_error,
-                    task_status=task_status,
-                )
-        finally:
-            self._stopped.set()
-
-    def stop(self) -> None:
-        self._stopping = True
-        if self._scope is not None:
-            self._scope.cancel()
-
-    async def wait_stopped(self) -> None:
-        if self._stopped is not None:
-            await self._stopped.wait()
-
-
-def _log_level(value: str | int | None) -> int | None:
-    """A logging level from a name (``debug``, ``INFO``, ``off``) or number."""
-    if value is None or isinstance(value, int):
-        return value
-    if value.lower() in ("off", "none", "false", ""):
-        return None
-    level = logging.getLevelName(value.upper())
-    if not isinstance(level, int):
-        raise ValueError(f"unknown log level {value!r}")
-    return level
-
-
-def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one non-cancellation exception in a (nested) group, if that is all it holds."""
-    leaves: list[BaseException] = []
-
-    def walk(g: BaseExceptionGroup[BaseException]) -> None:
-        for exc in g.exceptions:
-            if isinstance(exc, BaseExceptionGroup):
-                walk(exc)
-            elif not isinstance(exc, anyio.get_cancelled_exc_class()):
-                leaves.append(exc)
-
-    walk(group)
-    return leaves[0] if len(leaves) == 1 else None
 
 
 def _json_line(value: Any) -> bytes:
     return json.dumps(value).encode() + b"\n"
-
-
-def _host_address() -> str:
-    """The address other hosts reach this one by, for a service bound to every interface.
-
-    ``MICRO_ADVERTISE_HOST`` wins; otherwise the first non-loopback IPv4 address
-    the host name resolves to, else loopback. (No packet is sent to find it.)
-    """
-    override = os.environ.get("MICRO_ADVERTISE_HOST")
-    if override:
-        return override
-    try:
-        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
-    except OSError:
-        return "127.0.0.1"
-    for info in infos:
-        address = str(info[4][0])
-        if not address.startswith("127."):
-            return address
-    return "127.0.0.1"
