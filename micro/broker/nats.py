@@ -36,8 +36,8 @@ import anyio.abc
 from ..errors import BadRequest
 from ..nats import DEFAULT_URL, NatsClient, NatsUnavailable, Unconfirmed, shared_client
 from ..nats.protocol import Msg
-from .base import ErrorHandler, Handler, Message, PublishError, new_message_id, url_options
-from .dispatch import run_handler
+from .base import ErrorHandler, Handler, Message, PublishError, url_options
+from .dispatch import report_failure
 
 __all__ = ["NatsBroker", "ID_HEADER", "nats_options"]
 
@@ -148,10 +148,14 @@ class NatsBroker:
         async with subscription as messages:
             task_status.started()
             async for msg in messages:
-                await run_handler(handler, _message(msg), on_error)
+                message = _message(msg)
+                try:
+                    await handler(message)
+                except Exception as exc:
+                    await report_failure(message, exc, on_error)
 
 
 def _message(msg: Msg) -> Message:
+    """The Message a delivery carries: its id out of the headers, the rest as they came."""
     headers = msg.headers
-    id = headers.pop(ID_HEADER, None) or new_message_id()
-    return Message(topic=msg.subject, body=msg.payload, headers=headers, id=id)
+    return Message(msg.subject, msg.payload, headers, headers.pop(ID_HEADER, None) or None)

@@ -117,6 +117,8 @@ class Connection:
         self.server = server
         self.parser = parser
         self.info = info
+        #: the server's limit on a message (header block and payload), from its INFO
+        self.max_payload = info.max_payload
         self.subs = subs  # the client's, by sid: shared, so new ones are seen
         self.sids: set[int] = set()  # the subscriptions this connection has sent SUB for
         self.out = bytearray()
@@ -131,10 +133,6 @@ class Connection:
         self._writer_idle: anyio.Event | None = None
         self._room: anyio.Event | None = None
         self._scope: anyio.CancelScope | None = None
-
-    @property
-    def max_payload(self) -> int:
-        return self.info.max_payload
 
     # -- for callers: synchronous, the writer does the sending --
 
@@ -224,6 +222,7 @@ class Connection:
 
     def _on_info(self, event: Info) -> None:
         self.info = event
+        self.max_payload = event.max_payload
         if event.options.get("ldm"):
             log.info("NATS server %s is shutting down (lame duck mode)", self.server.url)
 

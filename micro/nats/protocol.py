@@ -194,7 +194,7 @@ class Parser:
                     break
                 if buf[end : end + 2] != _CRLF:
                     raise ProtocolError("message payload not followed by CRLF")
-                events.append(self._message(pending, bytes(buf[pos:end])))
+                events.append(_message(pending, buf, pos, end))
                 self._pending = None
                 pos = end + 2
                 continue
@@ -266,14 +266,6 @@ class Parser:
             raise ProtocolError("HMSG header size larger than its total size")
         self._pending = (subject.decode("utf-8", "replace"), int(sid), reply, headers, total)
 
-    @staticmethod
-    def _message(pending: tuple[str, int, str | None, int, int], data: bytes) -> Msg:
-        subject, sid, reply, header_size, _ = pending
-        if not header_size:
-            return Msg(subject, sid, reply, data)
-        status, description, headers = decode_headers(data[:header_size])
-        return Msg(subject, sid, reply, data[header_size:], headers, status, description)
-
     def _info(self, rest: bytes) -> Info:
         try:
             options = json.loads(rest)
@@ -286,6 +278,18 @@ class Parser:
         return info
 
 
+def _message(
+    pending: tuple[str, int, str | None, int, int], buf: bytes | bytearray, start: int, end: int
+) -> Msg:
+    """The Msg whose payload (header block first, if any) is ``buf[start:end]``."""
+    subject, sid, reply, header_size, _ = pending
+    if not header_size:
+        return Msg(subject, sid, reply, bytes(buf[start:end]))
+    split = start + header_size
+    status, description, headers = decode_headers(buf[start:split])
+    return Msg(subject, sid, reply, bytes(buf[split:end]), headers, status, description)
+
+
 def _err(rest: bytes) -> Err:
     return Err(rest.decode("utf-8", "replace").strip().strip("'"))
 
@@ -293,7 +297,7 @@ def _err(rest: bytes) -> Err:
 # -- headers -------------------------------------------------------------------
 
 
-def decode_headers(block: bytes) -> tuple[int | None, str, dict[str, str]]:
+def decode_headers(block: bytes | bytearray) -> tuple[int | None, str, dict[str, str]]:
     """(status, description, fields) of a header block.
 
     Lenient by design: the server passes on whatever a publisher wrote, and
@@ -304,16 +308,19 @@ def decode_headers(block: bytes) -> tuple[int | None, str, dict[str, str]]:
     text = block.decode("utf-8", "replace")
     status: int | None = None
     description = ""
-    if text.startswith("NATS/1.0"):
+    if text.startswith("NATS/1.0\r\n"):  # the usual block: no status
+        text = text[10:]
+    elif text.startswith("NATS/1.0"):
         first, _, text = text.partition("\r\n")
         code, _, rest = first[8:].strip().partition(" ")
         if len(code) == 3 and code.isdigit():
             status, description = int(code), rest.strip()
     fields: dict[str, str] = {}
     for line in text.split("\r\n"):
-        name, colon, value = line.partition(":")
-        if colon and name:
-            fields[name.strip()] = value.strip()
+        if line:
+            name, colon, value = line.partition(":")
+            if colon and name:
+                fields[name.strip()] = value.strip()
     return status, description, fields
 
 
