@@ -7,12 +7,22 @@ registration and its heartbeat, after-start hooks. Stop order is the reverse
 and graceful: before-stop hooks, deregister (so no client is sent here any
 more), stop accepting and send GOAWAY, let calls in flight finish within the
 grace period, cancel what is left, after-stop hooks.
+
+This module is the composition root and the public face, and nothing else:
+``Service`` builds its parts from :class:`~micro.options.ServiceOptions`,
+runs them in the order above, and offers the methods users call. How each
+part works lives with that part: subscriptions in
+:mod:`micro.broker.subscriptions`, event consumers in
+:mod:`micro.events.consumer`, the registered record and the address it
+advertises in :mod:`micro.registry.record`, registration and its heartbeat
+in :mod:`micro.registry.heartbeat`, readiness and its pages in
+:mod:`micro.health.readiness`. It stays one module, past the usual size,
+because it is one class whose documented public methods are most of it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import signal
 import uuid
@@ -36,15 +46,8 @@ from .client.client import Client, ClientMiddleware
 from .config import Config
 from .events import Event, EventStream, Offset, resolve_events
 from .events.consumer import ConsumerFn, EventConsumer, publish_observed
-from .health import (
-    HEALTH_SERVICE_NAME,
-    Check,
-    HealthChecks,
-    HealthService,
-    HealthStatus,
-    Readiness,
-    ServingStatus,
-)
+from .health import HEALTH_SERVICE_NAME, Check, HealthService, Readiness
+from .health.readiness import ServiceHealth, json_page
 from .observability import DEBUG_NAME, DebugService, Telemetry
 from .observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .observability.metrics import exposition
@@ -178,9 +181,11 @@ class Service:
         #: metrics, spans, request logs and counts of this service's calls and messages
         self.telemetry = Telemetry(name, self.id, telemetry)
         self.server.observer = self.telemetry
-        self.health = HealthStatus()
+        self._health = ServiceHealth(name, self.id, phase=lambda: self._phase)
+        #: the serving statuses the gRPC health service answers with
+        self.health = self._health.status
         #: named readiness checks; add your own with :meth:`health_check`
-        self.checks = HealthChecks()
+        self.checks = self._health.checks
         self.server.handle(
             HealthService(self.health, refresh=self.readiness), name=HEALTH_SERVICE_NAME
         )
@@ -492,9 +497,10 @@ class Service:
                     await supervisor.start(f"consumer {consumer.topic}", consumer.run, self.events)
                 self._phase = "serving"
                 self._add_default_checks()
-                self.health.set("", ServingStatus.SERVING)
-                self.health.set(self.name, ServingStatus.SERVING)
-                supervisor.start_soon("health checks", self._check_health)
+                self._health.set(True)
+                supervisor.start_soon(
+                    "health checks", self._health.keep_current, self.health_interval
+                )
                 if isinstance(self.store, SweptStore):  # deletes what its reads only skip
                     supervisor.start_soon("store sweeper", run_sweeper, self.store)
                 log.info("service %s serving on %s", self.name, self.address)
@@ -510,8 +516,7 @@ class Service:
     async def _shutdown(self) -> None:
         served = self._phase == "serving"
         self._phase = "draining"
-        self.health.set("", ServingStatus.NOT_SERVING)
-        self.health.set(self.name, ServingStatus.NOT_SERVING)
+        self._health.set(False)
         for hook in self._hooks["before_stop"]:
             with contextlib.suppress(Exception):
                 await hook()
@@ -551,19 +556,7 @@ class Service:
         The gRPC health service's statuses are set to the answer, so HTTP and
         gRPC probes agree.
         """
-        if self._phase != "serving":
-            result = Readiness(False, self._phase, ())
-        else:
-            checks = await self.checks.run()
-            failing = [c.name for c in checks if not c.ok]
-            reason = f"failing: {', '.join(failing)}" if failing else ""
-            result = Readiness(not failing, reason, checks)
-            if self._phase != "serving":  # began draining while the checks ran
-                result = Readiness(False, self._phase, checks)
-        status = ServingStatus.SERVING if result.ready else ServingStatus.NOT_SERVING
-        self.health.set("", status)
-        self.health.set(self.name, status)
-        return result
+        return await self._health.readiness()
 
     def stats(self) -> dict[str, Any]:
         """Debug stats: uptime, calls, errors, in flight, messages, memory, tasks."""
@@ -602,30 +595,13 @@ class Service:
 
             checks.add("store", store)
 
-    async def _check_health(self) -> None:
-        """Keep the gRPC statuses (and their watchers) current between probes."""
-        while True:
-            await self.readiness()
-            await anyio.sleep(self.health_interval)
-
     def _add_routes(self, metrics: bool) -> None:
         routes = self.server.routes
-
-        # JSON pages end their line, as plain call answers do, for curl.
-        async def live() -> WebResponse:
-            body = {"status": "ok", "service": self.name, "node": self.id}
-            return WebResponse(200, "application/json", _json_line(body))
-
-        async def ready() -> WebResponse:
-            result = await self.readiness()
-            body = _json_line(result.to_dict())
-            return WebResponse(200 if result.ready else 503, "application/json", body)
+        routes.update(self._health.pages())
 
         async def stats() -> WebResponse:
-            return WebResponse(200, "application/json", _json_line(self.stats()))
+            return json_page(self.stats())
 
-        routes["/health"] = live
-        routes["/health/ready"] = ready
         routes["/debug/stats"] = stats
         if metrics:
 
@@ -678,7 +654,3 @@ class Service:
             endpoints=self.server.router.endpoints(),
             internal=(HEALTH_SERVICE_NAME, INBOX_NAME, DEBUG_NAME),
         )
-
-
-def _json_line(value: Any) -> bytes:
-    return json.dumps(value).encode() + b"\n"
