@@ -37,6 +37,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from ..refcount import Users
 from ._group import Batcher, Pending
 from ._records import (
     PREFIX_END,
@@ -132,7 +133,7 @@ class FileStore:
         self.options = options if options is not None else StoreOptions()
         self.busy_timeout = busy_timeout
         self._synchronous = synchronous
-        self._users = 0
+        self._users = Users()
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._writes: Batcher[_Write, None] = Batcher(
@@ -142,38 +143,38 @@ class FileStore:
             self._read, max_items=READ_ITEMS, max_bytes=0
         )
         self._purged = 0.0
-        # Made on opening, so it belongs to the event loop that uses it.
-        self._opened = anyio.Event()
-        self._closed: anyio.Event | None = None
+        # Set while the first user opens the file, and while the last one closes it.
+        self._opening: anyio.Event | None = None
+        self._closing: anyio.Event | None = None
 
     # -- lifecycle --
 
     async def __aenter__(self) -> FileStore:
-        while self._closed is not None:  # the last user is closing it: open it anew after
-            await self._closed.wait()
-        self._users += 1
-        if self._users > 1:
-            await self._opened.wait()
-            if self._writer is None:
-                self._users -= 1
-                raise StoreUnavailable(f"the file store at {self.path} failed to open")
-            return self
-        self._opened = anyio.Event()
-        try:
-            with self._errors():
-                self._writer, self._reader = await anyio.to_thread.run_sync(self._connect_both)
-        except BaseException:
-            self._users -= 1
-            raise
-        finally:
-            self._opened.set()
+        # A user arriving while the first one opens the file, or the last one closes
+        # it, waits for that to end: then it is open (or failed to open: try again),
+        # or closed (open it anew).
+        while True:
+            busy = self._opening if self._opening is not None else self._closing
+            if busy is None:
+                break
+            await busy.wait()
+        await self._users.enter(self._open)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._users -= 1
-        if self._users > 0:
-            return
-        self._closed = closed = anyio.Event()
+        await self._users.exit(self._close)
+
+    async def _open(self) -> None:
+        self._opening = opening = anyio.Event()
+        try:
+            with self._errors():
+                self._writer, self._reader = await anyio.to_thread.run_sync(self._connect_both)
+        finally:
+            self._opening = None
+            opening.set()
+
+    async def _close(self) -> None:
+        self._closing = closing = anyio.Event()
         try:
             with anyio.CancelScope(shield=True):
                 await self._writes.wait_idle()
@@ -182,8 +183,8 @@ class FileStore:
                 self._writer = self._reader = None
                 await anyio.to_thread.run_sync(_close_all, connections)
         finally:
-            self._closed = None
-            closed.set()
+            self._closing = None
+            closing.set()
 
     def _connect_both(self) -> tuple[sqlite3.Connection, sqlite3.Connection]:
         writer = self._connect(True)
