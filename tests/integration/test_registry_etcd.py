@@ -220,7 +220,7 @@ async def test_reregister_keeps_the_lease_and_puts_changes(etcd_server: ServerPr
         assert changed.lease == kv.lease and changed.version == 2
         await registry.deregister(record(name))
         assert (await etcd.lease_time_to_live(kv.lease)).ttl == -1, "deregister revokes"
-    assert etcd._http is None, "the shared client closes with its last user"
+    assert etcd._conn is None, "the shared client closes with its last user"
 
 
 async def test_names_with_slashes_and_percents_round_trip(etcd_server: ServerProcess) -> None:

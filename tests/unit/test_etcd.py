@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from micro.errors import BadRequest, GrpcStatus, MicroError, NotFound, Unavailable
-from micro.etcd import Compare, EtcdClient, EtcdUnavailable, KeyValue, _error, prefix_end
+from micro.etcd import Compare, EtcdClient, EtcdUnavailable, KeyValue, RevisionCompacted, prefix_end
+from micro.etcd._call import grpc_error
 from micro.registry import EndpointInfo, Node, RegistryUnavailable, ServiceRecord
 from micro.registry.etcd import EtcdRegistry, _decode, _encode
 from tests.servers import free_port
@@ -19,15 +20,20 @@ def test_prefix_end(prefix: bytes, end: bytes) -> None:
     assert prefix_end(prefix) == end
 
 
-def test_compare_json() -> None:
-    assert Compare.absent(b"k").to_json() == {
-        "key": "aw==",
-        "target": "CREATE",
-        "result": "EQUAL",
-        "create_revision": "0",
+def test_compare_wire_fields() -> None:
+    # etcd's Compare: result EQUAL=0, NOT_EQUAL=3; target CREATE=1, MOD=2, VALUE=3
+    assert Compare.absent(b"k").to_wire() == {
+        "key": b"k",
+        "target": 1,
+        "result": 0,
+        "create_revision": 0,
     }
-    assert Compare(b"k", "VALUE", "NOT_EQUAL", b"v").to_json()["value"] == "dg=="
-    assert Compare.unchanged(b"k", 7).to_json()["mod_revision"] == "7"
+    assert Compare(b"k", "VALUE", "NOT_EQUAL", b"v").to_wire()["value"] == b"v"
+    assert Compare.unchanged(b"k", 7).to_wire()["mod_revision"] == 7
+    with pytest.raises(ValueError, match="target"):
+        Compare(b"k", "SIZE", "EQUAL", 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bytes"):
+        Compare(b"k", "VALUE", "EQUAL", 1)
 
 
 @pytest.mark.parametrize(
@@ -42,16 +48,23 @@ def test_endpoint_forms(endpoint: str, url: str) -> None:
     assert EtcdClient(endpoint).endpoint == url
 
 
-def test_etcd_error_json_becomes_the_error_for_its_code() -> None:
-    message = "etcdserver: requested lease not found"
-    body = f'{{"error":"{message}","message":"{message}","code":5}}'.encode()
-    error = _error(404, body)
+def test_etcd_grpc_status_becomes_the_error_for_its_code() -> None:
+    error = grpc_error(GrpcStatus.NOT_FOUND, "etcdserver: requested lease not found")
     assert isinstance(error, NotFound) and error.grpc_status == GrpcStatus.NOT_FOUND
     assert error.detail == "etcdserver: requested lease not found" and error.id == "etcd"
-    assert isinstance(_error(400, b'{"message":"bad","code":3}'), BadRequest)
-    assert isinstance(_error(503, b'{"message":"etcdserver: no leader","code":14}'), Unavailable)
-    plain = _error(502, b"<html>proxy says no</html>")
-    assert isinstance(plain, MicroError) and "proxy says no" in plain.detail
+    assert isinstance(grpc_error(GrpcStatus.INVALID_ARGUMENT, "bad"), BadRequest)
+    unavailable = grpc_error(GrpcStatus.UNAVAILABLE, "etcdserver: no leader")
+    assert isinstance(unavailable, EtcdUnavailable) and isinstance(unavailable, Unavailable)
+    compacted = grpc_error(
+        GrpcStatus.OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted"
+    )
+    assert isinstance(compacted, RevisionCompacted) and "compacted" in compacted.detail
+    future = grpc_error(
+        GrpcStatus.OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision"
+    )
+    assert isinstance(future, BadRequest) and not isinstance(future, RevisionCompacted)
+    other = grpc_error(99, "something new")
+    assert isinstance(other, MicroError) and other.detail == "something new"
 
 
 @pytest.mark.anyio

@@ -1,0 +1,174 @@
+"""The etcd client speaks gRPC on one HTTP/2 connection per endpoint: every call, lease
+keepalive and watch of a process to one etcd shares it, and a broken one is replaced."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from pathlib import Path
+
+import anyio
+import pytest
+
+import micro
+from micro.config import Config
+from micro.etcd import EtcdClient, EtcdUnavailable, KeyEvent, shared_client
+from tests.servers import ServerProcess
+
+pytestmark = pytest.mark.anyio
+
+
+def connections_to(port: int) -> int:
+    """ESTABLISHED TCP connections from this process to ``port`` on 127.0.0.1, as the OS
+    sees them: sockets in /proc/net/tcp whose inode is one of this process's descriptors."""
+    ours = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            ours.add(target[len("socket:[") : -1])
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state, inode = fields[2], fields[3], fields[9]
+        if state == "01" and int(remote.split(":")[1], 16) == port and inode in ours:
+            count += 1
+    return count
+
+
+def port_of(server: ServerProcess) -> int:
+    return int(server.url.rsplit(":", 1)[1])
+
+
+def unique(name: str) -> bytes:
+    return f"/test/grpc/{name}/{uuid.uuid4().hex}/".encode()
+
+
+async def test_a_service_holds_one_connection_for_registry_store_sync_and_config(
+    etcd_server: ServerProcess,
+) -> None:
+    url = etcd_server.url.replace("http://", "etcd://")
+    prefix = unique("service").decode()
+    service = micro.Service(
+        f"one-conn-{uuid.uuid4().hex[:8]}",
+        address="127.0.0.1:0",
+        registry=url,
+        store=url,
+        sync=url,
+        config=Config([f"{url}{prefix.rstrip('/')}"]),
+        broker="memory",
+        events="memory",
+    )
+    client = shared_client(etcd_server.url)
+    with anyio.fail_after(30):
+        async with service.running():
+            assert service.config is not None
+            assert client.users.count >= 4  # registry, store, sync and config
+            async with client, client.watch(prefix.encode(), prefix=True) as events:
+                async with service.sync.lock(f"{prefix}lock"):
+                    await service.store.write(micro.store.Record("k", b"v"))
+                    assert [r.value for r in await service.store.read("k")] == [b"v"]
+                await client.put(f"{prefix}seen".encode(), b"1")
+                event = await events.__anext__()
+                while event.kv.key != f"{prefix}seen".encode():
+                    event = await events.__anext__()
+                # registry heartbeat and watch, store, lock (lease and keepalive), config
+                # watch and our own watch: all of it on one TCP connection to etcd
+                assert connections_to(port_of(etcd_server)) == 1
+    assert client.users.count == 0
+    assert connections_to(port_of(etcd_server)) == 0
+
+
+async def test_concurrent_calls_and_watches_share_the_connection(
+    etcd_server: ServerProcess,
+) -> None:
+    base = unique("concurrent")
+    keys = [base + f"{i:03}".encode() for i in range(100)]
+    async with EtcdClient(etcd_server.url) as etcd:
+        async with (
+            etcd.watch(base, prefix=True) as a,
+            etcd.watch(base, prefix=True) as b,
+            etcd.watch(keys[0]) as c,
+        ):
+            seen: dict[str, list[KeyEvent]] = {"a": [], "b": [], "c": []}
+
+            async def collect(name: str, events: object, count: int) -> None:
+                async for event in events:  # type: ignore[attr-defined]
+                    seen[name].append(event)
+                    if len(seen[name]) == count:
+                        return
+
+            with anyio.fail_after(20):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(collect, "a", a, len(keys))
+                    tg.start_soon(collect, "b", b, len(keys))
+                    tg.start_soon(collect, "c", c, 1)
+                    async with anyio.create_task_group() as writers:
+                        for key in keys:
+                            writers.start_soon(etcd.put, key, b"v")
+                    assert connections_to(port_of(etcd_server)) == 1
+            assert sorted(e.kv.key for e in seen["a"]) == keys
+            assert sorted(e.kv.key for e in seen["b"]) == keys
+            assert [e.kv.key for e in seen["c"]] == [keys[0]]
+        # leaving the watches cancelled them; the connection carries on
+        assert (await etcd.range(base, prefix=True, keys_only=True)).count == len(keys)
+        assert connections_to(port_of(etcd_server)) == 1
+
+
+async def test_values_larger_than_the_flow_control_windows(etcd_server: ServerProcess) -> None:
+    base = unique("large")
+    value = os.urandom(1024 * 1024)  # etcd takes requests up to 1.5 MiB
+    async with EtcdClient(etcd_server.url, timeout=30) as etcd:
+        async with anyio.create_task_group() as tg:
+            for i in range(6):
+                tg.start_soon(etcd.put, base + bytes([48 + i]), value)
+        result = await etcd.range(base, prefix=True)  # one 6 MiB answer
+        assert [kv.value == value for kv in result.kvs] == [True] * 6
+
+
+async def test_the_first_call_after_a_restart_goes_on_a_new_connection(
+    fresh_etcd_server: ServerProcess,
+) -> None:
+    server = fresh_etcd_server
+    key = unique("restart")
+    async with EtcdClient(server.url) as etcd:
+        await etcd.put(key, b"1")
+        assert connections_to(port_of(server)) == 1
+        await anyio.to_thread.run_sync(server.restart)
+        # the idle connection etcd closed is noticed before the call is sent on it
+        kv = await etcd.get(key)
+        assert kv is not None and kv.value == b"1"
+        assert connections_to(port_of(server)) == 1
+
+
+async def test_calls_during_an_outage_fail_clearly_and_then_recover(
+    fresh_etcd_server: ServerProcess,
+) -> None:
+    server = fresh_etcd_server
+    key = unique("outage")
+    async with EtcdClient(server.url, timeout=2) as etcd:
+        async with etcd.watch(key) as events:
+            await etcd.put(key, b"before")
+            assert (await events.__anext__()).kv.value == b"before"
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGKILL)  # no GOAWAY: the connection just breaks
+            with anyio.fail_after(10), pytest.raises(EtcdUnavailable, match=server.url):
+                await events.__anext__()
+        await anyio.to_thread.run_sync(server.stop)
+        with pytest.raises(EtcdUnavailable, match=server.url):
+            await etcd.put(key, b"during")
+        await anyio.to_thread.run_sync(server.start)
+        with anyio.fail_after(10):
+            while True:  # etcd may need a moment to elect itself after starting
+                try:
+                    await etcd.put(key, b"after")
+                    break
+                except EtcdUnavailable:
+                    await anyio.sleep(0.1)
+        kv = await etcd.get(key)
+        assert kv is not None and kv.value == b"after"
+        assert connections_to(port_of(server)) == 1
+    assert connections_to(port_of(server)) == 0
