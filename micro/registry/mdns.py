@@ -69,6 +69,11 @@ It maps onto mDNS thus:
 Interfaces: ``MdnsRegistry(interfaces=[...])``, else ``MICRO_MDNS_INTERFACES``
 (comma separated addresses or interface indexes), else zeroconf's default (all
 interfaces). If multicast cannot be set up, opening raises RegistryUnavailable.
+
+Size: the TXT codec is :mod:`micro.registry._mdns_txt`; the rest stays one
+module because it is one object bridging two threads, the event loop's view
+and watchers and zeroconf's browser and timers, whose hand-offs only make
+sense read together.
 """
 
 from __future__ import annotations
@@ -78,7 +83,6 @@ import contextlib
 import functools
 import hashlib
 import ipaddress
-import json
 import logging
 import math
 import os
@@ -111,8 +115,8 @@ from zeroconf._dns import DNSPointer, DNSRecord  # also importable from zeroconf
 
 from ..errors import PayloadTooLarge
 from ..refcount import Users
+from ._mdns_txt import decode_txt, encode_txt
 from .base import (
-    EndpointInfo,
     EventType,
     Node,
     RegistryUnavailable,
@@ -154,11 +158,6 @@ WATCH_BUFFER = 1024
 
 #: the TXT record (all strings with their length bytes) must fit one mDNS packet
 MAX_TXT_BYTES = 8192
-#: a decoded record larger than this is refused (a guard against zlib bombs)
-MAX_RECORD_BYTES = 4 * 1024 * 1024
-#: TXT format version, the value of the ``micro`` key
-TXT_FORMAT = b"1"
-_TXT_STRING = 255
 _LABEL_PREFIX = 40
 
 
@@ -670,7 +669,7 @@ class MdnsRegistry:
 
     def _service_info(self, service: ServiceRecord, node: Node, record_ttl: int) -> ServiceInfo:
         host, port = _split_address(node.address)
-        txt = _encode_txt(service, node)
+        txt = encode_txt(service, node)
         if len(txt) > MAX_TXT_BYTES:
             raise PayloadTooLarge(
                 f"the mDNS record of {service.name} node {node.id} is {len(txt)} bytes "
@@ -799,75 +798,12 @@ def _unavailable(doing: str) -> Iterator[None]:
 # -- the TXT record --
 
 
-def _encode_txt(service: ServiceRecord, node: Node) -> bytes:
-    """The TXT rdata: ``micro=1``, ``n=<count>``, then numbered zlib chunks."""
-    record = {
-        "name": service.name,
-        "version": service.version,
-        "metadata": service.metadata,
-        "endpoints": [
-            {"name": e.name, "request": e.request, "response": e.response, "metadata": e.metadata}
-            for e in service.endpoints
-        ],
-        "nodes": [{"id": node.id, "address": node.address, "metadata": node.metadata}],
-    }
-    data = json.dumps(record, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    packed = zlib.compress(data.encode(), 9)
-    strings = [b"micro=" + TXT_FORMAT]
-    chunks: list[bytes] = []
-    position = 0
-    while position < len(packed):
-        prefix = f"{len(chunks)}=".encode()
-        size = _TXT_STRING - len(prefix)
-        chunks.append(prefix + packed[position : position + size])
-        position += size
-    strings.append(f"n={len(chunks)}".encode())
-    strings.extend(chunks)
-    return b"".join(bytes((len(s),)) + s for s in strings)
-
-
-def _txt_strings(text: bytes) -> dict[bytes, bytes]:
-    out: dict[bytes, bytes] = {}
-    position = 0
-    while position < len(text):
-        length = text[position]
-        item = text[position + 1 : position + 1 + length]
-        position += 1 + length
-        key, _, value = item.partition(b"=")
-        out.setdefault(key, value)
-    return out
-
-
 def _decode(info: ServiceInfo) -> ServiceRecord | None:
     """The node record in ``info``'s TXT record; None if it holds none we can read."""
-    strings = _txt_strings(info.text or b"")
-    if strings.get(b"micro") != TXT_FORMAT:
-        return None
     try:
-        count = int(strings[b"n"])
-        packed = b"".join(strings[str(i).encode()] for i in range(count))
-        inflate = zlib.decompressobj()
-        data = inflate.decompress(packed, MAX_RECORD_BYTES)
-        if inflate.unconsumed_tail or not inflate.eof:
-            raise ValueError("record too large or truncated")
-        fields: dict[str, Any] = json.loads(data)
-        [n] = fields["nodes"]
-        node = Node(id=n["id"], address=n["address"], metadata=dict(n.get("metadata") or {}))
-        record = ServiceRecord(
-            name=fields["name"],
-            version=fields.get("version", "latest"),
-            metadata=dict(fields.get("metadata") or {}),
-            endpoints=tuple(
-                EndpointInfo(
-                    name=e["name"],
-                    request=dict(e.get("request") or {}),
-                    response=dict(e.get("response") or {}),
-                    metadata=dict(e.get("metadata") or {}),
-                )
-                for e in fields.get("endpoints") or ()
-            ),
-            nodes=(_reachable(node, info),),
-        )
+        record = decode_txt(info.text or b"")
+        if record is not None:
+            record = replace(record, nodes=(_reachable(record.nodes[0], info),))
     except (ValueError, TypeError, KeyError, AttributeError, zlib.error) as exc:
         log.warning("mDNS registry: ignoring %s, its TXT record is unreadable: %s", info.name, exc)
         return None
