@@ -25,7 +25,9 @@ as a subprocess, and :meth:`McpServer.http_app` (Streamable HTTP) that the
 gateway serves at ``/mcp``. Both run on asyncio and on Trio.
 
 The SDK (``pip install 'micro-runtime[mcp]'``) is imported only by this
-module, so the rest of micro runs without it.
+module, so the rest of micro runs without it. That is also
+why it is one module past the usual size: splitting it would spread the
+optional dependency.
 """
 
 from __future__ import annotations

@@ -30,6 +30,10 @@ block libpq forever, so past the timeout the call raises StoreUnavailable
 naming it, and the connection the thread is stuck on has its socket shut
 down: the thread wakes with an error, stops, and the pool drops that broken
 connection. A write that timed out may or may not have been committed.
+
+It is one module past the usual size because it is one backend: the store
+class, the SQL it sends and the bounded hop to a thread (``_Call``) it sends it
+through change together.
 """
 
 from __future__ import annotations

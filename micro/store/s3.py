@@ -28,6 +28,10 @@ table under the store's prefix each ``sweep_interval``, writes or not.
 Durability is S3's: a write returns once the server stored the object. A
 record is one object, so writes of different keys never conflict, and two
 writes of one key resolve as S3 resolves them: the last one stored wins.
+
+It is one module past the usual size because it is one backend over one object
+layout (names, markers and sweeps change together); the S3 calls themselves are
+:mod:`micro.store._s3api`.
 """
 
 from __future__ import annotations

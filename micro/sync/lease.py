@@ -37,6 +37,10 @@ LeadershipLost, so the caller never carries on unaware.
 Keepers never crash into their supervisor: an unexpected error in one is
 logged and becomes the hold's loss, since restarting a keeper cannot restore
 a lease that may have lapsed meanwhile.
+
+It is one module past the usual size because the hold's state table, the
+keeper that drives it and the Sync base that starts both change together:
+a rule of one is a rule of the others.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ each check opens it with ``async with`` and uses topics no other check (or
 run) uses, so a shared backend server needs no cleanup between checks.
 Redelivery is checked with a short ``ack_wait`` and a bounded wait for the
 event to come back: no check decides anything by how long something took.
+
+It is one module past the usual size because a suite is read as a whole: short
+checks, the helpers they share, and the list that runs them, in one place.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ check (or run) uses, so a shared backend server needs no cleanup between
 checks. Expiry is checked by waiting until a record's expiry has passed and
 then requiring it gone at once: stores promise that exactly, so the wait
 decides nothing.
+
+It is one module past the usual size because a suite is read as a whole: short
+checks, the helpers they share, and the list that runs them, in one place.
 """
 
 from __future__ import annotations

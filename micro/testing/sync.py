@@ -7,6 +7,9 @@ for the same names). Each check uses names no other check or run uses, so a
 shared server needs no cleanup. ``ttl`` is the short TTL the timing checks
 use: long enough that taking a lock never outlasts it on a busy machine. Waits are
 bounded; the one fixed pause lets a waiter queue up and decides no outcome.
+
+It is one module past the usual size because a suite is read as a whole: short
+checks, the helpers they share, and the list that runs them, in one place.
 """
 
 from __future__ import annotations
