@@ -60,6 +60,7 @@ from .registry.heartbeat import Registration
 from .registry.record import advertised_address, service_record
 from .selector.base import Selector
 from .server.endpoint import Endpoint
+from .server.schema import json_schema
 from .server.server import (
     Middleware,
     Server,
@@ -397,7 +398,8 @@ class Service:
         )
 
     def _advertised_address(self) -> str:
-        return advertised_address(self.address, advertise=self._advertise)
+        host, port = parse_address(self.address)
+        return advertised_address(host, port, advertise=self._advertise)
 
     async def call(
         self, service: str, endpoint: str, request: Any, response_type: Any = Any, **options: Any
@@ -652,5 +654,6 @@ class Service:
             address=self._advertised_address(),
             metadata=self.metadata,
             endpoints=self.server.router.endpoints(),
+            schema=json_schema,
             internal=(HEALTH_SERVICE_NAME, INBOX_NAME, DEBUG_NAME),
         )

@@ -6,33 +6,62 @@ whether it is idempotent, so clients may retry it), and one node, this
 process, at the address :func:`advertised_address` picks. The service's
 metadata is on its node too: instances of one version may differ (zone,
 capacity) and clients filter by node.
+
+Endpoints are taken as anything :class:`Described` (the server's
+:class:`~micro.server.endpoint.Endpoint` is), and their schemas made by the
+function given, so discovery does not depend on the server.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
-from ..server.schema import json_schema
-from ..transport.listener import parse_address
 from .base import EndpointInfo, Node, ServiceRecord
 
-if TYPE_CHECKING:
-    from ..server.endpoint import Endpoint
+__all__ = [
+    "Described",
+    "Schema",
+    "advertised_address",
+    "endpoint_info",
+    "host_address",
+    "service_record",
+]
 
-__all__ = ["advertised_address", "endpoint_info", "host_address", "service_record"]
+#: a JSON schema of a type (``{}`` when none can be derived)
+Schema = Callable[[Any], dict[str, Any]]
 
 
-def endpoint_info(endpoint: Endpoint) -> EndpointInfo:
+class Described(Protocol):
+    """What the registry tells of an endpoint."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def request_type(self) -> Any: ...
+    @property
+    def response_type(self) -> Any: ...
+    @property
+    def kind(self) -> str:
+        """``unary``, ``server_stream``, ``client_stream`` or ``bidi_stream``."""
+        ...
+
+    @property
+    def idempotent(self) -> bool: ...
+    @property
+    def metadata(self) -> Mapping[str, str]: ...
+
+
+def endpoint_info(endpoint: Described, schema: Schema) -> EndpointInfo:
     """What the registry tells of one endpoint: its schemas, kind and metadata."""
     return EndpointInfo(
         name=endpoint.name,
-        request=json_schema(endpoint.request_type),
-        response=json_schema(endpoint.response_type),
+        request=schema(endpoint.request_type),
+        response=schema(endpoint.response_type),
         metadata={
-            "kind": endpoint.kind.value,
+            "kind": str(endpoint.kind),
             **({"idempotent": "true"} if endpoint.idempotent else {}),
             **endpoint.metadata,
         },
@@ -46,10 +75,12 @@ def service_record(
     node: str,
     address: str,
     metadata: Mapping[str, str],
-    endpoints: Iterable[Endpoint],
+    endpoints: Iterable[Described],
+    schema: Schema,
     internal: Iterable[str] = (),
 ) -> ServiceRecord:
-    """The record of one node of service ``name`` serving ``endpoints`` at ``address``.
+    """The record of one node of service ``name`` serving ``endpoints`` at ``address``,
+    with the schemas ``schema`` makes of their types.
 
     Endpoints of the handlers named in ``internal`` (health, debug, the broker's
     inbox: every service has them) are left out.
@@ -59,18 +90,19 @@ def service_record(
         name=name,
         version=version,
         metadata=dict(metadata),
-        endpoints=tuple(endpoint_info(ep) for ep in endpoints if not ep.name.startswith(hidden)),
+        endpoints=tuple(
+            endpoint_info(ep, schema) for ep in endpoints if not ep.name.startswith(hidden)
+        ),
         nodes=(Node(id=node, address=address, metadata={**metadata, "protocol": "grpc"}),),
     )
 
 
-def advertised_address(bound: str, *, advertise: str | None = None) -> str:
-    """The ``host:port`` other processes reach a listener bound to ``bound`` by.
+def advertised_address(host: str, port: int, *, advertise: str | None = None) -> str:
+    """The ``host:port`` other processes reach a listener bound to ``host`` and ``port`` by.
 
     ``advertise`` wins when given; a listener on every interface (``0.0.0.0``,
     ``::``) is advertised at :func:`host_address`.
     """
-    host, port = parse_address(bound)
     if advertise is not None:
         return advertise
     if host in ("0.0.0.0", "::"):

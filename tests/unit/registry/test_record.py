@@ -48,6 +48,7 @@ def test_the_record_describes_each_endpoint_and_one_node() -> None:
         address="10.0.0.5:8080",
         metadata={"zone": "a"},
         endpoints=server.router.endpoints(),
+        schema=json_schema,
         internal=("Internal",),
     )
     assert record.name == "greeter"
@@ -70,19 +71,19 @@ def test_the_record_describes_each_endpoint_and_one_node() -> None:
 
 
 def test_an_address_given_to_advertise_wins() -> None:
-    assert advertised_address("127.0.0.1:8080", advertise="svc.example:443") == "svc.example:443"
+    assert advertised_address("127.0.0.1", 8080, advertise="svc.example:443") == "svc.example:443"
 
 
 def test_a_bound_host_is_advertised_as_it_is() -> None:
-    assert advertised_address("127.0.0.1:8080") == "127.0.0.1:8080"
-    assert advertised_address("[::1]:8080") == "[::1]:8080"
+    assert advertised_address("127.0.0.1", 8080) == "127.0.0.1:8080"
+    assert advertised_address("::1", 8080) == "[::1]:8080"
 
 
-@pytest.mark.parametrize("bound", ["0.0.0.0:8080", "[::]:8080"])
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
 def test_every_interface_is_advertised_at_the_host_address(
-    bound: str, monkeypatch: pytest.MonkeyPatch
+    host: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MICRO_ADVERTISE_HOST", "192.0.2.7")
-    assert advertised_address(bound) == "192.0.2.7:8080"
+    assert advertised_address(host, 8080) == "192.0.2.7:8080"
     monkeypatch.setenv("MICRO_ADVERTISE_HOST", "2001:db8::7")
-    assert advertised_address(bound) == "[2001:db8::7]:8080"
+    assert advertised_address(host, 8080) == "[2001:db8::7]:8080"
