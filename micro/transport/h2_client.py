@@ -32,9 +32,11 @@ import h2.events
 from h2.errors import ErrorCodes
 
 from ..errors import Cancelled, InternalServerError, MicroError, PayloadTooLarge, Unavailable
+from .aio_stream import adopt
 from .flow import OutboundFlow
 from .framing import MessageDecoder, Payload, detach
 from .h2conn import H2Error, ProtocolError, event_handlers, new_connection, start
+from .writer import Writer
 
 __all__ = ["H2ClientConnection", "ResponseParts", "StreamParts", "connection_lost"]
 
@@ -118,14 +120,14 @@ _YIELD_AFTER = 64 * 1024
 
 class H2ClientConnection:
     def __init__(self, net: anyio.abc.ByteStream, authority: str, *, max_message_size: int):
-        self._net = net
+        net = self._net = adopt(net)
         self.authority = authority
         self._max_size = max_message_size
         self._h2 = new_connection(client_side=True)
         self._calls: dict[int, ResponseParts] = {}
-        self._flow = OutboundFlow(self._h2, lambda: self._wake.set())
+        self._writer = Writer(net, self._h2.data_to_send)
+        self._flow = OutboundFlow(self._h2, self._writer.flush_soon)
         self._slot_waiters: list[anyio.Event] = []
-        self._wake = anyio.Event()
         self._failure: Exception | None = None
         self._going_away = False
         self._heard_from_peer = False
@@ -161,7 +163,7 @@ class H2ClientConnection:
         a connection that fails before that raises an unprocessed Unavailable.
         """
         start(self._h2)
-        self._wake.set()
+        self._writer.flush_soon()
         started = False
         # Raised outside the task group, so the caller gets it unwrapped.
         early: Unavailable | None = None
@@ -226,29 +228,27 @@ class H2ClientConnection:
                 handler = handlers.get(type(event))
                 if handler is not None:
                     handler(event)
-            self._wake.set()
+            # What the events queued (acknowledgements, window) goes now.
+            self._writer.flush_now()
             if pos < len(view):
                 await anyio.lowlevel.checkpoint()
         return True
 
     async def _write_loop(self) -> None:
-        h2conn = self._h2
+        writer = self._writer
         while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            data = h2conn.data_to_send()
-            if data:
-                try:
-                    await self._net.send(data)
-                except _NET_ERRORS as exc:
-                    self._fail(
-                        connection_lost(
-                            f"connection to {self.authority} lost: {exc!r}", unprocessed=False
-                        )
+            await writer.wait()
+            try:
+                await writer.send_queued()
+            except _NET_ERRORS as exc:
+                self._fail(
+                    connection_lost(
+                        f"connection to {self.authority} lost: {exc!r}", unprocessed=False
                     )
-                    if self._scope is not None:
-                        self._scope.cancel()
-                    return
+                )
+                if self._scope is not None:
+                    self._scope.cancel()
+                return
 
     def close(self) -> None:
         """Stop at once; calls in flight fail."""
@@ -291,7 +291,10 @@ class H2ClientConnection:
             parts.sent = True
             for i, chunk in enumerate(body):
                 await self._send_data(sid, chunk, end_stream=i == len(body) - 1)
-            self._wake.set()
+            if len(self._calls) == 1:
+                self._writer.flush_now()  # the only call: out without a hop to the writer
+            else:
+                self._writer.flush_soon()  # others are calling too: one write for all
             await parts.event.wait()
         except BaseException:
             if not parts.done and self._failure is None:
@@ -299,7 +302,7 @@ class H2ClientConnection:
                     h2conn.reset_stream(sid, ErrorCodes.CANCEL)
                 except H2Error:
                     pass
-                self._wake.set()
+                self._writer.flush_soon()
             raise
         finally:
             del self._calls[sid]
@@ -324,7 +327,7 @@ class H2ClientConnection:
         self._calls[sid] = parts
         self._h2.send_headers(sid, headers)
         parts.sent = True
-        self._wake.set()
+        self._writer.flush_soon()
         return sid, parts
 
     async def send_message(self, sid: int, parts: StreamParts, framed: bytes) -> None:
@@ -341,7 +344,7 @@ class H2ClientConnection:
             if parts.error is not None:
                 raise parts.error from None
             raise anyio.BrokenResourceError("the server has ended this stream") from None
-        self._wake.set()
+        self._writer.flush_soon()
         if self._h2.outbound_size() >= _YIELD_AFTER:
             await anyio.lowlevel.checkpoint()
 
@@ -356,7 +359,7 @@ class H2ClientConnection:
             self._h2.end_stream(sid)
         except H2Error:
             return
-        self._wake.set()
+        self._writer.flush_soon()
 
     async def receive_message(self, sid: int, parts: StreamParts) -> Payload | None:
         """The next message, or None once the stream has ended (check ``parts`` then)."""
@@ -372,7 +375,7 @@ class H2ClientConnection:
             except H2Error:
                 pass
             parts.unacked = 0
-            self._wake.set()
+            self._writer.flush_soon()
         return message
 
     def close_stream(self, sid: int, parts: StreamParts) -> None:
@@ -385,7 +388,7 @@ class H2ClientConnection:
                 self._h2.reset_stream(sid, ErrorCodes.CANCEL)
             except H2Error:
                 pass
-            self._wake.set()
+            self._writer.flush_soon()
         if self._slot_waiters:
             self._slot_waiters.pop(0).set()
 

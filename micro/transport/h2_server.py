@@ -35,6 +35,7 @@ import h2.events
 from h2.errors import ErrorCodes
 
 from ..errors import BadRequest, Cancelled, MicroError, PayloadTooLarge
+from .aio_stream import adopt
 from .calls import (
     RequestHead,
     grpc_error_headers,
@@ -50,6 +51,7 @@ from .flow import OutboundFlow
 from .framing import MessageDecoder, Payload, detach, message_parts
 from .h2conn import H2Error, ProtocolError, event_handlers, new_connection, start
 from .lines import NDJSON, frame, streamed_media_type
+from .writer import Writer
 
 __all__ = ["H2ServerConnection"]
 
@@ -137,7 +139,7 @@ class H2ServerConnection:
     def __init__(
         self, net: anyio.abc.ByteStream, server: Dispatcher[Any], prefix: bytes = b""
     ) -> None:
-        self._net = net
+        net = self._net = adopt(net)
         self._server = server
         self._prefix = prefix
         opts = server.options
@@ -148,8 +150,8 @@ class H2ServerConnection:
             max_header_list_size=opts.max_header_list_size,
         )
         self._streams: dict[int, _Stream] = {}
+        self._writer = Writer(net, self._h2.data_to_send)
         self._flow = OutboundFlow(self._h2, self._flush)
-        self._wake = anyio.Event()
         self._writer_done = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
         self._read_scope: anyio.CancelScope | None = None
@@ -211,19 +213,17 @@ class H2ServerConnection:
                 await self._net.aclose()
 
     async def _write_loop(self) -> None:
-        h2conn = self._h2
+        writer = self._writer
         try:
             while True:
-                await self._wake.wait()
-                self._wake = anyio.Event()
+                await writer.wait()
                 # Send until nothing is queued, including what was queued while
                 # we were sending (such as a GOAWAY), before deciding to stop.
-                while data := h2conn.data_to_send():
-                    try:
-                        await self._net.send(data)
-                    except _NET_ERRORS:
-                        self._close()
-                        return
+                try:
+                    await writer.send_queued()
+                except _NET_ERRORS:
+                    self._close()
+                    return
                 if self._done:
                     return
         finally:
@@ -244,7 +244,7 @@ class H2ServerConnection:
             pass
 
     def _flush(self) -> None:
-        self._wake.set()
+        self._writer.flush_soon()
 
     def _close(self) -> None:
         """End the connection from our side (GOAWAY already queued, if any)."""
@@ -279,7 +279,8 @@ class H2ServerConnection:
                 handler = handlers.get(type(event))
                 if handler is not None:
                     handler(event)
-            self._flush()
+            # What the events queued (acknowledgements, window, resets) goes now.
+            self._writer.flush_now()
             if pos < len(view):
                 await anyio.lowlevel.checkpoint()
 
@@ -659,7 +660,10 @@ class H2ServerConnection:
                     await self._send_data(sid, result, end_stream=True)
         except H2Error:
             pass  # the stream was reset meanwhile: nobody to answer
-        self._flush()
+        if len(self._streams) <= 1 and not self._calls:
+            self._writer.flush_now()  # the only call: answer without a hop to the writer
+        else:
+            self._flush()  # others are answering too: one write for all of them
 
     async def _send_data(self, sid: int, data: bytes, *, end_stream: bool) -> None:
         """Send a body within the peer's flow-control window, waiting for it to open."""
