@@ -43,6 +43,9 @@ from ._records import EtcdUnavailable
 __all__ = ["GrpcConnection"]
 
 READ_SIZE = 256 * 1024
+#: HTTP/2 stream ids run out at 2**31 (a billion calls); the connection is retired
+#: a little before, so no call ever fails for want of one
+LAST_STREAM_ID = 2**31 - 2**16
 _NET_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 
@@ -104,6 +107,8 @@ class GrpcConnection:
                 f"etcd at {self.endpoint} is closing the connection", id="etcd"
             )
         sid = h2conn.get_next_available_stream_id()
+        if sid >= LAST_STREAM_ID:
+            self._going_away = True  # this call is among the last; the next dial a new one
         stream = self._streams[sid] = CallStream(self, sid)
         h2conn.send_headers(
             sid,

@@ -6,15 +6,18 @@ from __future__ import annotations
 import os
 import signal
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
 import micro
+from micro.auth import CertificateAuthority, TLSConfig
 from micro.config import Config
-from micro.etcd import EtcdClient, EtcdUnavailable, KeyEvent, shared_client
-from tests.servers import ServerProcess
+from micro.etcd import EtcdClient, EtcdUnavailable, KeyEvent, _grpc, shared_client
+from tests.servers import ServerProcess, free_port, require_binary
 
 pytestmark = pytest.mark.anyio
 
@@ -172,3 +175,71 @@ async def test_calls_during_an_outage_fail_clearly_and_then_recover(
         assert kv is not None and kv.value == b"after"
         assert connections_to(port_of(server)) == 1
     assert connections_to(port_of(server)) == 0
+
+
+@pytest.fixture
+def tls_etcd(tmp_path: Path) -> Iterator[tuple[ServerProcess, TLSConfig]]:
+    """An etcd serving its client port over TLS, with a certificate from a CA of the test's."""
+    binary = require_binary("etcd", "etcd-server")
+    tls = CertificateAuthority.generate("etcd test CA").issue_files(
+        tmp_path / "certs", "etcd", hosts=["127.0.0.1"], client_auth=False
+    )
+    port, peer_port = free_port(), free_port()
+    url, peer_url = f"https://127.0.0.1:{port}", f"http://127.0.0.1:{peer_port}"
+    argv = [
+        binary,
+        "--name=tls",
+        f"--data-dir={tmp_path / 'etcd'}",
+        f"--listen-client-urls={url}",
+        f"--advertise-client-urls={url}",
+        f"--listen-peer-urls={peer_url}",
+        f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster=tls={peer_url}",
+        f"--cert-file={tls.cert}",
+        f"--key-file={tls.key}",
+        "--heartbeat-interval=10",
+        "--election-timeout=100",
+    ]
+
+    def ready() -> bool:
+        try:
+            health = httpx.get(f"{url}/health", verify=tls.client_context(), timeout=1.0)
+            return health.status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    server = ServerProcess("etcd", argv, tmp_path, ready, url)
+    server.start()
+    try:
+        yield server, tls
+    finally:
+        server.stop()
+
+
+async def test_tls_etcd_over_one_connection(tls_etcd: tuple[ServerProcess, TLSConfig]) -> None:
+    server, tls = tls_etcd
+    key = unique("tls")
+    async with EtcdClient(server.url, verify=tls.client_context()) as etcd:
+        async with etcd.watch(key) as events:
+            await etcd.put(key, b"secret")
+            assert (await events.__anext__()).kv.value == b"secret"
+        assert connections_to(port_of(server)) == 1
+    # a client that trusts only the system's CAs refuses etcd's certificate
+    async with EtcdClient(server.url) as untrusting:
+        with pytest.raises(EtcdUnavailable, match=server.url):
+            await untrusting.get(key)
+
+
+async def test_a_connection_near_its_last_stream_id_is_replaced(
+    etcd_server: ServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # HTTP/2 stream ids run out after a billion calls; pretend they run out after four.
+    monkeypatch.setattr(_grpc, "LAST_STREAM_ID", 7)
+    key = unique("stream-ids")
+    async with EtcdClient(etcd_server.url) as etcd, etcd.watch(key, prefix=True) as events:
+        for i in range(12):
+            await etcd.put(key + str(i).encode(), b"v")
+            assert (await events.__anext__()).kv.key == key + str(i).encode()
+        # the watch keeps the first connection open; each later one closed when retired
+        assert connections_to(port_of(etcd_server)) == 2
+    assert connections_to(port_of(etcd_server)) == 0
