@@ -13,6 +13,7 @@ travels in ``traceparent``/``tracestate`` headers of calls and messages.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -64,12 +65,20 @@ class Tracer:
             self._provider = provider
             self._tracer = provider.get_tracer("micro")
         self._fixed = provider is not None
+        # Whether the environment names a provider, read once: asking
+        # get_tracer_provider() before one is set reads the environment on
+        # every call (a few per cent of the CPU a call costs).
+        self._env_names_provider = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
     def _current(self) -> Any:
         """The tracer of the provider in use, or None while none is set."""
         if trace is None or self._fixed:
             return self._tracer
-        provider = trace.get_tracer_provider()
+        provider = getattr(trace, "_TRACER_PROVIDER", None)
+        if provider is None:
+            if not self._env_names_provider:
+                return None  # none set yet
+            provider = trace.get_tracer_provider()
         if provider is not self._provider:
             self._provider = provider
             self._tracer = (
