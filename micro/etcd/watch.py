@@ -70,6 +70,9 @@ class Watch:
             raise EtcdUnavailable(f"etcd at {self._endpoint} did not start the watch", id="etcd")
         header = first["header"]
         self.revision = int(header["revision"]) if header else 0
+        if first["canceled"]:  # etcd refused the watch in the answer that created it
+            await self.aclose()
+            raise self._cancelled(first)
         self._take_events(first)
         return self
 
@@ -90,15 +93,17 @@ class Watch:
             if response is None:
                 raise StopAsyncIteration
             if response["canceled"]:
-                compacted = response["compact_revision"]
-                if compacted:
-                    raise RevisionCompacted(compacted)
-                reason = response["cancel_reason"] or "no reason given"
-                raise EtcdUnavailable(
-                    f"etcd at {self._endpoint} cancelled the watch: {reason}", id="etcd"
-                )
+                raise self._cancelled(response)
             self._take_events(response)
         return self._pending.popleft()
+
+    def _cancelled(self, response: dict[str, Any]) -> RevisionCompacted | EtcdUnavailable:
+        """The error for a watch etcd cancelled: its start revision is gone, or another reason."""
+        compacted = response["compact_revision"]
+        if compacted:
+            return RevisionCompacted(compacted)
+        reason = response["cancel_reason"] or "no reason given"
+        return EtcdUnavailable(f"etcd at {self._endpoint} cancelled the watch: {reason}", id="etcd")
 
     def _take_events(self, response: dict[str, Any]) -> None:
         for event in response["events"]:
