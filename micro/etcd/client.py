@@ -187,6 +187,7 @@ class EtcdClient:
         """Refresh the lease; its new TTL, or 0 when it had already expired."""
         # LeaseKeepAlive is a bidirectional stream: one request, one answer, done.
         payload = pb.encode(pb.LeaseKeepAliveRequest, {"ID": id})
+        conn: GrpcConnection | None = None
         try:
             with anyio.fail_after(self.timeout):
                 conn = await self._connection()
@@ -197,6 +198,7 @@ class EtcdClient:
                 finally:
                     await stream.aclose()
         except TimeoutError:
+            await self._unanswered(conn)
             raise self._no_answer() from None
         if answer is None:
             return 0
@@ -283,7 +285,8 @@ class EtcdClient:
             raise EtcdUnavailable(
                 f"etcd at {self.endpoint} is unreachable ({describe(exc)})", id="etcd"
             ) from None
-        return GrpcConnection(net, self.endpoint, url.netloc, timeout=self.timeout)
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return GrpcConnection(net, self.endpoint, authority, timeout=self.timeout)
 
     def _ssl_context(self) -> ssl.SSLContext:
         if isinstance(self._verify, ssl.SSLContext):
@@ -301,13 +304,22 @@ class EtcdClient:
     ) -> dict[str, Any]:
         payload = pb.encode(request, values)
         path = "/etcdserverpb." + method
+        conn: GrpcConnection | None = None
         try:
             with anyio.fail_after(self.timeout):
                 conn = await self._connection()
                 answer = await conn.unary(path, payload)
         except TimeoutError:
+            await self._unanswered(conn)
             raise self._no_answer() from None
         return self._decode(response, answer)
+
+    async def _unanswered(self, conn: GrpcConnection | None) -> None:
+        """A call on ``conn`` went unanswered: later calls go on a new connection, in case
+        this one is dead without knowing it (calls open on it still finish there)."""
+        if conn is not None and conn is self._conn:
+            self._conn = None
+            await conn.retire()
 
     def _decode(self, message: pb.Message, answer: bytes | memoryview) -> dict[str, Any]:
         try:

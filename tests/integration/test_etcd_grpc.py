@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import httpx
 import pytest
 
@@ -243,3 +244,26 @@ async def test_a_connection_near_its_last_stream_id_is_replaced(
         # the watch keeps the first connection open; each later one closed when retired
         assert connections_to(port_of(etcd_server)) == 2
     assert connections_to(port_of(etcd_server)) == 0
+
+
+async def test_a_call_left_unanswered_moves_later_calls_to_a_new_connection() -> None:
+    accepted: list[anyio.abc.SocketStream] = []
+
+    async def hold(stream: anyio.abc.SocketStream) -> None:
+        accepted.append(stream)  # read nothing, answer nothing
+        await anyio.sleep_forever()
+
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        url = f"http://127.0.0.1:{port}"
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, hold)
+            async with EtcdClient(url, timeout=1) as etcd:
+                for attempt in (1, 2):
+                    with pytest.raises(EtcdUnavailable, match=f"{url} is unreachable"):
+                        await etcd.get(b"k")
+                    with anyio.fail_after(5):
+                        while len(accepted) < attempt:  # the listener's task may lag
+                            await anyio.sleep(0.01)
+                    assert len(accepted) == attempt
+            tg.cancel_scope.cancel()
