@@ -98,12 +98,8 @@ class CallStream:
         await conn.wait(lambda: bool(self.inbox) or self.done)
         if self.inbox:
             message = self.inbox.popleft()
-            if self.unacked and not self.done:
-                unacked, self.unacked = self.unacked, 0
-                try:
-                    conn._h2.acknowledge_received_data(unacked, self.sid)
-                except H2Error:
-                    pass
+            if self.unacked:
+                conn.give_back(self)
                 await conn.flush()
             return message
         if self.error is not None:

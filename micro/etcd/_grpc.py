@@ -142,16 +142,27 @@ class GrpcConnection:
         if self._streams.get(stream.sid) is not stream:
             return
         del self._streams[stream.sid]
+        self.give_back(stream)  # what the caller left unread
         if not stream.done and self._failure is None:
             stream.done = True
             try:
                 self._h2.reset_stream(stream.sid, ErrorCodes.CANCEL)
             except H2Error:
                 pass
-            await self.flush()
+        await self.flush()
         self._signal()
         if not self.usable and not self._streams:
             await self.aclose()
+
+    def give_back(self, stream: CallStream) -> None:
+        """Return the flow-control window of the stream's received messages to etcd, for
+        the connection too: done even when the stream has ended, or it shrinks for good."""
+        unacked, stream.unacked = stream.unacked, 0
+        if unacked and self._failure is None:
+            try:
+                self._h2.acknowledge_received_data(unacked, stream.sid)
+            except H2Error:
+                pass
 
     # -- reading: whoever waits reads -------------------------------------------
 

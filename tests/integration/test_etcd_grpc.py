@@ -267,3 +267,16 @@ async def test_a_call_left_unanswered_moves_later_calls_to_a_new_connection() ->
                             await anyio.sleep(0.01)
                     assert len(accepted) == attempt
             tg.cancel_scope.cancel()
+
+
+async def test_answers_past_the_connection_window_keep_coming(etcd_server: ServerProcess) -> None:
+    # Every answer's bytes must be given back to the connection's flow-control window
+    # (16 MiB), or etcd stops sending once that much has been received.
+    key = unique("window")
+    value = b"w" * 16000  # an answer in one DATA frame
+    async with EtcdClient(etcd_server.url) as etcd:
+        await etcd.put(key, value)
+        with anyio.fail_after(60):
+            for _ in range(1500):  # 24 MB of answers
+                kv = await etcd.get(key)
+                assert kv is not None and len(kv.value) == len(value)
