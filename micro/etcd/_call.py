@@ -22,7 +22,7 @@ from ._records import EtcdUnavailable, RevisionCompacted
 if TYPE_CHECKING:
     from ._grpc import GrpcConnection
 
-__all__ = ["MAX_MESSAGE_SIZE", "CallStream", "describe", "grpc_error"]
+__all__ = ["MAX_MESSAGE_SIZE", "CallStream", "describe", "grpc_error", "is_grpc"]
 
 #: etcd's own clients accept answers of any size; a range over many keys is large
 MAX_MESSAGE_SIZE = 512 * 1024 * 1024
@@ -42,11 +42,24 @@ def grpc_error(code: int, message: str) -> MicroError:
     return from_grpc(code, message, id="etcd")
 
 
+#: how much of an answer that is not gRPC is kept for its error message
+BODY_KEPT = 1024
+
+
+def is_grpc(headers: list[tuple[str, str]]) -> bool:
+    """Whether response headers start a gRPC answer (rather than, say, a proxy's page)."""
+    fields = dict(headers)
+    return fields.get(":status") == "200" and fields.get("content-type", "").startswith(
+        "application/grpc"
+    )
+
+
 class CallStream:
     """One call on the connection: send messages, receive messages, then the status."""
 
     __slots__ = (
         "_conn",
+        "body",
         "decoder",
         "done",
         "error",
@@ -64,6 +77,8 @@ class CallStream:
         self.trailers: list[tuple[str, str]] = []
         self.inbox: deque[Payload] = deque()
         self.decoder = MessageDecoder(MAX_MESSAGE_SIZE)
+        #: the start of an answer that is not gRPC (a proxy's error page), for the error
+        self.body: bytearray | None = None
         self.unacked = 0
         self.done = False
         self.error: MicroError | None = None
@@ -130,9 +145,11 @@ class CallStream:
         content_type = self._field("content-type") or ""
         if status != "200" or not content_type.startswith("application/grpc"):
             code = int(status) if status.isdigit() else 502
+            text = bytes(self.body or b"").decode("utf-8", "replace").strip() or "no body"
             return from_http(
                 code if code >= 400 else 502,
-                f"etcd at {self._conn.endpoint} answered {status} ({content_type or 'no type'})",
+                f"etcd at {self._conn.endpoint} answered {status} "
+                f"({content_type or 'no content type'}): {text}",
                 id="etcd",
             )
         grpc_status = self._field("grpc-status")

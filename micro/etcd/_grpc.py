@@ -37,7 +37,7 @@ from h2.errors import ErrorCodes
 from ..errors import MicroError, from_grpc
 from ..transport.framing import MessageDecoder, Payload
 from ..transport.h2conn import H2Error, ProtocolError, event_handlers, new_connection, start
-from ._call import MAX_MESSAGE_SIZE, CallStream, describe
+from ._call import BODY_KEPT, MAX_MESSAGE_SIZE, CallStream, describe, is_grpc
 from ._records import EtcdUnavailable
 
 __all__ = ["GrpcConnection"]
@@ -279,6 +279,8 @@ class GrpcConnection:
         stream = self._streams.get(event.stream_id)
         if stream is not None:
             stream.headers = list(event.headers)  # type: ignore[arg-type]
+            if not is_grpc(stream.headers):
+                stream.body = bytearray()
             encoding = stream._field("grpc-encoding") or "identity"
             if encoding != "identity":
                 stream.decoder = MessageDecoder(MAX_MESSAGE_SIZE, encoding)
@@ -288,7 +290,9 @@ class GrpcConnection:
         stream = self._streams.get(sid)
         length = event.flow_controlled_length or 0
         messages: list[Payload] = []
-        if stream is not None and not stream.done:
+        if stream is not None and stream.body is not None:
+            stream.body += bytes(event.data or b"")[: BODY_KEPT - len(stream.body)]
+        elif stream is not None and not stream.done:
             try:
                 messages = stream.decoder.feed(event.data or b"")
             except MicroError as exc:

@@ -11,12 +11,16 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 import pytest
 
 import micro
 from micro.auth import CertificateAuthority, TLSConfig
 from micro.config import Config
+from micro.errors import MicroError
 from micro.etcd import EtcdClient, EtcdUnavailable, KeyEvent, _grpc, shared_client
 from tests.servers import ServerProcess, free_port, require_binary
 
@@ -280,3 +284,40 @@ async def test_answers_past_the_connection_window_keep_coming(etcd_server: Serve
             for _ in range(1500):  # 24 MB of answers
                 kv = await etcd.get(key)
                 assert kv is not None and len(kv.value) == len(value)
+
+
+async def test_an_answer_that_is_not_grpc_is_a_clear_error() -> None:
+    """Something other than etcd on the port (a proxy's error page) answers over HTTP/2."""
+
+    async def proxy(stream: anyio.abc.SocketStream) -> None:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        await stream.send(conn.data_to_send())
+        async with stream:
+            while True:
+                try:
+                    data = await stream.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    return
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        conn.send_headers(
+                            event.stream_id, [(":status", "502"), ("content-type", "text/html")]
+                        )
+                        conn.send_data(event.stream_id, b"<html>proxy says no</html>", True)
+                await stream.send(conn.data_to_send())
+
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, proxy)
+            async with EtcdClient(f"127.0.0.1:{port}") as etcd:
+                with pytest.raises(
+                    MicroError, match="answered 502 \\(text/html\\): <html>proxy says no</html>"
+                ) as caught:
+                    await etcd.get(b"k")
+                assert caught.value.code == 502 and caught.value.id == "etcd"
+                with pytest.raises(MicroError, match="answered 502"):
+                    async with etcd.watch(b"k"):
+                        pass
+            tg.cancel_scope.cancel()
