@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from ..errors import MicroError, from_grpc, from_http
+from ..errors import GrpcStatus, MicroError, from_grpc, from_http
 from ..transport.framing import MessageDecoder, Payload, encode_message
 from ..transport.h2conn import H2Error
 from ..transport.headers import decode_grpc_message
@@ -35,9 +35,9 @@ def describe(exc: BaseException) -> str:
 
 def grpc_error(code: int, message: str) -> MicroError:
     """The error for a gRPC status from etcd, with etcd's message as the detail."""
-    if code == 14:  # UNAVAILABLE: no leader, stopping, ...
+    if code == GrpcStatus.UNAVAILABLE:  # no leader, stopping, ...
         return EtcdUnavailable(message, id="etcd")
-    if code == 11 and "required revision has been compacted" in message:
+    if code == GrpcStatus.OUT_OF_RANGE and "required revision has been compacted" in message:
         return RevisionCompacted(0, message)
     return from_grpc(code, message, id="etcd")
 
@@ -141,9 +141,9 @@ class CallStream:
         return None
 
     def _status_error(self) -> MicroError | None:
-        status = self._field(":status") or "0"
-        content_type = self._field("content-type") or ""
-        if status != "200" or not content_type.startswith("application/grpc"):
+        if not is_grpc(self.headers):
+            status = self._field(":status") or "no status"
+            content_type = self._field("content-type") or ""
             code = int(status) if status.isdigit() else 502
             text = bytes(self.body or b"").decode("utf-8", "replace").strip() or "no body"
             return from_http(

@@ -86,11 +86,6 @@ class GrpcConnection:
         """Whether new calls may start on this connection."""
         return self._failure is None and not self._going_away and not self._closed
 
-    @property
-    def calls(self) -> int:
-        """The calls open on the connection now."""
-        return len(self._streams)
-
     # -- calls -------------------------------------------------------------------
 
     async def open_stream(self, path: str) -> CallStream:
@@ -103,9 +98,8 @@ class GrpcConnection:
             )
         )
         if not self.usable:
-            raise self._failure or EtcdUnavailable(
-                f"etcd at {self.endpoint} is closing the connection", id="etcd"
-            )
+            detail = f"etcd at {self.endpoint} is closing the connection"
+            raise EtcdUnavailable(self._failure.detail if self._failure else detail, id="etcd")
         sid = h2conn.get_next_available_stream_id()
         if sid >= LAST_STREAM_ID:
             self._going_away = True  # this call is among the last; the next dial a new one
