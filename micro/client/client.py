@@ -598,9 +598,21 @@ def _request_headers(
     else:
         headers.append(("accept", codec.content_type))
     if deadline is not None:
-        headers.append(("grpc-timeout", format_grpc_timeout(deadline - anyio.current_time())))
+        headers.append(("grpc-timeout", _timeout_header(deadline - anyio.current_time())))
     headers.extend(metadata_to_headers(req.metadata))
     return headers
+
+
+def _timeout_header(remaining: float) -> str:
+    """``grpc-timeout`` for ``remaining`` seconds, above 0.1 s rounded up to a millisecond.
+
+    So calls made with the same timeout send the same header, which the
+    peer's HPACK decoder then knows (a value exact to the microsecond would be
+    new on every call).
+    """
+    if remaining >= 0.1:
+        remaining = math.ceil(remaining * 1000) / 1000
+    return format_grpc_timeout(remaining)
 
 
 def _deadline(timeout: float | None) -> float | None:

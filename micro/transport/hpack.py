@@ -12,6 +12,9 @@ The decoder is complete: indexed fields, all literal kinds, the dynamic table
 with eviction and size updates (bounded by our SETTINGS_HEADER_TABLE_SIZE),
 Huffman-coded strings (with the padding and EOS rules), and a bound on the
 decoded header list's size (name + value + 32 per field, as the RFC counts).
+A block that neither reads nor changes the dynamic table decodes the same
+every time, so the fields of recent ones are kept by their bytes: the blocks
+a peer sends call after call (micro's, and most trailers) cost one lookup.
 Names and values come out as ``str``: UTF-8, or Latin-1 for the rare value
 that is not UTF-8 (so any octet a peer may send survives).
 
@@ -573,17 +576,35 @@ class Decoder:
         return name, value
 
     def decode(self, data: bytes | memoryview) -> list[tuple[str, str]]:
+        end = len(data)
+        key = None
+        if end <= _BLOCK_CACHE_MAX:
+            key = bytes(data)
+            known = _BLOCKS.get(key)
+            if known is not None:
+                fields, total = known
+                if total > self.max_header_list_size:
+                    limit = self.max_header_list_size
+                    raise OversizedHeaderListError(
+                        f"header list is over the limit of {limit} bytes"
+                    )
+                return list(fields)
         headers: list[tuple[str, str]] = []
         pos = 0
-        end = len(data)
         total = 0
         limit = self.max_header_list_size
+        # Whether the block neither reads nor changes the dynamic table: the same
+        # bytes then always decode to the same fields, which _BLOCKS keeps.
+        pure = True
         while pos < end:
             byte = data[pos]
             if byte & 0x80:  # indexed field
                 index, pos = _decode_int(data, pos, 7)
                 name, value = self._lookup(index)
+                if index > 61:
+                    pure = False
             elif byte & 0x40:  # literal with incremental indexing
+                pure = False
                 index, pos = _decode_int(data, pos, 6)
                 if index:
                     name = self._lookup(index)[0]
@@ -594,6 +615,7 @@ class Decoder:
             elif byte & 0x20:  # dynamic table size update
                 if headers:
                     raise HPACKError("dynamic table size update after a header field")
+                pure = False
                 size, pos = _decode_int(data, pos, 5)
                 if size > self.max_table_size:
                     limit = self.max_table_size
@@ -605,6 +627,8 @@ class Decoder:
                 index, pos = _decode_int(data, pos, 4)
                 if index:
                     name = self._lookup(index)[0]
+                    if index > 61:
+                        pure = False
                 else:
                     name, pos = _decode_str(data, pos)
                 value, pos = _decode_str(data, pos)
@@ -612,6 +636,10 @@ class Decoder:
             if total > limit:
                 raise OversizedHeaderListError(f"header list is over the limit of {limit} bytes")
             headers.append((name, value))
+        if pure and key is not None:
+            if len(_BLOCKS) >= _CACHE_LIMIT:
+                _BLOCKS.clear()
+            _BLOCKS[key] = (tuple(headers), total)
         return headers
 
 
@@ -635,6 +663,13 @@ def _decode_int(data: bytes | memoryview, pos: int, prefix_bits: int) -> tuple[i
         if shift > 28:
             raise HPACKError("integer is too large")
 
+
+#: Header blocks decoded lately that neither read nor change the dynamic table, by
+#: their bytes: a peer that does not index (micro, most gRPC trailers) sends the
+#: same block call after call, and it then decodes with one lookup.
+_BLOCKS: dict[bytes, tuple[tuple[tuple[str, str], ...], int]] = {}
+#: Blocks longer than this are decoded each time (and not kept).
+_BLOCK_CACHE_MAX = 1024
 
 #: Strings decoded lately, by their encoded form: peers send the same names and
 #: values call after call, and Huffman decoding is the costly part of a block.

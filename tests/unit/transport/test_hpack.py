@@ -227,3 +227,28 @@ def test_header_list_size_is_bounded() -> None:
 def test_a_non_utf8_value_survives_as_latin1() -> None:
     block = b"\x00\x03x-a\x02\xff\x41"
     assert Decoder().decode(block) == [("x-a", "\xffA")]
+
+
+def test_a_block_decoded_again_gives_the_same_fields_and_honours_each_limit() -> None:
+    block = Encoder().encode([("content-type", "application/grpc"), ("x-big", "v" * 100)])
+    expected = [("content-type", "application/grpc"), ("x-big", "v" * 100)]
+    first = Decoder().decode(block)
+    again = Decoder().decode(block)  # now known: the same fields, a list of its own
+    assert first == again == expected and again is not first
+    again.append(("x-mine", "1"))
+    assert Decoder().decode(block) == expected
+    with pytest.raises(OversizedHeaderListError):
+        Decoder(max_header_list_size=100).decode(block)
+
+
+def test_blocks_that_use_the_dynamic_table_are_decoded_each_time() -> None:
+    encoder = hpack.Encoder()
+    add = encoder.encode([("x-token", "abc")])  # literal with incremental indexing
+    use = encoder.encode([("x-token", "abc")])  # the same field by dynamic index
+    decoder = Decoder()
+    assert decoder.decode(add) == [("x-token", "abc")]
+    assert decoder.decode(use) == [("x-token", "abc")]
+    assert decoder.decode(add) == [("x-token", "abc")]  # added again: two entries
+    assert decoder.decode(bytes([0x80 | 63])) == [("x-token", "abc")]
+    with pytest.raises(HPACKError):
+        Decoder().decode(use)  # a fresh table has no entry 62, known block or not
