@@ -35,7 +35,7 @@ import anyio.abc
 
 from ..errors import BadRequest
 from ..nats import DEFAULT_URL, NatsClient, NatsUnavailable, Unconfirmed, shared_client
-from ..nats.protocol import Msg
+from ..nats.protocol import Msg, encode_headers
 from .base import ErrorHandler, Handler, Message, PublishError, url_options
 from .dispatch import report_failure
 
@@ -95,17 +95,17 @@ class NatsBroker:
         await self.client.flush(self.publish_timeout)
 
     async def publish(self, message: Message) -> None:
-        if message.headers:
-            headers = {**message.headers, ID_HEADER: message.id}
-        else:
-            headers = {ID_HEADER: message.id}
+        try:
+            block = encode_headers(message.headers, ID_HEADER, message.id)
+        except ValueError as exc:
+            raise BadRequest(str(exc), id="nats") from None
         deadline: float | None = None
         timeout = self.publish_timeout
         confirm = self.confirm
         while True:
             try:
                 await self.client.publish(
-                    message.topic, message.body, headers=headers, confirm=confirm, timeout=timeout
+                    message.topic, message.body, headers=block, confirm=confirm, timeout=timeout
                 )
                 return
             except Unconfirmed as exc:

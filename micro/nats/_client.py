@@ -303,12 +303,13 @@ class NatsClient:
         subject: str,
         payload: bytes = b"",
         *,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | bytes | None = None,
         reply: str | None = None,
         confirm: bool = False,
         timeout: float | None = None,
     ) -> None:
-        """Send ``payload`` to ``subject``, with NATS ``headers`` if given.
+        """Send ``payload`` to ``subject``, with NATS ``headers`` if given (a mapping,
+        or a header block made by :func:`~micro.nats.protocol.encode_headers`).
 
         Without ``confirm``, returns once the message is queued on a live
         connection: at most once, as a connection lost before the write loses
@@ -320,7 +321,10 @@ class NatsClient:
         the connection fails before the server confirmed, PayloadTooLarge
         above the server's max_payload, ValueError for a bad subject or header.
         """
-        block = protocol.encode_headers(headers) if headers else b""
+        if isinstance(headers, bytes):
+            block = headers
+        else:
+            block = protocol.encode_headers(headers) if headers else b""
         if block:
             data = protocol.hpub(subject, payload, block, reply)
         else:
@@ -455,7 +459,7 @@ class NatsClient:
         subject: str,
         payload: bytes = b"",
         *,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | bytes | None = None,
         timeout: float | None = None,
     ) -> Msg:
         """Publish with a unique reply subject and return the first reply.

@@ -31,7 +31,7 @@ from ..errors import BadRequest, NotFound
 from ._client import NatsClient
 from ._errors import NatsUnavailable, NoResponders
 from ._subscription import Subscription
-from .protocol import Msg
+from .protocol import Msg, encode_headers
 
 __all__ = [
     "API_PREFIX",
@@ -173,13 +173,14 @@ class JetStream:
         answer comes (the message may then be stored: send it again with the
         same ``msg_id`` to be safe).
         """
-        all_headers = dict(headers or {})
         if msg_id is not None:
-            all_headers["Nats-Msg-Id"] = msg_id
-        try:
-            msg = await self.client.request(
-                subject, payload, headers=all_headers or None, timeout=self.timeout
+            block: Mapping[str, str] | bytes | None = encode_headers(
+                headers or {}, "Nats-Msg-Id", msg_id
             )
+        else:
+            block = headers
+        try:
+            msg = await self.client.request(subject, payload, headers=block, timeout=self.timeout)
         except NoResponders:
             raise NotFound(f"no JetStream stream captures {subject}", id="jetstream") from None
         answer = json.loads(msg.payload or b"{}")

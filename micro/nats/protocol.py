@@ -162,8 +162,8 @@ class Parser:
         # (subject, sid, reply, header size, total size).
         self._pending: tuple[str, int, str | None, int, int] | None = None
         self._ops: dict[bytes, Callable[[bytes], Event | None]] = {
-            b"MSG": self._msg,
-            b"HMSG": self._hmsg,
+            b"MSG": lambda rest: self._await_payload(self._msg(rest)),
+            b"HMSG": lambda rest: self._await_payload(self._hmsg(rest)),
             b"PING": lambda rest: _PING,
             b"PONG": lambda rest: _PONG,
             b"+OK": lambda rest: _OK,
@@ -182,40 +182,55 @@ class Parser:
         events: list[Event] = []
         pos, size = 0, len(buf)
         ops = self._ops
+        max_line = self.max_control_line
         # Resume the search for an unfinished line's CRLF where the last one
         # stopped: a line dripping in byte by byte costs linear time, not square.
         scan, self._scan = self._scan, 0
         while pos < size:
             pending = self._pending
-            if pending is not None:
-                total = pending[4]
-                end = pos + total
-                if end + 2 > size:
+            if pending is None:
+                eol = buf.find(_CRLF, pos + scan)
+                scan = 0
+                if eol < 0:
+                    # The CR may be in already, the LF not yet.
+                    self._check_line_length(buf, pos, size - 1)
+                    self._scan = max(0, size - pos - 1)
                     break
-                if buf[end : end + 2] != _CRLF:
-                    raise ProtocolError("message payload not followed by CRLF")
-                events.append(_message(pending, buf, pos, end))
-                self._pending = None
-                pos = end + 2
-                continue
-            eol = buf.find(_CRLF, pos + scan)
-            scan = 0
-            if eol < 0:
-                # The CR may be in already, the LF not yet.
-                self._check_line_length(buf, pos, size - 1)
-                self._scan = max(0, size - pos - 1)
+                if eol - pos > max_line:
+                    self._check_line_length(buf, pos, eol)
+                line = bytes(buf[pos:eol])
+                pos = eol + 2
+                op, _, rest = line.partition(b" ")
+                # Messages first, their payload taken at once when it is here already.
+                if op == b"HMSG":
+                    pending = self._hmsg(rest)
+                elif op == b"MSG":
+                    pending = self._msg(rest)
+                else:
+                    handler = ops.get(op) or ops.get(op.upper())
+                    if handler is None:
+                        raise ProtocolError(f"unknown operation {line[:32]!r}")
+                    event = handler(rest)
+                    if event is not None:
+                        events.append(event)
+                    continue
+            subject, sid, reply, header_size, total = pending
+            end = pos + total
+            if end + 2 > size:
+                self._pending = pending
                 break
-            if eol - pos > self.max_control_line:
-                self._check_line_length(buf, pos, eol)
-            line = bytes(buf[pos:eol])
-            pos = eol + 2
-            op, _, rest = line.partition(b" ")
-            handler = ops.get(op) or ops.get(op.upper())
-            if handler is None:
-                raise ProtocolError(f"unknown operation {line[:32]!r}")
-            event = handler(rest)
-            if event is not None:
-                events.append(event)
+            if buf[end : end + 2] != _CRLF:
+                raise ProtocolError("message payload not followed by CRLF")
+            if header_size:
+                split = pos + header_size
+                status, description, headers = decode_headers(buf[pos:split])
+                events.append(
+                    Msg(subject, sid, reply, bytes(buf[split:end]), headers, status, description)
+                )
+            else:
+                events.append(Msg(subject, sid, reply, bytes(buf[pos:end])))
+            self._pending = None
+            pos = end + 2
         if pos >= size:
             self._rest = bytearray()
         elif buf is held:
@@ -224,13 +239,16 @@ class Parser:
             self._rest = bytearray(memoryview(buf)[pos:])
         return events
 
+    def _await_payload(self, pending: tuple[str, int, str | None, int, int]) -> None:
+        self._pending = pending
+
     def _check_line_length(self, buf: bytes | bytearray, pos: int, end: int) -> None:
         """Raise if the line from ``pos`` to ``end`` is over its limit (INFO's is larger)."""
         limit = MAX_INFO_LINE if buf[pos : pos + 4].upper() == b"INFO" else self.max_control_line
         if end - pos > limit:
             raise ProtocolError(f"control line longer than {limit} bytes")
 
-    def _msg(self, rest: bytes) -> None:
+    def _msg(self, rest: bytes) -> tuple[str, int, str | None, int, int]:
         args = rest.split()
         if len(args) == 3:
             subject, sid, size = args
@@ -245,9 +263,9 @@ class Parser:
         total = int(size)
         if total > self.max_payload + HEADER_SLACK:
             raise ProtocolError(f"message of {total} bytes exceeds max_payload {self.max_payload}")
-        self._pending = (subject.decode("utf-8", "replace"), int(sid), reply, 0, total)
+        return (subject.decode("utf-8", "replace"), int(sid), reply, 0, total)
 
-    def _hmsg(self, rest: bytes) -> None:
+    def _hmsg(self, rest: bytes) -> tuple[str, int, str | None, int, int]:
         args = rest.split()
         if len(args) == 4:
             subject, sid, header_size, size = args
@@ -264,7 +282,7 @@ class Parser:
             raise ProtocolError(f"message of {total} bytes exceeds max_payload {self.max_payload}")
         if headers > total:
             raise ProtocolError("HMSG header size larger than its total size")
-        self._pending = (subject.decode("utf-8", "replace"), int(sid), reply, headers, total)
+        return (subject.decode("utf-8", "replace"), int(sid), reply, headers, total)
 
     def _info(self, rest: bytes) -> Info:
         try:
@@ -276,18 +294,6 @@ class Parser:
         info = Info(options)
         self.max_payload = info.max_payload
         return info
-
-
-def _message(
-    pending: tuple[str, int, str | None, int, int], buf: bytes | bytearray, start: int, end: int
-) -> Msg:
-    """The Msg whose payload (header block first, if any) is ``buf[start:end]``."""
-    subject, sid, reply, header_size, _ = pending
-    if not header_size:
-        return Msg(subject, sid, reply, bytes(buf[start:end]))
-    split = start + header_size
-    status, description, headers = decode_headers(buf[start:split])
-    return Msg(subject, sid, reply, bytes(buf[split:end]), headers, status, description)
 
 
 def _err(rest: bytes) -> Err:
@@ -329,20 +335,34 @@ _BAD_HEADER_NAME = re.compile(r"[\x00-\x20:\x7f]")
 _GOOD_NAMES: set[str] = set()
 
 
-def encode_headers(headers: Mapping[str, str]) -> bytes:
-    """The header block for ``headers``; ValueError for a name or value that breaks it."""
-    parts = ["NATS/1.0\r\n"]
-    for name, value in headers.items():
+def encode_headers(headers: Mapping[str, str], name: str | None = None, value: str = "") -> bytes:
+    """The header block for ``headers``, and for one more field ``name: value`` if a
+    name is given (a message's id, without copying the mapping to add it).
+
+    ValueError for a name or value that breaks the block: an empty name, one with
+    whitespace, a colon or a control character, a value with CR or LF.
+    """
+    text = "NATS/1.0\r\n"
+    for key, field_value in headers.items():
+        if key not in _GOOD_NAMES:
+            _check_header_name(key)
+        if "\r" in field_value or "\n" in field_value:
+            raise ValueError(f"invalid value for NATS header {key!r}: CR or LF")
+        text += f"{key}: {field_value}\r\n"
+    if name is not None:
         if name not in _GOOD_NAMES:
-            if not name or _BAD_HEADER_NAME.search(name):
-                raise ValueError(f"invalid NATS header name {name!r}")
-            if len(_GOOD_NAMES) < 1024:
-                _GOOD_NAMES.add(name)
+            _check_header_name(name)
         if "\r" in value or "\n" in value:
             raise ValueError(f"invalid value for NATS header {name!r}: CR or LF")
-        parts.append(f"{name}: {value}\r\n")
-    parts.append("\r\n")
-    return "".join(parts).encode()
+        text += f"{name}: {value}\r\n"
+    return (text + "\r\n").encode()
+
+
+def _check_header_name(name: str) -> None:
+    if not name or _BAD_HEADER_NAME.search(name):
+        raise ValueError(f"invalid NATS header name {name!r}")
+    if len(_GOOD_NAMES) < 1024:
+        _GOOD_NAMES.add(name)
 
 
 # -- commands --------------------------------------------------------------------
@@ -382,12 +402,23 @@ def hpub(
     """``HPUB``: publish with headers (a mapping, or an encoded header block)."""
     _check("subject", subject)
     block = headers if isinstance(headers, bytes) else encode_headers(headers)
-    total = len(block) + len(payload)
+    size = len(block)
     if reply is None:
-        line = f"HPUB {subject} {len(block)} {total}\r\n"
-    else:
-        line = f"HPUB {subject} {_check('reply subject', reply)} {len(block)} {total}\r\n"
-    return b"".join((line.encode(), block, payload, _CRLF))
+        return b"HPUB %s %d %d\r\n%s%s\r\n" % (
+            subject.encode(),
+            size,
+            size + len(payload),
+            block,
+            payload,
+        )
+    return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (
+        subject.encode(),
+        _check("reply subject", reply).encode(),
+        size,
+        size + len(payload),
+        block,
+        payload,
+    )
 
 
 def sub(subject: str, sid: int, queue: str | None = None) -> bytes:

@@ -288,6 +288,28 @@ def test_headers_that_would_break_the_block_are_refused(fields: dict[str, str]) 
         encode_headers(fields)
 
 
+@given(headers, st.text(st.characters(blacklist_characters="\r\n"), max_size=40))
+def test_one_more_field_is_added_last_without_copying(fields: dict[str, str], id: str) -> None:
+    # How a message id joins a message's headers; it wins over a field of its name.
+    block = encode_headers(fields, "Micro-Id", id)
+    assert block.endswith(f"Micro-Id: {id}\r\n\r\n".encode())
+    assert decode_headers(block) == (None, "", {**fields, "Micro-Id": id.strip()})
+    assert encode_headers({}, "Nats-Msg-Id", "7") == b"NATS/1.0\r\nNats-Msg-Id: 7\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("", "v"), ("a b", "v"), ("a:b", "v"), ("a", "v\r\nX: 1")]
+)
+def test_a_bad_added_field_is_refused(name: str, value: str) -> None:
+    with pytest.raises(ValueError):
+        encode_headers({"ok": "1"}, name, value)
+
+
+def test_hpub_counts_bytes_not_characters() -> None:
+    data = hpub("a", "é".encode(), {"K": "ü"}, "r.1")
+    assert data == b"HPUB a r.1 19 21\r\nNATS/1.0\r\nK: \xc3\xbc\r\n\r\n\xc3\xa9\r\n"
+
+
 # -- commands -------------------------------------------------------------------------
 
 
