@@ -610,8 +610,8 @@ def _timeout_header(remaining: float) -> str:
     peer's HPACK decoder then knows (a value exact to the microsecond would be
     new on every call).
     """
-    if remaining >= 0.1:
-        remaining = math.ceil(remaining * 1000) / 1000
+    if 0.1 <= remaining < 99_999:
+        return f"{math.ceil(remaining * 1000)}m"
     return format_grpc_timeout(remaining)
 
 

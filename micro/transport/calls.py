@@ -46,8 +46,37 @@ class RequestHead:
     encoding: str = "identity"
 
 
+#: Heads parsed lately, by method, path and header fields: a client sends the same
+#: head call after call (only its metadata's values would differ, and mostly do not).
+_HEADS: dict[tuple[str, str, tuple[tuple[str, str], ...]], RequestHead] = {}
+_HEADS_LIMIT = 1024
+
+
 def parse_request_head(method: str, path: str, headers: Iterable[tuple[str, str]]) -> RequestHead:
     """Classify a request; raises MicroError (405, 404, 415, 400) for what cannot be served."""
+    fields = tuple(headers)
+    key = (method, path, fields)
+    known = _HEADS.get(key)
+    if known is None:
+        known = _parse_request_head(method, path, fields)
+        if len(_HEADS) >= _HEADS_LIMIT:
+            _HEADS.clear()
+        _HEADS[key] = known
+    return RequestHead(
+        known.endpoint,
+        known.grpc,
+        known.codec,
+        known.content_type,
+        known.timeout,
+        dict(known.metadata),  # each call's own, for its handler to read or change
+        known.content_length,
+        known.encoding,
+    )
+
+
+def _parse_request_head(
+    method: str, path: str, headers: tuple[tuple[str, str], ...]
+) -> RequestHead:
     content_type = ""
     endpoint_header = ""
     timeout_value = ""

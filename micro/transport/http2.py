@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .hpack import Decoder, Encoder, HPACKError, OversizedHeaderListError
@@ -1081,11 +1082,11 @@ class Connection:
         ends = bool(flags & _END_STREAM)
         if not stream.recv_headers:
             if self.client_side:
-                kind = _validate_response(headers)
+                kind = _verdict(_validate_response, headers)
                 if kind is InformationalResponseReceived and ends:
                     kind = None
             else:
-                kind = _validate_request(headers)
+                kind = _verdict(_validate_request, headers)
             if kind is None:
                 self._stream_error(stream, ErrorCodes.PROTOCOL_ERROR)
                 return
@@ -1104,7 +1105,7 @@ class Connection:
                         break
             event = kind(sid, headers)
         else:
-            if not ends or not _valid_trailers(headers):
+            if not ends or not _verdict(_valid_trailers, headers):
                 self._stream_error(stream, ErrorCodes.PROTOCOL_ERROR)
                 return
             stream.recv_headers += 1
@@ -1264,6 +1265,25 @@ def _valid_field(name: str, value: str) -> bool:
     return not value or not (
         value[0] in " \t" or value[-1] in " \t" or "\x00" in value or "\r" in value or "\n" in value
     )
+
+
+#: Verdicts on header lists lately checked, by check and fields: a peer sends the
+#: same heads and trailers call after call.
+_VERDICTS: dict[tuple[Callable[..., Any], tuple[tuple[str, str], ...]], Any] = {}
+_VERDICTS_LIMIT = 1024
+_UNKNOWN = object()
+
+
+def _verdict(check: Callable[[list[tuple[str, str]]], Any], headers: list[tuple[str, str]]) -> Any:
+    """``check(headers)``, remembered for the same fields."""
+    key = (check, tuple(headers))
+    verdict = _VERDICTS.get(key, _UNKNOWN)
+    if verdict is _UNKNOWN:
+        verdict = check(headers)
+        if len(_VERDICTS) >= _VERDICTS_LIMIT:
+            _VERDICTS.clear()
+        _VERDICTS[key] = verdict
+    return verdict
 
 
 def _validate_request(headers: list[tuple[str, str]]) -> type | None:
