@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_CONTENT_TYPE",
     "Message",
     "PublishError",
+    "decode",
     "encode",
     "new_message_id",
 ]
@@ -103,3 +104,11 @@ def encode(
     all_headers = {k.lower(): str(v) for k, v in (headers or {}).items()}
     all_headers[CONTENT_TYPE_HEADER] = content_type
     return Message(topic, body, all_headers)
+
+
+def decode(headers: Mapping[str, str], body: bytes, into: Any = Any) -> Any:
+    """``body`` decoded into ``into`` by the codec of the content type in ``headers``
+    (JSON when there is none): how a pub/sub message and a stored event are read.
+    Raises BadRequest when the body does not decode."""
+    codec = for_content_type(headers.get(CONTENT_TYPE_HEADER, DEFAULT_CONTENT_TYPE))
+    return codec.decode(body, into)

@@ -16,30 +16,15 @@ import typing
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..codec import for_content_type
-from ..message import CONTENT_TYPE_HEADER, DEFAULT_CONTENT_TYPE, Message, encode
+from ..message import CONTENT_TYPE_HEADER, Message, decode, encode
 from .base import Handler
 
-__all__ = ["encode", "typed_handler", "CONTENT_TYPE_HEADER"]
+__all__ = ["encode", "decode", "decoded_signature", "typed_handler", "CONTENT_TYPE_HEADER"]
 
 
 def typed_handler(fn: Callable[..., Awaitable[Any]]) -> Handler:
     """A broker handler calling ``fn(value)`` or ``fn(value, message)``, decoded by annotation."""
-    if not inspect.iscoroutinefunction(fn):
-        raise TypeError(f"subscriber {getattr(fn, '__name__', fn)!r} must be an async function")
-    params = [
-        p
-        for p in inspect.signature(fn).parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    if not 1 <= len(params) <= 2:
-        raise TypeError("a subscriber takes the decoded message, and optionally the Message")
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception as exc:
-        raise TypeError(f"cannot resolve the annotations of {fn!r}: {exc}") from exc
-    into = hints.get(params[0].name, Any)
-    with_message = len(params) == 2
+    into, with_message = decoded_signature(fn, "subscriber", "Message")
 
     if into is Message:
 
@@ -49,11 +34,32 @@ def typed_handler(fn: Callable[..., Awaitable[Any]]) -> Handler:
         return raw
 
     async def handler(message: Message) -> None:
-        codec = for_content_type(message.headers.get(CONTENT_TYPE_HEADER, DEFAULT_CONTENT_TYPE))
-        value = codec.decode(message.body, into)
+        value = decode(message.headers, message.body, into)
         if with_message:
             await fn(value, message)
         else:
             await fn(value)
 
     return handler
+
+
+def decoded_signature(
+    fn: Callable[..., Awaitable[Any]], kind: str, record: str
+) -> tuple[Any, bool]:
+    """The type ``fn``'s first parameter is annotated with (Any if none), and whether
+    it takes a second, the ``record`` itself: what pub/sub subscribers and event
+    consumers share. TypeError names the ``kind`` of function when it does not fit."""
+    if not inspect.iscoroutinefunction(fn):
+        raise TypeError(f"{kind} {getattr(fn, '__name__', fn)!r} must be an async function")
+    params = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if not 1 <= len(params) <= 2:
+        raise TypeError(f"a {kind} takes the decoded {record.lower()}, and optionally the {record}")
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:
+        raise TypeError(f"cannot resolve the annotations of {fn!r}: {exc}") from exc
+    return hints.get(params[0].name, Any), len(params) == 2

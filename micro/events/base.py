@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
-from ..broker.subscriber import CONTENT_TYPE_HEADER, encode
-from ..codec import for_content_type
 from ..errors import BadRequest, PayloadTooLarge, Unavailable
+from ..message import CONTENT_TYPE_HEADER, decode, encode
 
 __all__ = [
     "DEAD_SUFFIX",
@@ -56,8 +55,6 @@ T = TypeVar("T")
 
 #: where an event goes after its last delivery failed: ``<topic>.dead``
 DEAD_SUFFIX = ".dead"
-#: how an event without a content type is decoded (what pub/sub encodes by default)
-DEFAULT_CONTENT_TYPE = "application/json"
 #: the largest payload, the default limit of a NATS server's messages
 MAX_PAYLOAD = 1024 * 1024
 #: the longest topic or group name
@@ -117,8 +114,7 @@ class Event:
 
     def decode(self, into: type[T] | Any = Any) -> T:
         """The payload decoded into ``into`` by its content type; raises BadRequest."""
-        content_type = self.metadata.get(CONTENT_TYPE_HEADER, DEFAULT_CONTENT_TYPE)
-        result: T = for_content_type(content_type).decode(self.payload, into)
+        result: T = decode(self.metadata, self.payload, into)
         return result
 
     async def ack(self) -> None:

@@ -15,9 +15,7 @@ time, in order. Each delivery is counted and traced as a pub/sub delivery is
 
 from __future__ import annotations
 
-import inspect
 import logging
-import typing
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +23,7 @@ import anyio
 import anyio.abc
 
 from ..broker.base import Message
-from ..broker.subscriber import CONTENT_TYPE_HEADER, encode
+from ..broker.subscriber import CONTENT_TYPE_HEADER, decoded_signature, encode
 from ..errors import BadRequest
 from .base import (
     Encoded,
@@ -67,7 +65,7 @@ class EventConsumer:
         self.offset = offset
         self.ack_wait = ack_wait
         self.retry_limit = retry_limit
-        self._into, self._with_event = _signature(fn)
+        self._into, self._with_event = decoded_signature(fn, "consumer", "Event")
 
         async def call(message: Message) -> None:
             await self._call(message)
@@ -159,21 +157,3 @@ async def publish_observed(
 
     await telemetry.publish(message, send)
     return stored[0]
-
-
-def _signature(fn: ConsumerFn) -> tuple[Any, bool]:
-    """The type to decode into, and whether ``fn`` takes the Event too."""
-    if not inspect.iscoroutinefunction(fn):
-        raise TypeError(f"consumer {getattr(fn, '__name__', fn)!r} must be an async function")
-    params = [
-        p
-        for p in inspect.signature(fn).parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    if not 1 <= len(params) <= 2:
-        raise TypeError("a consumer takes the decoded event, and optionally the Event")
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception as exc:
-        raise TypeError(f"cannot resolve the annotations of {fn!r}: {exc}") from exc
-    return hints.get(params[0].name, Any), len(params) == 2

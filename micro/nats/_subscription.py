@@ -119,12 +119,14 @@ class Subscription:
         """Buffer ``msg``; False when there is no room (the reader then waits for some)."""
         if self._closed:
             return True  # ended meanwhile: nobody will read it
-        if self._full():
+        pending = self._pending
+        waiting = len(pending)
+        if waiting >= self.max_msgs or self._bytes >= self.max_bytes:
             return False
-        self._pending.append(msg)
+        pending.append(msg)
         self._bytes += len(msg.payload)
-        if len(self._pending) > self.high_water:
-            self.high_water = len(self._pending)
+        if waiting >= self.high_water:
+            self.high_water = waiting + 1
         if self._consumer is not None:
             self._consumer.set()
             self._consumer = None

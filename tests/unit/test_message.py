@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from micro.message import Message, encode, new_message_id
+from micro.message import Message, decode, encode, new_message_id
 
 
 def test_defaults_and_fields() -> None:
@@ -50,3 +50,23 @@ def test_encode_carries_the_content_type() -> None:
     message = encode("t", {"n": 1}, headers={"Trace": "x"})
     assert message.headers == {"trace": "x", "content-type": "application/json"}
     assert encode("t", b"raw").headers["content-type"] == "application/octet-stream"
+
+
+def test_decode_reads_a_message_and_an_event_alike() -> None:
+    from dataclasses import dataclass
+
+    from micro.errors import BadRequest
+    from micro.events import Event
+
+    @dataclass
+    class Order:
+        id: int
+
+    message = encode("orders", Order(7))
+    assert decode(message.headers, message.body, Order) == Order(7)
+    event = Event("e1", "orders", 0.0, dict(message.headers), message.body)
+    assert event.decode(Order) == decode(message.headers, message.body, Order)
+    assert decode({}, b'{"id": 8}', Order) == Order(8)  # JSON when no content type
+    assert decode({"content-type": "application/octet-stream"}, b"\x00", bytes) == b"\x00"
+    with pytest.raises(BadRequest):
+        decode({}, b"not json", Order)
