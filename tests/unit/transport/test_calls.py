@@ -1,5 +1,6 @@
 """micro.transport.calls: request heads, response headers and trailers."""
 
+import dataclasses
 import json
 
 import pytest
@@ -304,3 +305,18 @@ def test_plain_error_length_counts_bytes_not_characters() -> None:
     headers, body = plain_error(errors.BadRequest("☃☃☃"))
     assert dict(headers)["content-length"] == str(len(body))
     assert body.isascii()  # non-ASCII detail is escaped, so the JSON also fits a trailer
+
+
+def test_a_head_seen_before_gives_each_call_its_own_metadata() -> None:
+    headers = grpc_request("application/grpc", ("x-tenant", "acme"))
+    first = parse_request_head("POST", "/helloworld.Greeter/SayHello", headers)
+    first.metadata["x-added-by-handler"] = "1"
+    again = parse_request_head("POST", "/helloworld.Greeter/SayHello", headers)
+    assert again == dataclasses.replace(first, metadata={"x-tenant": "acme"})
+    assert again.metadata is not first.metadata
+
+
+def test_a_refused_head_is_refused_again() -> None:
+    for _ in range(2):
+        with pytest.raises(errors.MethodNotAllowed):
+            parse_request_head("GET", "/helloworld.Greeter/SayHello", grpc_request())

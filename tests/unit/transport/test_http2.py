@@ -389,3 +389,18 @@ def test_micro_http2_chooses_the_implementation(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("MICRO_HTTP2", "nghttp2")
     with pytest.raises(ValueError, match="MICRO_HTTP2 must be one of micro, h2"):
         new_connection(client_side=True)
+
+
+def test_a_malformed_head_seen_again_is_refused_again() -> None:
+    """Verdicts on header lists are remembered: a bad one stays bad, a good one good."""
+    bad = [*REQUEST, ("connection", "close")]
+    for _ in range(2):
+        conn = server()
+        events = conn.receive_data(
+            frame(0x1, 0x5, 1, block(bad)) + frame(0x1, 0x5, 3, block(REQUEST))
+        )
+        assert [type(e).__name__ for e in events] == [
+            "StreamReset",
+            "RequestReceived",
+            "StreamEnded",
+        ]
