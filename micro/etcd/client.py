@@ -262,7 +262,11 @@ class EtcdClient:
                 return conn
             if conn is not None:
                 await conn.retire()
-            self._conn = conn = await self._dial()
+            conn = await self._dial()
+            if self._dial_lock is not lock:  # the client closed while dialling
+                await conn.aclose()
+                raise EtcdUnavailable(f"the client of etcd at {self.endpoint} closed", id="etcd")
+            self._conn = conn
             return conn
 
     async def _dial(self) -> GrpcConnection:
