@@ -63,12 +63,18 @@ _shared: dict[str, EtcdClient] = {}
 
 def shared_client(endpoint: str = DEFAULT_ENDPOINT) -> EtcdClient:
     """The process's one EtcdClient for ``endpoint`` (``http://host:port``, ``https://...``,
-    ``etcd://host:port`` or ``host:port``): every part naming the same endpoint gets the
-    same client, opened by its first user and closed after its last."""
+    ``etcd://host:port`` or ``host:port``, with ``user:password@`` before the host for
+    etcd's auth): every part naming the same endpoint (and user) gets the same client,
+    opened by its first user and closed after its last."""
     client = EtcdClient(endpoint)
-    return _shared.setdefault(client.endpoint, client)
+    return _shared.setdefault(_key(client), client)
 
 
 def shared_clients() -> dict[str, EtcdClient]:
-    """The shared clients by endpoint (a copy), to see which are open and by how many."""
+    """The shared clients by endpoint (``user@endpoint`` for a client with a user), a
+    copy, to see which are open and by how many."""
     return dict(_shared)
+
+
+def _key(client: EtcdClient) -> str:
+    return client.endpoint if client.username is None else f"{client.username}@{client.endpoint}"

@@ -70,6 +70,8 @@ class GrpcConnection:
         self._read_lock = anyio.Lock()
         self._write_lock = anyio.Lock()
         self._progress = anyio.Event()
+        #: etcd's auth token, sent with every call when set (see EtcdClient's username)
+        self.token: str | None = None
         self._handlers = event_handlers(
             {
                 "ResponseReceived": self._on_headers,
@@ -104,18 +106,18 @@ class GrpcConnection:
         if sid >= LAST_STREAM_ID:
             self._going_away = True  # this call is among the last; the next dial a new one
         stream = self._streams[sid] = CallStream(self, sid)
-        h2conn.send_headers(
-            sid,
-            [
-                (":method", "POST"),
-                (":scheme", self._scheme),
-                (":path", path),
-                (":authority", self._authority),
-                ("content-type", "application/grpc"),
-                ("te", "trailers"),
-                ("user-agent", "micro-etcd"),
-            ],
-        )
+        headers = [
+            (":method", "POST"),
+            (":scheme", self._scheme),
+            (":path", path),
+            (":authority", self._authority),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+            ("user-agent", "micro-etcd"),
+        ]
+        if self.token is not None:
+            headers.append(("token", self.token))
+        h2conn.send_headers(sid, headers)
         return stream
 
     async def unary(self, path: str, payload: bytes) -> Payload:

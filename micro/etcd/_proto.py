@@ -321,3 +321,6 @@ LeaseTimeToLiveResponse: Message = {
     4: Field("grantedTTL", INT),
     5: Field("keys", BYTES, repeated=True),
 }
+
+AuthenticateRequest: Message = {1: Field("name", STRING), 2: Field("password", STRING)}
+AuthenticateResponse: Message = {1: Field("header", ResponseHeader), 2: Field("token", STRING)}

@@ -19,12 +19,12 @@ import ssl
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import anyio
 import anyio.abc
 
-from ..errors import MicroError, from_grpc
+from ..errors import MicroError, Unauthorized, from_grpc
 from ..refcount import Users
 from . import _proto as pb
 from ._call import describe
@@ -42,7 +42,15 @@ from ._records import (
     Range,
     RangeResult,
     TxnResult,
-    prefix_end,
+)
+from ._wire import (
+    delete_result,
+    header_revision,
+    op_fields,
+    op_result,
+    put_result,
+    range_fields,
+    range_result,
 )
 from .watch import Watch
 
@@ -70,12 +78,23 @@ class EtcdClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         verify: ssl.SSLContext | bool = True,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         if endpoint.startswith("etcd://"):
             endpoint = "http://" + endpoint.removeprefix("etcd://")
         elif "://" not in endpoint:
             endpoint = "http://" + endpoint
+        url = urlsplit(endpoint)
+        if "@" in url.netloc:  # http://user:password@host:port: etcd's auth, kept out of messages
+            username = username if username is not None else unquote(url.username or "")
+            password = password if password is not None else unquote(url.password or "")
+            host_port = url.netloc.rpartition("@")[2]
+            endpoint = urlunsplit((url.scheme, host_port, url.path, url.query, url.fragment))
         self.endpoint = endpoint.rstrip("/")
+        #: the etcd user calls are made as (etcd's auth), or None
+        self.username = username or None
+        self._password = password or ""
         self.timeout = timeout
         self._verify = verify
         self._conn: GrpcConnection | None = None
@@ -110,7 +129,7 @@ class EtcdClient:
     ) -> PutResult:
         """Set ``key`` to ``value``, bound to ``lease`` when not 0."""
         request = {"key": key, "value": value, "lease": lease, "prev_kv": prev_kv}
-        return _put_result(await self._call("KV/Put", pb.PutRequest, request, pb.PutResponse))
+        return put_result(await self._call("KV/Put", pb.PutRequest, request, pb.PutResponse))
 
     async def range(
         self,
@@ -122,12 +141,12 @@ class EtcdClient:
         keys_only: bool = False,
     ) -> RangeResult:
         """The key, or every key starting with it when ``prefix``, sorted by key."""
-        request = _range(key, prefix) | {
+        request = range_fields(key, prefix) | {
             "limit": limit,
             "revision": revision,
             "keys_only": keys_only,
         }
-        return _range_result(
+        return range_result(
             await self._call("KV/Range", pb.RangeRequest, request, pb.RangeResponse)
         )
 
@@ -140,8 +159,8 @@ class EtcdClient:
         self, key: bytes, *, prefix: bool = False, prev_kv: bool = False
     ) -> DeleteResult:
         """Delete the key, or every key starting with it when ``prefix``."""
-        request = _range(key, prefix) | {"prev_kv": prev_kv}
-        return _delete_result(
+        request = range_fields(key, prefix) | {"prev_kv": prev_kv}
+        return delete_result(
             await self._call(
                 "KV/DeleteRange", pb.DeleteRangeRequest, request, pb.DeleteRangeResponse
             )
@@ -156,14 +175,14 @@ class EtcdClient:
         """Run ``success`` if every comparison holds, else ``failure``, atomically."""
         request = {
             "compare": [c.to_wire() for c in compare],
-            "success": [_op(op) for op in success],
-            "failure": [_op(op) for op in failure],
+            "success": [op_fields(op) for op in success],
+            "failure": [op_fields(op) for op in failure],
         }
         data = await self._call("KV/Txn", pb.TxnRequest, request, pb.TxnResponse)
         return TxnResult(
             succeeded=data["succeeded"],
-            revision=_revision(data),
-            responses=tuple(_op_result(r) for r in data["responses"]),
+            revision=header_revision(data),
+            responses=tuple(op_result(r) for r in data["responses"]),
         )
 
     async def compact(self, revision: int) -> None:
@@ -239,7 +258,7 @@ class EtcdClient:
         :class:`EtcdUnavailable` when the stream breaks and
         :class:`RevisionCompacted` when ``start_revision`` is gone.
         """
-        request = _range(key, prefix) | {"start_revision": start_revision, "prev_kv": prev_kv}
+        request = range_fields(key, prefix) | {"start_revision": start_revision, "prev_kv": prev_kv}
         if not self.users.open:
             raise RuntimeError("the etcd client is not open: use `async with EtcdClient(...)`")
         return Watch(self._connection, self.endpoint, self.timeout, request)
@@ -263,11 +282,37 @@ class EtcdClient:
             if conn is not None:
                 await conn.retire()
             conn = await self._dial()
-            if self._dial_lock is not lock:  # the client closed while dialling
+            try:
+                if self.username is not None:
+                    conn.token = await self._authenticate(conn)
+                if self._dial_lock is not lock:  # the client closed while dialling
+                    raise EtcdUnavailable(
+                        f"the client of etcd at {self.endpoint} closed", id="etcd"
+                    )
+            except BaseException:
                 await conn.aclose()
-                raise EtcdUnavailable(f"the client of etcd at {self.endpoint} closed", id="etcd")
+                raise
             self._conn = conn
             return conn
+
+    async def _authenticate(self, conn: GrpcConnection) -> str | None:
+        """A token for ``username`` from etcd (None when etcd has auth off)."""
+        conn.token = None
+        request = {"name": self.username, "password": self._password}
+        payload = pb.encode(pb.AuthenticateRequest, request)
+        try:
+            answer = await conn.unary("/etcdserverpb.Auth/Authenticate", payload)
+        except EtcdUnavailable:
+            raise
+        except MicroError as exc:
+            if "authentication is not enabled" in exc.detail:
+                return None
+            raise Unauthorized(
+                f"etcd at {self.endpoint} refused user {self.username!r}: {exc.detail}",
+                id="etcd",
+            ) from exc
+        token: str = self._decode(pb.AuthenticateResponse, answer)["token"]
+        return token
 
     async def _dial(self) -> GrpcConnection:
         url = urlsplit(self.endpoint)
@@ -312,7 +357,14 @@ class EtcdClient:
         try:
             with anyio.fail_after(self.timeout):
                 conn = await self._connection()
-                answer = await conn.unary(path, payload)
+                try:
+                    answer = await conn.unary(path, payload)
+                except Unauthorized as exc:
+                    if self.username is None or "invalid auth token" not in exc.detail:
+                        raise
+                    # etcd forgot the token (it expires unused, and with a restart): again
+                    conn.token = await self._authenticate(conn)
+                    answer = await conn.unary(path, payload)
         except TimeoutError:
             await self._unanswered(conn)
             raise self._no_answer() from None
@@ -338,56 +390,3 @@ class EtcdClient:
             f"etcd at {self.endpoint} is unreachable (no answer within {self.timeout:g}s)",
             id="etcd",
         )
-
-
-# -- wire helpers ----------------------------------------------------------------
-
-
-def _range(key: bytes, prefix: bool) -> dict[str, Any]:
-    return {"key": key, "range_end": prefix_end(key) if prefix else b""}
-
-
-def _op(op: Put | Range | Delete) -> dict[str, Any]:
-    if isinstance(op, Put):
-        return {"request_put": {"key": op.key, "value": op.value, "lease": op.lease}}
-    if isinstance(op, Range):
-        return {"request_range": _range(op.key, op.prefix)}
-    return {"request_delete_range": _range(op.key, op.prefix)}
-
-
-def _op_result(data: dict[str, Any]) -> PutResult | RangeResult | DeleteResult:
-    if data["response_put"] is not None:
-        return _put_result(data["response_put"])
-    if data["response_range"] is not None:
-        return _range_result(data["response_range"])
-    return _delete_result(data["response_delete_range"] or pb.decode(pb.DeleteRangeResponse, b""))
-
-
-def _revision(data: dict[str, Any]) -> int:
-    header = data["header"]
-    return int(header["revision"]) if header else 0
-
-
-def _kv(data: dict[str, Any] | None) -> KeyValue | None:
-    return KeyValue.from_wire(data) if data is not None else None
-
-
-def _put_result(data: dict[str, Any]) -> PutResult:
-    return PutResult(_revision(data), _kv(data["prev_kv"]))
-
-
-def _range_result(data: dict[str, Any]) -> RangeResult:
-    return RangeResult(
-        kvs=tuple(KeyValue.from_wire(kv) for kv in data["kvs"]),
-        count=data["count"],
-        revision=_revision(data),
-        more=data["more"],
-    )
-
-
-def _delete_result(data: dict[str, Any]) -> DeleteResult:
-    return DeleteResult(
-        deleted=data["deleted"],
-        revision=_revision(data),
-        prev_kvs=tuple(KeyValue.from_wire(kv) for kv in data["prev_kvs"]),
-    )

@@ -20,8 +20,9 @@ import pytest
 import micro
 from micro.auth import CertificateAuthority, TLSConfig
 from micro.config import Config
-from micro.errors import MicroError
+from micro.errors import MicroError, Unauthorized
 from micro.etcd import EtcdClient, EtcdUnavailable, KeyEvent, _grpc, shared_client
+from micro.etcd import _proto as pb
 from tests.servers import ServerProcess, free_port, require_binary
 
 pytestmark = pytest.mark.anyio
@@ -321,3 +322,46 @@ async def test_an_answer_that_is_not_grpc_is_a_clear_error() -> None:
                     async with etcd.watch(b"k"):
                         pass
             tg.cancel_scope.cancel()
+
+
+#: etcd's auth administration (rpc.proto), to turn auth on for the test
+_ROLE_ADD: pb.Message = {1: pb.Field("name", pb.STRING)}
+_USER_ADD: pb.Message = {1: pb.Field("name", pb.STRING), 2: pb.Field("password", pb.STRING)}
+_GRANT_ROLE: pb.Message = {1: pb.Field("user", pb.STRING), 2: pb.Field("role", pb.STRING)}
+
+
+async def test_etcd_auth_user_and_password(fresh_etcd_server: ServerProcess) -> None:
+    server = fresh_etcd_server
+    async with EtcdClient(server.url) as admin:
+        conn = await admin._connection()
+        auth = "/etcdserverpb.Auth/"
+        await conn.unary(auth + "RoleAdd", pb.encode(_ROLE_ADD, {"name": "root"}))
+        await conn.unary(auth + "UserAdd", pb.encode(_USER_ADD, {"name": "root", "password": "pw"}))
+        await conn.unary(
+            auth + "UserGrantRole", pb.encode(_GRANT_ROLE, {"user": "root", "role": "root"})
+        )
+        await conn.unary(auth + "AuthEnable", b"")
+        with pytest.raises(MicroError, match="user name is empty"):
+            await admin.put(b"/auth/k", b"anonymous")
+
+    key = unique("auth")
+    with_user = server.url.replace("http://", "http://root:pw@")
+    async with EtcdClient(with_user) as etcd:
+        assert etcd.endpoint == server.url and etcd.username == "root"  # no password in messages
+        async with etcd.watch(key) as events:
+            lease = await etcd.lease_grant(30)
+            await etcd.put(key, b"v", lease=lease.id)
+            assert (await events.__anext__()).kv.value == b"v"
+            assert await etcd.lease_keepalive_once(lease.id) == 30
+        conn = await etcd._connection()
+        assert conn.token
+        conn.token = "forgotten.1"  # as after etcd lets an unused token expire
+        kv = await etcd.get(key)  # a new token, and the call again
+        assert kv is not None and kv.value == b"v"
+        assert connections_to(port_of(server)) == 1
+
+    async with EtcdClient(server.url, username="root", password="wrong") as wrong:
+        with pytest.raises(Unauthorized, match="refused user 'root'"):
+            await wrong.get(key)
+    assert shared_client(with_user) is shared_client(with_user)
+    assert shared_client(with_user) is not shared_client(server.url)

@@ -67,6 +67,14 @@ def test_etcd_grpc_status_becomes_the_error_for_its_code() -> None:
     assert isinstance(other, MicroError) and other.detail == "something new"
 
 
+def test_credentials_in_the_endpoint_are_etcd_auth_and_left_out_of_it() -> None:
+    etcd = EtcdClient("etcd://root:p%40ss@10.0.0.1:2379")
+    assert etcd.endpoint == "http://10.0.0.1:2379"
+    assert (etcd.username, etcd._password) == ("root", "p@ss")
+    assert EtcdClient("http://u:p@h:1", username="v", password="q").username == "v"
+    assert EtcdClient("127.0.0.1:2379").username is None
+
+
 @pytest.mark.anyio
 async def test_unreachable_etcd_names_the_endpoint() -> None:
     url = f"http://127.0.0.1:{free_port()}"
