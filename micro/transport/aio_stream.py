@@ -8,6 +8,11 @@ as its protocol: reading stays on (until more than ``READ_HIGH`` bytes wait
 unread), a waiting receive waits on one future, and the writer can hand bytes
 to the transport without a task (see :mod:`micro.transport.writer`).
 
+A driver may also take what arrives as it arrives (:meth:`AsyncioSocketStream.
+set_receiver`): the bytes go from the transport's callback straight to the
+protocol core, and a call they complete is woken from there, without a turn
+of the event loop for a reading task in between.
+
 Any other stream (Trio, TLS) is returned as it is. The stream it adopts is
 anyio's own, whose transport and protocol are private attributes: they are
 looked up by name and checked, so a stream of another shape is left alone.
@@ -61,12 +66,17 @@ class AsyncioSocketStream(anyio.abc.ByteStream, asyncio.Protocol):
         self._reading_paused = True  # anyio pauses reading between receives
         self._read_waiter: asyncio.Future[None] | None = None
         self._write_waiter: asyncio.Future[None] | None = None
+        self._receiver: Callable[[bytes], None] | None = None
+        self._receiver_error: Exception | None = None
         transport.set_protocol(self)
         self._resume_reading()
 
     # -- the protocol's side (called by the transport) -------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self._receiver is not None:
+            self._push(data)
+            return
         self._chunks.append(data)
         self._unread += len(data)
         if self._unread > READ_HIGH and not self._reading_paused:
@@ -96,9 +106,36 @@ class AsyncioSocketStream(anyio.abc.ByteStream, asyncio.Protocol):
 
     # -- the stream's side -------------------------------------------------------
 
+    def set_receiver(self, receiver: Callable[[bytes], None] | None) -> None:
+        """Hand what arrives to ``receiver`` as it arrives (None: queue it for receive again).
+
+        ``receiver`` runs in the transport's callback: it must not block, and
+        what it raises ends the stream (:meth:`receive` raises it). While it is
+        set, :meth:`receive` returns nothing and waits for the end.
+        """
+        self._receiver = receiver
+        while receiver is not None and self._chunks and self._receiver is receiver:
+            chunk = self._chunks.popleft()
+            self._unread -= len(chunk)
+            self._push(chunk)
+        if self._reading_paused:
+            self._resume_reading()
+
+    def _push(self, data: bytes) -> None:
+        assert self._receiver is not None
+        try:
+            self._receiver(data)
+        except Exception as exc:
+            self._receiver = None
+            self._receiver_error = exc
+            _wake(self._read_waiter)
+
     async def receive(self, max_bytes: int = 65536) -> bytes:
         chunks = self._chunks
         while not chunks:
+            if self._receiver_error is not None:
+                error, self._receiver_error = self._receiver_error, None
+                raise error
             if self._closed:
                 raise anyio.ClosedResourceError
             if self._error is not None:

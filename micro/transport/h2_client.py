@@ -32,7 +32,7 @@ import h2.events
 from h2.errors import ErrorCodes
 
 from ..errors import Cancelled, InternalServerError, MicroError, PayloadTooLarge, Unavailable
-from .aio_stream import adopt
+from .aio_stream import AsyncioSocketStream, adopt
 from .flow import OutboundFlow
 from .framing import MessageDecoder, Payload, detach
 from .h2conn import H2Error, ProtocolError, event_handlers, new_connection, start
@@ -194,6 +194,10 @@ class H2ClientConnection:
                     if not started and self._settings_seen:
                         started = True
                         task_status.started()
+                        if isinstance(self._net, AsyncioSocketStream):
+                            # From now on fed from the transport's callback, which
+                            # wakes a caller without a turn for this task first.
+                            self._net.set_receiver(self._feed_now)
                     if self._going_away and not self._calls:
                         break
                 tg.cancel_scope.cancel()
@@ -209,20 +213,36 @@ class H2ClientConnection:
         view = memoryview(data)
         pos = 0
         while pos < len(view):
-            step = max(FEED_SLICE, self._h2.pending_frame_bytes())
-            end = pos + step
-            try:
-                events = self._h2.receive_data(view[pos:end])
-            except ProtocolError as exc:
-                self._fail(
-                    connection_lost(
-                        f"HTTP/2 protocol error from {self.authority}: {exc}", unprocessed=False
-                    )
-                )
+            pos = self._feed_slice(view, pos)
+            if pos < 0:
                 return False
-            pos = end
-            if not events:
-                continue
+            if pos < len(view):
+                await anyio.lowlevel.checkpoint()
+        return True
+
+    def _feed_now(self, data: bytes) -> None:
+        """Feed all of ``data`` at once (from the transport's callback, on asyncio)."""
+        view = memoryview(data)
+        pos = 0
+        while 0 <= pos < len(view):
+            pos = self._feed_slice(view, pos)
+        ending = pos < 0 or (self._going_away and not self._calls)
+        if ending and self._scope is not None:
+            self._scope.cancel()  # what the reading task would do: end the connection
+
+    def _feed_slice(self, view: memoryview, pos: int) -> int:
+        """Feed a slice of ``view`` from ``pos``: where the next starts (-1: a protocol error)."""
+        step = max(FEED_SLICE, self._h2.pending_frame_bytes())
+        try:
+            events = self._h2.receive_data(view[pos : pos + step])
+        except ProtocolError as exc:
+            self._fail(
+                connection_lost(
+                    f"HTTP/2 protocol error from {self.authority}: {exc}", unprocessed=False
+                )
+            )
+            return -1
+        if events:
             handlers = self._handlers
             for event in events:
                 handler = handlers.get(type(event))
@@ -230,9 +250,7 @@ class H2ClientConnection:
                     handler(event)
             # What the events queued (acknowledgements, window) goes now.
             self._writer.flush_now()
-            if pos < len(view):
-                await anyio.lowlevel.checkpoint()
-        return True
+        return pos + step
 
     async def _write_loop(self) -> None:
         writer = self._writer

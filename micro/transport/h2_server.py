@@ -35,7 +35,7 @@ import h2.events
 from h2.errors import ErrorCodes
 
 from ..errors import BadRequest, Cancelled, MicroError, PayloadTooLarge
-from .aio_stream import adopt
+from .aio_stream import AsyncioSocketStream, adopt
 from .calls import (
     RequestHead,
     grpc_error_headers,
@@ -186,12 +186,20 @@ class H2ServerConnection:
                 tg.start_soon(self._write_loop)
                 with anyio.CancelScope() as self._read_scope:
                     await self._feed(self._prefix)
-                    while not self._done:
-                        try:
-                            data = await self._net.receive(READ_SIZE)
-                        except _NET_ERRORS:
-                            break
-                        await self._feed(data)
+                    net = self._net
+                    push = net if isinstance(net, AsyncioSocketStream) else None
+                    if push is not None:  # fed from the transport's callback, not a task
+                        push.set_receiver(self._feed_now)
+                    try:
+                        while not self._done:
+                            try:
+                                data = await net.receive(READ_SIZE)
+                            except _NET_ERRORS:
+                                break
+                            await self._feed(data)
+                    finally:
+                        if push is not None:
+                            push.set_receiver(None)
                 # Reading is over: the peer left, broke the protocol, or we
                 # drained. Stop handlers still running, let the writer send
                 # what is queued (a GOAWAY, last answers), then stop it.
@@ -259,30 +267,43 @@ class H2ServerConnection:
         view = memoryview(data)
         pos = 0
         while pos < len(view):
-            step = max(FEED_SLICE, self._h2.pending_frame_bytes())
-            end = pos + step
-            if self._done:
-                return
-            try:
-                events = self._h2.receive_data(view[pos:end])
-            except ProtocolError as exc:
-                log.debug("HTTP/2 protocol error from peer: %s", exc)
-                self._close()
-                return
-            pos = end
-            if not events:
-                continue
+            pos = self._feed_slice(view, pos)
+            if pos < len(view):
+                await anyio.lowlevel.checkpoint()
+
+    def _feed_now(self, data: bytes) -> None:
+        """Feed all of ``data`` at once (from the transport's callback, on asyncio)."""
+        view = memoryview(data)
+        pos = 0
+        while pos < len(view):
+            pos = self._feed_slice(view, pos)
+
+    def _feed_slice(self, view: memoryview, pos: int) -> int:
+        """Feed a slice of ``view`` from ``pos`` (see FEED_SLICE): where the next one starts.
+
+        Past the end when the connection is done with.
+        """
+        end = len(view)
+        if self._done:
+            return end
+        step = max(FEED_SLICE, self._h2.pending_frame_bytes())
+        try:
+            events = self._h2.receive_data(view[pos : pos + step])
+        except ProtocolError as exc:
+            log.debug("HTTP/2 protocol error from peer: %s", exc)
+            self._close()
+            return end
+        if events:
             handlers = self._handlers
             for event in events:
                 if self._done:
-                    return
+                    return end
                 handler = handlers.get(type(event))
                 if handler is not None:
                     handler(event)
             # What the events queued (acknowledgements, window, resets) goes now.
             self._writer.flush_now()
-            if pos < len(view):
-                await anyio.lowlevel.checkpoint()
+        return pos + step
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         sid = event.stream_id

@@ -165,3 +165,44 @@ async def test_adopted_stream_refuses_use_after_close() -> None:
             await net.receive()
         with pytest.raises(anyio.ClosedResourceError):
             await net.send(b"x")
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # an asyncio stream
+async def test_a_receiver_gets_what_arrives_in_order_then_receive_sees_the_end(
+    anyio_backend: str,
+) -> None:
+    async with connected() as (client, server):
+        net = adopt(server)
+        assert isinstance(net, AsyncioSocketStream)
+        await client.send(b"queued ")
+        with anyio.fail_after(20):
+            while not net._chunks:  # arrived before the receiver is set
+                await anyio.sleep(0.01)
+        got = bytearray()
+        net.set_receiver(got.extend)
+        await client.send(b"pushed")
+        with anyio.fail_after(20):
+            while bytes(got) != b"queued pushed":
+                await anyio.sleep(0.01)
+        net.set_receiver(None)  # back to receive()
+        await client.send(b"pulled")
+        assert await read_exactly(net, 6) == b"pulled"
+        net.set_receiver(got.extend)
+        await client.send_eof()
+        with pytest.raises(anyio.EndOfStream), anyio.fail_after(20):
+            await net.receive()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # an asyncio stream
+async def test_what_a_receiver_raises_comes_out_of_receive(anyio_backend: str) -> None:
+    async with connected() as (client, server):
+        net = adopt(server)
+        assert isinstance(net, AsyncioSocketStream)
+
+        def receiver(data: bytes) -> None:
+            raise ValueError(f"cannot take {data!r}")
+
+        net.set_receiver(receiver)
+        await client.send(b"bad")
+        with pytest.raises(ValueError, match="cannot take"), anyio.fail_after(20):
+            await net.receive()
