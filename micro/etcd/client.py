@@ -261,7 +261,8 @@ class EtcdClient:
         request = range_fields(key, prefix) | {"start_revision": start_revision, "prev_kv": prev_kv}
         if not self.users.open:
             raise RuntimeError("the etcd client is not open: use `async with EtcdClient(...)`")
-        return Watch(self._connection, self.endpoint, self.timeout, request)
+        sign_in = self._sign_in if self.username is not None else None
+        return Watch(self._connection, self.endpoint, self.timeout, request, sign_in=sign_in)
 
     # -- plumbing --
 
@@ -284,7 +285,7 @@ class EtcdClient:
             conn = await self._dial()
             try:
                 if self.username is not None:
-                    conn.token = await self._authenticate(conn)
+                    await self._sign_in(conn)
                 if self._dial_lock is not lock:  # the client closed while dialling
                     raise EtcdUnavailable(
                         f"the client of etcd at {self.endpoint} closed", id="etcd"
@@ -295,8 +296,8 @@ class EtcdClient:
             self._conn = conn
             return conn
 
-    async def _authenticate(self, conn: GrpcConnection) -> str | None:
-        """A token for ``username`` from etcd (None when etcd has auth off)."""
+    async def _sign_in(self, conn: GrpcConnection) -> None:
+        """Give ``conn`` a new token for ``username`` (None when etcd has auth off)."""
         conn.token = None
         request = {"name": self.username, "password": self._password}
         payload = pb.encode(pb.AuthenticateRequest, request)
@@ -306,13 +307,12 @@ class EtcdClient:
             raise
         except MicroError as exc:
             if "authentication is not enabled" in exc.detail:
-                return None
+                return
             raise Unauthorized(
                 f"etcd at {self.endpoint} refused user {self.username!r}: {exc.detail}",
                 id="etcd",
             ) from exc
-        token: str = self._decode(pb.AuthenticateResponse, answer)["token"]
-        return token
+        conn.token = self._decode(pb.AuthenticateResponse, answer)["token"]
 
     async def _dial(self) -> GrpcConnection:
         url = urlsplit(self.endpoint)
@@ -363,7 +363,7 @@ class EtcdClient:
                     if self.username is None or "invalid auth token" not in exc.detail:
                         raise
                     # etcd forgot the token (it expires unused, and with a restart): again
-                    conn.token = await self._authenticate(conn)
+                    await self._sign_in(conn)
                     answer = await conn.unary(path, payload)
         except TimeoutError:
             await self._unanswered(conn)

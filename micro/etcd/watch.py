@@ -38,8 +38,12 @@ class Watch:
         endpoint: str,
         timeout: float,
         request: dict[str, Any],
+        *,
+        sign_in: Callable[[GrpcConnection], Awaitable[None]] | None = None,
     ) -> None:
         self._connect = connect
+        #: gets the connection a new auth token, when etcd forgot the one it had
+        self._sign_in = sign_in
         self._endpoint = endpoint
         self._timeout = timeout
         self._request = request
@@ -53,9 +57,11 @@ class Watch:
         try:
             with anyio.fail_after(self._timeout):
                 conn = await self._connect()
-                self._stream = await conn.open_stream(_PATH)
-                await self._stream.send(payload)
-                first = await self._next_response()
+                first = await self._create(conn, payload)
+                if self._sign_in is not None and _forgotten_token(first):
+                    await self.aclose()
+                    await self._sign_in(conn)
+                    first = await self._create(conn, payload)
         except TimeoutError:
             await self.aclose()
             raise EtcdUnavailable(
@@ -75,6 +81,11 @@ class Watch:
             raise self._cancelled(first)
         self._take_events(first)
         return self
+
+    async def _create(self, conn: GrpcConnection, payload: bytes) -> dict[str, Any] | None:
+        self._stream = await conn.open_stream(_PATH)
+        await self._stream.send(payload)
+        return await self._next_response()
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
@@ -129,3 +140,12 @@ class Watch:
             raise EtcdUnavailable(
                 f"etcd at {self._endpoint} sent a broken watch message ({exc})", id="etcd"
             ) from exc
+
+
+def _forgotten_token(response: dict[str, Any] | None) -> bool:
+    """Whether etcd refused to create a watch for an auth token it no longer knows."""
+    return (
+        response is not None
+        and response["canceled"]
+        and "invalid auth token" in response["cancel_reason"]
+    )

@@ -358,6 +358,10 @@ async def test_etcd_auth_user_and_password(fresh_etcd_server: ServerProcess) -> 
         conn.token = "forgotten.1"  # as after etcd lets an unused token expire
         kv = await etcd.get(key)  # a new token, and the call again
         assert kv is not None and kv.value == b"v"
+        conn.token = "forgotten.2"
+        async with etcd.watch(key) as events:  # a new token, and the watch again
+            await etcd.put(key, b"w")
+            assert (await events.__anext__()).kv.value == b"w"
         assert connections_to(port_of(server)) == 1
 
     async with EtcdClient(server.url, username="root", password="wrong") as wrong:
