@@ -29,9 +29,10 @@ import json
 import sqlite3
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,15 @@ def _publish(
     )
     _trim(con, now, topic)
     return int(seq)
+
+
+def _delete_pending(con: sqlite3.Connection, topic: str, group: str, seqs: Sequence[int]) -> None:
+    """Acknowledge ``seqs``: the group is done with them."""
+    if seqs:
+        con.executemany(
+            "DELETE FROM pending WHERE topic = ? AND grp = ? AND seq = ?",
+            [(topic, group, seq) for seq in seqs],
+        )
 
 
 def _trim(con: sqlite3.Connection, now: float, topic: str) -> None:
@@ -388,6 +398,9 @@ class _Consumer:
         self.ack_wait = ack_wait
         self.retry_limit = retry_limit
         self.buffer: deque[Event] = deque()
+        #: events acknowledged while more of their batch waited to be handed out: their
+        #: acknowledgements are written with the next claim (or when the consumer stops)
+        self.acks: builtins.list[int] = []
         self.seen = 0.0  # when this consumer last marked its group seen
 
     @asynccontextmanager
@@ -426,10 +439,12 @@ class _Consumer:
         """Give back what was claimed but never handed out; drop a group of its own."""
         held = [event._handle for event in self.buffer]
         self.buffer.clear()
+        acks, self.acks = self.acks, []
         ephemeral = self.group is None
 
         def op(con: sqlite3.Connection, now: float) -> None:
             where = (self.topic, self.name)
+            _delete_pending(con, self.topic, self.name, acks)
             if ephemeral:
                 con.execute("DELETE FROM pending WHERE topic = ? AND grp = ?", where)
                 con.execute("DELETE FROM groups WHERE topic = ? AND grp = ?", where)
@@ -441,7 +456,7 @@ class _Consumer:
                     (*where, seq),
                 )
 
-        if held or ephemeral:
+        if held or acks or ephemeral:
             try:
                 await self.stream._submit(op, wakes=bool(held))
             except EventsUnavailable:
@@ -452,7 +467,8 @@ class _Consumer:
         while True:
             while not self.buffer:
                 changed = stream._changed
-                claimed: _Claimed = await stream._submit(self._claim)
+                acks, self.acks = self.acks, []
+                claimed: _Claimed = await stream._submit(partial(self._claim, acks=acks))
                 for row in claimed.events:
                     event = _to_event(self.topic, row, row[5])
                     self.buffer.append(
@@ -477,8 +493,9 @@ class _Consumer:
                     await changed.wait()
             yield self.buffer.popleft()
 
-    def _claim(self, con: sqlite3.Connection, now: float) -> _Claimed:
+    def _claim(self, con: sqlite3.Connection, now: float, *, acks: builtins.list[int]) -> _Claimed:
         topic, name = self.topic, self.name
+        _delete_pending(con, topic, name, acks)  # acknowledged first: never claimed again
         _trim(con, now, topic)
         # A claim that finds nothing writes nothing (so an idle file consumer costs
         # no fsync): "seen" is written at most once per SEEN_INTERVAL.
@@ -551,6 +568,13 @@ class _Consumer:
 
     async def _settle(self, event: Event, how: str, reason: str) -> None:
         topic, name, seq = self.topic, self.name, event._handle
+        if how == "ack":
+            self.acks.append(seq)
+            if self.buffer and len(self.acks) < PREFETCH:
+                return  # written with the next claim, which this consumer makes next
+            acks, self.acks = self.acks, []
+            await self.stream._submit(lambda con, now: _delete_pending(con, topic, name, acks))
+            return
         where = (topic, name, seq)
 
         def op(con: sqlite3.Connection, now: float) -> None:
