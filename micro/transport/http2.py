@@ -1079,6 +1079,9 @@ class Connection:
         elif stream.recv_end:
             self._stream_error(stream, ErrorCodes.STREAM_CLOSED)
             return
+        elif priority is not None and int.from_bytes(priority[:4], "big") & _MAX_WINDOW == sid:
+            self._stream_error(stream, ErrorCodes.PROTOCOL_ERROR)  # depends on itself (5.3.1)
+            return
         ends = bool(flags & _END_STREAM)
         if not stream.recv_headers:
             if self.client_side:

@@ -404,3 +404,14 @@ def test_a_malformed_head_seen_again_is_refused_again() -> None:
             "RequestReceived",
             "StreamEnded",
         ]
+
+
+def test_trailers_on_a_stream_that_depends_on_itself_reset_that_stream() -> None:
+    """RFC 9113 section 5.3.1: a stream cannot depend on itself (a stream error)."""
+    conn = server()
+    priority = (1).to_bytes(4, "big") + b"\x0f"
+    trailers = frame(0x1, 0x25, 1, priority + block([("grpc-status", "0")]))
+    events = conn.receive_data(frame(0x1, 0x4, 1, block(REQUEST)) + trailers)
+    assert [type(e).__name__ for e in events] == ["RequestReceived", "StreamReset"]
+    sent = frames_of(bytes(conn.data_to_send()))
+    assert (0x3, 1, (1).to_bytes(4, "big")) in [(t, s, p) for t, _, s, p in sent]
