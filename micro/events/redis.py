@@ -376,6 +376,9 @@ class _Consumer:
         self.retry_limit = retry_limit
         self.keys = stream._keys(topic)
         self.buffer: deque[Event] = deque()
+        #: events acknowledged while more of their batch waited to be handed out: one
+        #: XACK takes them before the next claim (or when the consumer stops)
+        self.acks: builtins.list[str] = []
 
     @contextlib.asynccontextmanager
     async def running(self, start: float | None) -> AsyncIterator[AsyncIterator[Event]]:
@@ -410,6 +413,7 @@ class _Consumer:
         with contextlib.suppress(EventsUnavailable):
             client = stream._client_now()
             with stream._errors():
+                await self._write_acks(client)
                 if self.group is None:
                     await client.xgroup_destroy(self.keys[0], self.name)
                     return
@@ -421,6 +425,9 @@ class _Consumer:
         stream = self.stream
         while True:
             while not self.buffer:
+                if self.acks:
+                    with stream._errors():
+                        await self._write_acks(stream._client_now())
                 await self._claim()
                 if self.buffer:
                     break
@@ -503,12 +510,22 @@ class _Consumer:
         if how == "reject":
             await self._dead_letter(event, reason)
             return
+        if how == "ack":
+            self.acks.append(event.id)
+            if self.buffer and len(self.acks) < PREFETCH:
+                return  # one XACK takes them before the next claim, which comes next
         client = stream._client_now()
         with stream._errors():
             if how == "ack":
-                await client.xack(self.keys[0], self.name, [event.id])
+                await self._write_acks(client)
             else:  # nack
                 await self._due_now(client, event.id)
+
+    async def _write_acks(self, client: coredis.Redis[bytes]) -> None:
+        """Acknowledge, in one XACK, what was acknowledged and not written yet."""
+        acks, self.acks = self.acks, []
+        if acks:
+            await client.xack(self.keys[0], self.name, acks)
 
     async def _due_now(
         self, client: coredis.Redis[bytes], id: str, deliveries: int | None = None

@@ -5,12 +5,14 @@ batch's last event, or when it stops; one that never got written only means a re
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from pathlib import Path
 
 import anyio
 import pytest
 
-from micro.events import FileEventStream
+from micro.events import FileEventStream, RedisEventStream
+from tests.servers import ServerProcess
 
 pytestmark = pytest.mark.anyio
 
@@ -90,3 +92,46 @@ async def test_unwritten_acks_mean_redelivery_never_loss(tmp_path: Path) -> None
         assert sorted(got) == [0, 1, 2]
         with anyio.CancelScope(shield=True):
             await first.__aexit__(None, None, None)
+
+
+async def redis_pending(stream: RedisEventStream, topic: str, group: str) -> int:
+    """How many of the group's events Redis holds as delivered and unacknowledged."""
+    summary = await stream._client_now().xpending(stream._keys(topic)[0], group)
+    return int(summary.pending)
+
+
+async def test_redis_acks_within_a_batch_go_in_one_xack(redis_server: ServerProcess) -> None:
+    async with RedisEventStream(redis_server.url) as stream:
+        topic = f"acks.{uuid.uuid4().hex}"
+        for i in range(4):
+            await stream.publish(topic, {"n": i})
+        seen = []
+        async with stream.consume(topic, group="billing", offset="start") as events:
+            async for event in events:
+                seen.append(event.decode()["n"])
+                await event.ack()
+                if len(seen) < 4:
+                    assert await redis_pending(stream, topic, "billing") == 4
+                else:
+                    assert await redis_pending(stream, topic, "billing") == 0
+                    break
+        assert seen == [0, 1, 2, 3]
+        # A consumer stopping mid-batch acknowledges what it acknowledged, gives back the rest.
+        for i in range(4, 8):
+            await stream.publish(topic, {"n": i})
+        async with stream.consume(topic, group="billing") as events:
+            async for event in events:
+                await event.ack()
+                if event.decode()["n"] == 5:
+                    break
+        assert await redis_pending(stream, topic, "billing") == 2
+        got = []
+        with anyio.fail_after(10):
+            async with stream.consume(topic, group="billing") as events:
+                async for event in events:
+                    got.append(event.decode()["n"])
+                    await event.ack()
+                    if len(got) == 2:
+                        break
+        assert sorted(got) == [6, 7]
+        assert await redis_pending(stream, topic, "billing") == 0
