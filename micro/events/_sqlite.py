@@ -7,7 +7,11 @@ acknowledged, each with its delivery count and the time it is due back. A
 consumer *claims* a batch in one transaction: pending rows that are due come
 first (each delivered again, or dead-lettered once it has had ``1 +
 retry_limit`` deliveries), then events past the cursor, which advances. Acks
-delete pending rows; nacks make them due at once. A consumer without a group
+delete pending rows; nacks make them due at once. Acks ride with the batch:
+one made while more of the claimed batch waits to be handed out is written by
+the consumer's next claim, in its transaction (or with the batch's last ack,
+or when the consumer stops); one never written, as the process died, only
+means the event is delivered again after ``ack_wait``. A consumer without a group
 gets a group of its own (named ``~<hex>``), dropped when it stops.
 
 Every operation runs in the writer's transaction, and operations that arrive

@@ -12,7 +12,10 @@ entries of the group pending longer than ``ack_wait`` (from any consumer,
 crashed ones included) with their delivery counts, then ``XREADGROUP`` reads
 new ones. With nothing to claim, it blocks in ``XREADGROUP`` for new entries
 for at most a second (or ``ack_wait``), then claims again. ``ack`` is
-``XACK``; ``nack`` re-claims the entry with a huge idle time, so the next claim
+``XACK``, one for a batch: acks made while more of the batch waits to be
+handed out go in one ``XACK`` before the next claim (or with the batch's last
+ack, or when the consumer stops); one never sent only means a redelivery after
+``ack_wait``. ``nack`` re-claims the entry with a huge idle time, so the next claim
 of any consumer of the group takes it; an entry past ``retry_limit`` is copied
 to ``<topic>.dead`` and acknowledged in one script.
 
