@@ -155,6 +155,11 @@ class H2ServerConnection:
         self._writer_done = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
         self._read_scope: anyio.CancelScope | None = None
+        #: a worker is to take up reading (see _read)
+        self._reader_wanted = False
+        self._reading_over = anyio.Event()
+        #: calls the reader has queued while feeding and not yet handed out
+        self._fed: list[_Stream] | None = None
         self._draining = False
         self._done = False
         self._closing = False
@@ -191,12 +196,14 @@ class H2ServerConnection:
                     if push is not None:  # fed from the transport's callback, not a task
                         push.set_receiver(self._feed_now)
                     try:
-                        while not self._done:
-                            try:
-                                data = await net.receive(READ_SIZE)
-                            except _NET_ERRORS:
-                                break
-                            await self._feed(data)
+                        if push is not None:
+                            while not self._done:
+                                try:
+                                    await net.receive(READ_SIZE)  # returns at the end only
+                                except _NET_ERRORS:
+                                    break
+                        elif await self._read(inline=False):
+                            await self._reading_over.wait()  # read on by the workers
                     finally:
                         if push is not None:
                             push.set_receiver(None)
@@ -219,6 +226,44 @@ class H2ServerConnection:
             self._fail_window_waiters()
             with anyio.CancelScope(shield=True):
                 await self._net.aclose()
+
+    async def _read(self, *, inline: bool) -> _Stream | bool:
+        """Read and feed until reading is over (False) or a lone unary call is complete.
+
+        A call complete on its own, with no other stream open, is answered by
+        the task that read it, so nothing stands between its last byte and its
+        handler: the reading goes on in a worker woken for it, and the call is
+        returned (``inline``), or handed to a worker (True; the connection's
+        main task, which must stay free to end the connection, does this).
+        Otherwise the calls fed are handed to workers and reading goes on.
+        """
+        net = self._net
+        with anyio.CancelScope() as self._read_scope:
+            while not self._done:
+                try:
+                    data = await net.receive(READ_SIZE)
+                except _NET_ERRORS:
+                    break
+                fed = self._fed = []
+                try:
+                    await self._feed(data)
+                except BaseException:
+                    for st in fed:  # each call started is answered (or given up) by a worker
+                        self._queue_call(st)
+                    raise
+                finally:
+                    self._fed = None
+                if len(fed) == 1 and not self._calls and len(self._streams) == 1:
+                    self._reader_wanted = True
+                    self._wake_worker()
+                    if inline:
+                        return fed[0]
+                    self._queue_call(fed[0])
+                    return True
+                for st in fed:
+                    self._queue_call(st)
+        self._reading_over.set()
+        return False
 
     async def _write_loop(self) -> None:
         writer = self._writer
@@ -426,10 +471,20 @@ class H2ServerConnection:
             self._tg.start_soon(self._run_lines, st, st.lines)
             return
         self._server.call_started()
+        if self._fed is not None:
+            self._fed.append(st)  # the reader decides who answers it, once it has fed all
+        else:
+            self._queue_call(st)
+
+    def _queue_call(self, st: _Stream) -> None:
         self._calls.append(st)
+        self._wake_worker()
+
+    def _wake_worker(self) -> None:
         if self._idle:
             self._idle.pop().set()
         else:
+            assert self._tg is not None
             self._tg.start_soon(self._call_worker)
 
     def _on_reset(self, event: h2.events.StreamReset) -> None:
@@ -487,7 +542,7 @@ class H2ServerConnection:
         self._flush()
 
     async def _call_worker(self) -> None:
-        """Run unary calls as they come, then wait for more.
+        """Run unary calls as they come, or take up reading, then wait for more.
 
         A task started per call costs more than waking one that waits; each
         call queued wakes a waiting worker or starts one, so no call waits for
@@ -498,8 +553,18 @@ class H2ServerConnection:
         calls = self._calls
         idle = self._idle
         while True:
+            if self._reader_wanted:
+                self._reader_wanted = False
+                lone = await self._read(inline=True)
+                if isinstance(lone, _Stream):
+                    await self._run_unary(lone)
+                continue
             while calls:
                 await self._run_unary(calls.pop(0))
+                if self._reader_wanted:
+                    break
+            if self._reader_wanted:
+                continue
             if self._done:
                 return
             if not self._streams:
