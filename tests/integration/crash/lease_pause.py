@@ -89,7 +89,7 @@ class Pause:
     old_token: int
     new_token: int
     stopped: float  # time.monotonic() at SIGSTOP
-    resumed: float  # time.monotonic() at SIGCONT
+    resumed: float  # time.monotonic() just before SIGCONT
     others: list[Node] = field(default_factory=list)
 
     def new_term_started(self) -> float:
@@ -159,8 +159,10 @@ async def pause_the_holder(
         new, new_token = taken
         # The pause lasts past the TTL, as a long GC pause or a VM migration would.
         await anyio.sleep(max(0.0, stopped + ttl + OVERSLEEP - time.monotonic()))
-        old.process.send_signal(signal.SIGCONT)
+        # Taken before the signal: the holder cannot run again until it is sent, so
+        # whatever it does once resumed is stamped later than this.
         resumed = time.monotonic()
+        old.process.send_signal(signal.SIGCONT)
         pause = Pause(old, new, old_token, new_token, stopped, resumed)
         pause.others = [n for n in started if n is not old and n is not new]
         with anyio.fail_after(LOSS_TIMEOUT):
