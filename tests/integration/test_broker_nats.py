@@ -232,6 +232,9 @@ async def test_publish_while_server_is_down_fails_after_the_timeout(
     got = Collector()
     async with NatsBroker(fresh_nats_server.url, publish_timeout=0.5, confirm=confirm) as broker:
         await anyio.to_thread.run_sync(fresh_nats_server.stop)
+        # Until the client has read the connection's end, an unconfirmed publish is
+        # queued on it and lost with it (at most once): wait for the client to notice.
+        await eventually(lambda: not broker.client.connected)
         started = anyio.current_time()
         with pytest.raises(PublishError, match=r"not connected to NATS after 0\.5s"):
             await broker.publish(Message(subject, b"while down"))
