@@ -99,9 +99,22 @@ class NatsBroker:
             block = encode_headers(message.headers, ID_HEADER, message.id)
         except ValueError as exc:
             raise BadRequest(str(exc), id="nats") from None
+        confirm = self.confirm
+        if confirm:
+            # The usual case, waiting on the round trip itself rather than in a call.
+            try:
+                pong = self.client.publish_confirmable(message.topic, message.body, block)
+            except ValueError as exc:
+                raise BadRequest(str(exc), id="nats") from None
+            if pong is not None:
+                await pong.event.wait()
+                if pong.error is None:
+                    return
+                log.info(
+                    "publishing %s to %s again: %s", message.id, message.topic, pong.error.detail
+                )
         deadline: float | None = None
         timeout = self.publish_timeout
-        confirm = self.confirm
         while True:
             try:
                 await self.client.publish(

@@ -54,6 +54,7 @@ from . import protocol
 from ._connection import (
     MAX_WRITE_BUFFER,
     Connection,
+    RoundTrip,
     ServerAddress,
     open_connection,
     parse_servers,
@@ -332,12 +333,7 @@ class NatsClient:
         conn = self._conn
         if conn is None or conn.failure is not None or len(conn.out) >= MAX_WRITE_BUFFER:
             conn = await self._writable(self.timeout if timeout is None else timeout)
-        if len(block) + len(payload) > conn.max_payload:
-            raise PayloadTooLarge(
-                f"message of {len(block) + len(payload)} bytes exceeds the server's "
-                f"max_payload of {conn.max_payload}",
-                id="nats",
-            )
+        _check_size(conn, len(block) + len(payload))
         conn.write(data)
         if confirm:
             # No cancel scope per call: the connection fails (and so every
@@ -350,6 +346,24 @@ class NatsClient:
                 )
         elif len(conn.out) >= WRITE_CHUNK:
             await anyio.lowlevel.checkpoint()
+
+    def publish_confirmable(self, subject: str, payload: bytes, block: bytes) -> RoundTrip | None:
+        """Queue ``payload`` with header ``block`` on the live connection without
+        waiting, and return the round trip whose PONG confirms it (wait on its
+        ``event``; its ``error`` is set if the connection failed first). None, with
+        nothing queued, when there is no live connection with room: :meth:`publish`
+        waits for one. Raises PayloadTooLarge and ValueError as :meth:`publish` does.
+
+        What a confirmed publish does, for a caller that handles a lost
+        confirmation itself (the NATS broker publishes again).
+        """
+        data = protocol.hpub(subject, payload, block) if block else protocol.pub(subject, payload)
+        conn = self._conn
+        if conn is None or conn.failure is not None or len(conn.out) >= MAX_WRITE_BUFFER:
+            return None
+        _check_size(conn, len(block) + len(payload))
+        conn.write(data)
+        return conn.ask_pong()
 
     async def _writable(self, timeout: float) -> Connection:
         self._check_open()
@@ -505,6 +519,14 @@ class NatsClient:
             waiter.error = error
             waiter.event.set()
         self._replies.clear()
+
+
+def _check_size(conn: Connection, size: int) -> None:
+    if size > conn.max_payload:
+        raise PayloadTooLarge(
+            f"message of {size} bytes exceeds the server's max_payload of {conn.max_payload}",
+            id="nats",
+        )
 
 
 _shared: dict[tuple[tuple[ServerAddress, ...], str | None, float], NatsClient] = {}

@@ -415,6 +415,37 @@ async def test_payload_above_the_server_limit_is_refused(nats_server: ServerProc
         await nc.flush()  # the connection is fine
 
 
+async def test_a_confirmable_publish_is_confirmed_by_its_round_trip(
+    nats_server: ServerProcess,
+) -> None:
+    from micro.nats.protocol import encode_headers
+
+    subject = new_subject()
+    async with NatsClient(nats_server.url) as nc, nc.subscribe(subject) as sub:
+        block = encode_headers({"content-type": "text/plain"}, "Micro-Id", "m-1")
+        pongs = [
+            nc.publish_confirmable(subject, b"one", block),
+            nc.publish_confirmable(subject, b"two", b""),
+        ]
+        assert pongs[0] is not None and pongs[0] is pongs[1]  # one PING for both
+        with anyio.fail_after(5):
+            await pongs[0].event.wait()
+            assert pongs[0].error is None
+            first, second = await sub.__anext__(), await sub.__anext__()
+        assert (first.payload, first.headers) == (
+            b"one",
+            {"content-type": "text/plain", "Micro-Id": "m-1"},
+        )
+        assert (second.payload, second.headers) == (b"two", {})
+        limit = nc.server_info["max_payload"]
+        with pytest.raises(PayloadTooLarge):
+            nc.publish_confirmable(subject, b"x" * (limit + 1), b"")
+        with pytest.raises(ValueError):
+            nc.publish_confirmable("bad subject", b"", b"")
+    # Closed: nothing is queued, and publish (which waits for a connection) says why.
+    assert nc.publish_confirmable(subject, b"late", b"") is None
+
+
 async def test_closed_client_refuses_work(nats_server: ServerProcess) -> None:
     nc = NatsClient(nats_server.url)
     async with nc:
