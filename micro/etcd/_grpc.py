@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import select
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -72,7 +73,7 @@ class GrpcConnection:
         self._progress = anyio.Event()
         #: etcd's auth token, sent with every call when set (see EtcdClient's username)
         self.token: str | None = None
-        self._handlers = event_handlers(
+        self._handlers: dict[type, Callable[[Any], None]] = event_handlers(
             {
                 "ResponseReceived": self._on_headers,
                 "DataReceived": self._on_data,

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Sequence
-from typing import cast
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -133,18 +133,6 @@ class H2ClientConnection:
         self._heard_from_peer = False
         self._settings_seen = False
         self._scope: anyio.CancelScope | None = None
-        self._handlers = event_handlers(
-            {
-                "ResponseReceived": self._on_response,
-                "DataReceived": self._on_data,
-                "TrailersReceived": self._on_trailers,
-                "StreamEnded": self._on_end,
-                "StreamReset": self._on_reset,
-                "WindowUpdated": self._on_window,
-                "RemoteSettingsChanged": self._on_settings,
-                "ConnectionTerminated": self._on_terminated,
-            }
-        )
 
     @property
     def usable(self) -> bool:
@@ -243,11 +231,11 @@ class H2ClientConnection:
             )
             return -1
         if events:
-            handlers = self._handlers
+            handlers = _HANDLERS
             for event in events:
                 handler = handlers.get(type(event))
                 if handler is not None:
-                    handler(event)
+                    handler(self, event)
             # What the events queued (acknowledgements, window) goes now.
             self._writer.flush_now()
         return pos + step
@@ -555,6 +543,21 @@ class H2ClientConnection:
         waiters, self._slot_waiters = self._slot_waiters, []
         for waiter in waiters:
             waiter.set()
+
+
+#: What each event the protocol core reports is handed to (one table for all connections).
+_HANDLERS: dict[type, Callable[[H2ClientConnection, Any], None]] = event_handlers(
+    {
+        "ResponseReceived": H2ClientConnection._on_response,
+        "DataReceived": H2ClientConnection._on_data,
+        "TrailersReceived": H2ClientConnection._on_trailers,
+        "StreamEnded": H2ClientConnection._on_end,
+        "StreamReset": H2ClientConnection._on_reset,
+        "WindowUpdated": H2ClientConnection._on_window,
+        "RemoteSettingsChanged": H2ClientConnection._on_settings,
+        "ConnectionTerminated": H2ClientConnection._on_terminated,
+    }
+)
 
 
 def _copy_failure(error: Exception, sent: bool) -> Exception:

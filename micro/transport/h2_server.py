@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any, cast
 
 import anyio
@@ -136,6 +137,30 @@ class _Stream:
 class H2ServerConnection:
     """Serves one HTTP/2 connection until the peer leaves or the server drains it."""
 
+    __slots__ = (
+        "_calls",
+        "_closing",
+        "_done",
+        "_draining",
+        "_fed",
+        "_flow",
+        "_h2",
+        "_idle",
+        "_max_size",
+        "_net",
+        "_prefix",
+        "_read_scope",
+        "_reader_wanted",
+        "_reading_over",
+        "_reset_budget",
+        "_reset_stamp",
+        "_server",
+        "_streams",
+        "_tg",
+        "_writer",
+        "_writer_done",
+    )
+
     def __init__(
         self, net: anyio.abc.ByteStream, server: Dispatcher[Any], prefix: bytes = b""
     ) -> None:
@@ -157,7 +182,8 @@ class H2ServerConnection:
         self._read_scope: anyio.CancelScope | None = None
         #: a worker is to take up reading (see _read)
         self._reader_wanted = False
-        self._reading_over = anyio.Event()
+        #: made once reading moves to a worker (on the first lone call), to wait for
+        self._reading_over: anyio.Event | None = None
         #: calls the reader has queued while feeding and not yet handed out
         self._fed: list[_Stream] | None = None
         self._draining = False
@@ -169,17 +195,6 @@ class H2ServerConnection:
         self._idle: list[anyio.Event] = []
         self._reset_budget = float(RESET_BURST)
         self._reset_stamp = 0.0
-        self._handlers = event_handlers(
-            {
-                "RequestReceived": self._on_request,
-                "DataReceived": self._on_data,
-                "StreamEnded": self._on_end,
-                "StreamReset": self._on_reset,
-                "WindowUpdated": self._on_window,
-                "RemoteSettingsChanged": self._on_settings,
-                "ConnectionTerminated": self._on_terminated,
-            }
-        )
 
     # -- the two tasks -------------------------------------------------------
 
@@ -203,6 +218,7 @@ class H2ServerConnection:
                                 except _NET_ERRORS:
                                     break
                         elif await self._read(inline=False):
+                            assert self._reading_over is not None
                             await self._reading_over.wait()  # read on by the workers
                     finally:
                         if push is not None:
@@ -254,6 +270,8 @@ class H2ServerConnection:
                 finally:
                     self._fed = None
                 if len(fed) == 1 and not self._calls and len(self._streams) == 1:
+                    if self._reading_over is None:
+                        self._reading_over = anyio.Event()
                     self._reader_wanted = True
                     self._wake_worker()
                     if inline:
@@ -262,7 +280,8 @@ class H2ServerConnection:
                     return True
                 for st in fed:
                     self._queue_call(st)
-        self._reading_over.set()
+        if self._reading_over is not None:
+            self._reading_over.set()
         return False
 
     async def _write_loop(self) -> None:
@@ -339,13 +358,13 @@ class H2ServerConnection:
             self._close()
             return end
         if events:
-            handlers = self._handlers
+            handlers = _HANDLERS
             for event in events:
                 if self._done:
                     return end
                 handler = handlers.get(type(event))
                 if handler is not None:
-                    handler(event)
+                    handler(self, event)
             # What the events queued (acknowledgements, window, resets) goes now.
             self._writer.flush_now()
         return pos + step
@@ -778,6 +797,20 @@ class H2ServerConnection:
         if self._draining and not self._streams:
             self._close()
 
+
+#: What each event the protocol core reports is handed to (one table for all
+#: connections: a connection of its own would cost a kilobyte per connection).
+_HANDLERS: dict[type, Callable[[H2ServerConnection, Any], None]] = event_handlers(
+    {
+        "RequestReceived": H2ServerConnection._on_request,
+        "DataReceived": H2ServerConnection._on_data,
+        "StreamEnded": H2ServerConnection._on_end,
+        "StreamReset": H2ServerConnection._on_reset,
+        "WindowUpdated": H2ServerConnection._on_window,
+        "RemoteSettingsChanged": H2ServerConnection._on_settings,
+        "ConnectionTerminated": H2ServerConnection._on_terminated,
+    }
+)
 
 #: Workers that may wait for unary calls on one connection.
 _IDLE_WORKERS = 16

@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 import h2.config
 import h2.connection
@@ -75,9 +74,12 @@ def implementation() -> str:
     return name
 
 
-def event_handlers(handlers: dict[str, Callable[[Any], None]]) -> dict[type, Callable[[Any], None]]:
+H = TypeVar("H")
+
+
+def event_handlers(handlers: dict[str, H]) -> dict[type, H]:
     """Handlers by event class name, keyed by the classes of both implementations."""
-    out: dict[type, Callable[[Any], None]] = {}
+    out: dict[type, H] = {}
     for name, handler in handlers.items():
         out[getattr(h2.events, name)] = handler
         out[getattr(http2, name)] = handler

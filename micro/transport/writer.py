@@ -35,6 +35,8 @@ __all__ = ["Writer"]
 class Writer:
     """Sends what ``take()`` hands over (the protocol core's queued bytes) on ``net``."""
 
+    __slots__ = ("_aio", "_busy", "_error", "_net", "_pending", "_sock", "_take", "_wake")
+
     def __init__(self, net: anyio.abc.ByteStream, take: Callable[[], Any]) -> None:
         self._net = net
         self._take = take
