@@ -14,7 +14,7 @@ import anyio
 from echo_pb2 import EchoMessage
 from loadgen import LoadResult, StreamMeter, emit, run_load
 from protos import PAYLOAD, payload
-from systems import SYSTEMS, backend, is_bytes, is_grpcio, is_grpclib
+from systems import SYSTEMS, backend, backend_options, is_bytes, is_grpcio, is_grpclib
 
 HOST = "127.0.0.1"
 CONNECT_TIMEOUT = 20.0
@@ -270,7 +270,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=5.0)
     args = parser.parse_args()
-    anyio.run(main_async, args, backend=backend(args.system))
+    anyio.run(
+        main_async,
+        args,
+        backend=backend(args.system),
+        backend_options=backend_options(args.system),
+    )
 
 
 if __name__ == "__main__":

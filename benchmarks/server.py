@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import anyio
 from echo_pb2 import EchoMessage
 from loadgen import emit
-from systems import GRPCIO, SYSTEMS, backend, is_grpcio, is_grpclib
+from systems import GRPCIO, SYSTEMS, backend, backend_options, is_grpcio, is_grpclib
 
 HOST = "127.0.0.1"
 
@@ -206,7 +206,14 @@ def main() -> None:
     elif is_grpclib(args.system):
         asyncio.run(serve_grpclib(args.port, args.system))
     else:
-        anyio.run(serve_micro, args.system, args.port, args.telemetry, backend=backend(args.system))
+        anyio.run(
+            serve_micro,
+            args.system,
+            args.port,
+            args.telemetry,
+            backend=backend(args.system),
+            backend_options=backend_options(args.system),
+        )
 
 
 if __name__ == "__main__":

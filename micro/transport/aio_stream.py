@@ -39,14 +39,27 @@ def adopt(net: anyio.abc.ByteStream) -> anyio.abc.ByteStream:
     """``net`` as an :class:`AsyncioSocketStream` if it is anyio's asyncio socket stream."""
     if type(net).__module__ != "anyio._backends._asyncio" or type(net).__name__ != "SocketStream":
         return net
-    transport = getattr(net, "_transport", None)
-    protocol = getattr(net, "_protocol", None)
+    transport: Any = getattr(net, "_transport", None)
+    protocol: Any = getattr(net, "_protocol", None)
     queue = getattr(protocol, "read_queue", None)
-    if not isinstance(transport, asyncio.Transport) or not isinstance(queue, deque):
+    # By what it does, not its class: uvloop's transports are not asyncio.Transport.
+    if not isinstance(queue, deque) or not all(hasattr(transport, m) for m in _TRANSPORT):
         return net
     if transport.is_closing():
         return net
     return AsyncioSocketStream(net, transport, protocol)
+
+
+#: What AsyncioSocketStream needs of a transport.
+_TRANSPORT = (
+    "set_protocol",
+    "write",
+    "write_eof",
+    "is_closing",
+    "abort",
+    "pause_reading",
+    "resume_reading",
+)
 
 
 class AsyncioSocketStream(anyio.abc.ByteStream, asyncio.Protocol):
