@@ -88,7 +88,9 @@ def main_options(
         "--micro-store",
         help="store URL: file, file:///path, etcd://…, redis://… [MICRO_STORE]",
     ),
-    backend: str = typer.Option("asyncio", "--backend", help="event loop: asyncio or trio"),
+    backend: str = typer.Option(
+        "asyncio", "--backend", help="event loop: asyncio, trio, or uvloop (asyncio on uvloop)"
+    ),
     debug: bool = typer.Option(
         False, "--debug", help="print the traceback of a failure [MICRO_DEBUG=1]"
     ),
@@ -98,8 +100,8 @@ def main_options(
         env = service_options(argv=[], environ=os.environ)
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
-    if backend not in ("asyncio", "trio"):
-        fail(f"--backend must be asyncio or trio, not {backend!r}", EXIT_USAGE)
+    if backend not in ("asyncio", "trio", "uvloop"):
+        fail(f"--backend must be asyncio, trio or uvloop, not {backend!r}", EXIT_USAGE)
     state.registry = registry or env.get("registry")
     state.broker = broker or env.get("broker")
     state.store = store or env.get("store")
@@ -116,6 +118,8 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
 def run(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """Run ``fn(*args)`` on the chosen event loop; errors become one line and an exit code."""
     try:
+        if state.backend == "uvloop":  # the uvloop extra
+            return anyio.run(fn, *args, backend="asyncio", backend_options={"use_uvloop": True})
         return anyio.run(fn, *args, backend=state.backend)
     except BaseException as exc:
         error = root_cause(exc)

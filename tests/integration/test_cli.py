@@ -154,6 +154,18 @@ async def test_call(running: Running) -> None:
     assert answer["metadata"]["x-tenant"] == "acme"
     assert answer["metadata"]["authorization"] == "Bearer t"
     assert 0 < answer["remaining"] <= 5
+    # ... and on uvloop's event loop (the uvloop extra).
+    uv = await micro_cmd(
+        "--backend",
+        "uvloop",
+        "call",
+        running.name,
+        "Greeter.Hello",
+        '{"name": "uv"}',
+        env=running.env,
+    )
+    assert uv.returncode == 0, uv.stderr
+    assert json.loads(uv.stdout) == {"message": "Hello uv"}
 
 
 async def test_bad_input_is_one_line_and_an_exit_code(running: Running) -> None:
