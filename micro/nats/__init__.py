@@ -11,7 +11,7 @@ stream backend's, :class:`micro.events.JetStreamEventStream`.
 """
 
 from ._client import DEFAULT_URL, NatsClient, shared_client, shared_clients
-from ._connection import ServerAddress, parse_servers
+from ._connection import RoundTrip, ServerAddress, parse_servers
 from ._errors import NatsUnavailable, NoResponders, Unconfirmed
 from ._subscription import Subscription
 from .jetstream import JetStream, JetStreamError, PubAck
@@ -27,6 +27,7 @@ __all__ = [
     "NoResponders",
     "ProtocolError",
     "PubAck",
+    "RoundTrip",
     "ServerAddress",
     "Subscription",
     "Unconfirmed",

@@ -91,7 +91,8 @@ def parse_servers(servers: str | Sequence[str]) -> list[ServerAddress]:
 
 
 class RoundTrip:
-    """One PING, and whoever waits for its PONG."""
+    """One PING, and whoever waits for its PONG: ``await rt.event.wait()``, then
+    ``rt.error`` is None if the server answered, the connection's failure if not."""
 
     __slots__ = ("error", "event", "sent")
 
