@@ -133,6 +133,10 @@ class H2ClientConnection:
         self._heard_from_peer = False
         self._settings_seen = False
         self._scope: anyio.CancelScope | None = None
+        #: the asyncio stream, once the connection has started (see request)
+        self._push: AsyncioSocketStream | None = None
+        #: the reading task is feeding what it received (pieces of it at a time)
+        self._feeding = False
 
     @property
     def usable(self) -> bool:
@@ -177,15 +181,17 @@ class H2ClientConnection:
                         )
                         break
                     self._heard_from_peer = True
-                    if not await self._feed(data):
-                        break
+                    self._feeding = True
+                    try:
+                        if not await self._feed(data):
+                            break
+                    finally:
+                        self._feeding = False
                     if not started and self._settings_seen:
                         started = True
                         task_status.started()
                         if isinstance(self._net, AsyncioSocketStream):
-                            # From now on fed from the transport's callback, which
-                            # wakes a caller without a turn for this task first.
-                            self._net.set_receiver(self._feed_now)
+                            self._push = self._net
                     if self._going_away and not self._calls:
                         break
                 tg.cancel_scope.cancel()
@@ -292,6 +298,13 @@ class H2ClientConnection:
         sid = h2conn.get_next_available_stream_id()
         parts = ResponseParts()
         self._calls[sid] = parts
+        push = self._push
+        if push is not None and not self._feeding:
+            # A call alone is fed from the transport's callback, which wakes its
+            # caller without a turn for the reading task first. With more calls
+            # in flight the reading task feeds them: a callback answering all of
+            # them at once would leave the server idle until all ask again.
+            push.set_receiver(self._feed_now if len(self._calls) == 1 else None)
         try:
             h2conn.send_headers(sid, headers, end_stream=not body)
             parts.sent = True
@@ -331,6 +344,8 @@ class H2ClientConnection:
         sid = self._h2.get_next_available_stream_id()
         parts = StreamParts(self._max_size)
         self._calls[sid] = parts
+        if self._push is not None and not self._feeding:
+            self._push.set_receiver(None)  # streams are fed by the reading task
         self._h2.send_headers(sid, headers)
         parts.sent = True
         self._writer.flush_soon()
