@@ -41,6 +41,7 @@ _by_content_type: dict[str, Codec] = {}
 def register(codec: Codec, *aliases: str) -> None:
     """Make ``codec`` available by name, by its content type and by ``aliases``."""
     _by_name[codec.name] = codec
+    _parsed.clear()
     for ct in (codec.content_type, *aliases):
         _by_content_type[ct] = codec
 
@@ -61,6 +62,20 @@ def parse_content_type(content_type: str) -> tuple[bool, Codec]:
     ``application/grpc+<name>`` subtypes name the codec; anything else is a
     plain HTTP body type such as ``application/json``.
     """
+    known = _parsed.get(content_type)
+    if known is not None:
+        return known
+    result = _parse_content_type(content_type)
+    if len(_parsed) < 256:
+        _parsed[content_type] = result
+    return result
+
+
+#: Content types parsed lately (every call names one; a few are ever used).
+_parsed: dict[str, tuple[bool, Codec]] = {}
+
+
+def _parse_content_type(content_type: str) -> tuple[bool, Codec]:
     _load_builtins()
     ct = content_type.split(";", 1)[0].strip().lower()
     if ct.startswith("application/grpc"):

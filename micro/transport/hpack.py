@@ -3,7 +3,7 @@
 The encoder never inserts into the dynamic table: every field goes out as a
 static-table index (name and value both in the table), or a literal that is
 not indexed (name by static index where the table has it). A field's bytes
-are computed once and kept, so the fixed headers micro sends on every call
+(and a whole block's) are computed once and kept, so the fixed headers micro sends on every call
 (``:status: 200``, ``content-type: application/grpc``, ``grpc-status: 0``)
 cost a dictionary lookup each. Its dynamic table stays empty, whatever size
 the peer allows.
@@ -507,18 +507,27 @@ class Encoder:
         self._size_update = b"\x20"
 
     def encode(self, headers: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> bytes:
-        cache = self._cache
-        parts = [self._size_update] if self._size_update else []
-        self._size_update = b""
-        for field in headers:
-            block = cache.get(field)
-            if block is None:
-                block = self._field(field)
-                if len(cache) >= _CACHE_LIMIT:
-                    cache.clear()
-                cache[field] = block
-            parts.append(block)
-        return b"".join(parts)
+        key = tuple(headers)
+        block = _ENCODED.get(key)
+        if block is None:
+            cache = self._cache
+            parts = []
+            for field in headers:
+                part = cache.get(field)
+                if part is None:
+                    part = self._field(field)
+                    if len(cache) >= _CACHE_LIMIT:
+                        cache.clear()
+                    cache[field] = part
+                parts.append(part)
+            block = b"".join(parts)
+            if len(_ENCODED) >= _CACHE_LIMIT:
+                _ENCODED.clear()
+            _ENCODED[key] = block
+        if self._size_update:
+            block = self._size_update + block
+            self._size_update = b""
+        return block
 
     @staticmethod
     def _field(field: tuple[str, str]) -> bytes:
@@ -663,6 +672,11 @@ def _decode_int(data: bytes | memoryview, pos: int, prefix_bits: int) -> tuple[i
         if shift > 28:
             raise HPACKError("integer is too large")
 
+
+#: Header blocks encoded lately, by their fields: the encoder keeps no state that
+#: would make the same fields encode differently, and a caller sends the same
+#: headers call after call.
+_ENCODED: dict[tuple[tuple[str, str], ...], bytes] = {}
 
 #: Header blocks decoded lately that neither read nor change the dynamic table, by
 #: their bytes: a peer that does not index (micro, most gRPC trailers) sends the
