@@ -2,11 +2,11 @@
 
 The encoder never inserts into the dynamic table: every field goes out as a
 static-table index (name and value both in the table), or a literal that is
-not indexed (name by static index where the table has it). A field's bytes
-(and a whole block's) are computed once and kept, so the fixed headers micro sends on every call
-(``:status: 200``, ``content-type: application/grpc``, ``grpc-status: 0``)
-cost a dictionary lookup each. Its dynamic table stays empty, whatever size
-the peer allows.
+not indexed (name by static index where the table has it). The bytes of a
+field, and of a whole block, are computed once and kept, so the fixed headers
+micro sends on every call (``:status: 200``, ``content-type:
+application/grpc``, ``grpc-status: 0``) cost a dictionary lookup per block.
+Its dynamic table stays empty, whatever size the peer allows.
 
 The decoder is complete: indexed fields, all literal kinds, the dynamic table
 with eviction and size updates (bounded by our SETTINGS_HEADER_TABLE_SIZE),
