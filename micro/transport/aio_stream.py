@@ -13,7 +13,8 @@ set_receiver`): the bytes go from the transport's callback straight to the
 protocol core, and a call they complete is woken from there, without a turn
 of the event loop for a reading task in between.
 
-Any other stream (Trio, TLS) is returned as it is. The stream it adopts is
+On Trio, :func:`adopt` gives a :class:`~micro.transport.trio_stream.
+TrioSocketStream`; any other stream (TLS) is returned as it is. The stream it adopts is
 anyio's own, whose transport and protocol are private attributes: they are
 looked up by name and checked, so a stream of another shape is left alone.
 """
@@ -29,6 +30,8 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from .trio_stream import adopt_trio
+
 __all__ = ["AsyncioSocketStream", "adopt"]
 
 #: Unread bytes past which reading pauses until the reader takes some.
@@ -36,7 +39,10 @@ READ_HIGH = 1024 * 1024
 
 
 def adopt(net: anyio.abc.ByteStream) -> anyio.abc.ByteStream:
-    """``net`` as an :class:`AsyncioSocketStream` if it is anyio's asyncio socket stream."""
+    """``net`` as an :class:`AsyncioSocketStream` if it is anyio's asyncio socket stream
+    (a :class:`~micro.transport.trio_stream.TrioSocketStream` if it is its Trio one)."""
+    if type(net).__module__ == "anyio._backends._trio":
+        return adopt_trio(net)
     if type(net).__module__ != "anyio._backends._asyncio" or type(net).__name__ != "SocketStream":
         return net
     transport: Any = getattr(net, "_transport", None)

@@ -28,6 +28,7 @@ import anyio.abc
 from anyio.abc import SocketAttribute
 
 from .aio_stream import AsyncioSocketStream
+from .trio_stream import TrioSocketStream
 
 __all__ = ["Writer"]
 
@@ -138,6 +139,8 @@ def _trio_socket(net: anyio.abc.ByteStream) -> socket.socket | None:
 
     (On asyncio the raw socket is a wrapper that cannot send; the transport is used.)
     """
+    if isinstance(net, TrioSocketStream):
+        return net.socket
     if not isinstance(net, anyio.abc.SocketStream):
         return None
     sock = net.extra(SocketAttribute.raw_socket, None)

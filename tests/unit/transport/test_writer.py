@@ -1,4 +1,4 @@
-"""micro.transport.writer and micro.transport.aio_stream over real loopback connections.
+"""micro.transport.writer, aio_stream and trio_stream over real loopback connections.
 
 Each test opens a TCP connection to itself on 127.0.0.1 through anyio, wraps
 one end as the HTTP/2 drivers do (``adopt`` and a ``Writer`` over a bytearray
@@ -15,6 +15,7 @@ import anyio.abc
 import pytest
 
 from micro.transport.aio_stream import READ_HIGH, AsyncioSocketStream, adopt
+from micro.transport.trio_stream import TrioSocketStream
 from micro.transport.writer import Writer
 
 pytestmark = pytest.mark.anyio
@@ -63,10 +64,14 @@ async def run_writer(writer: Writer) -> None:
         await writer.send_queued()
 
 
-async def test_adopt_wraps_only_plain_asyncio_sockets(anyio_backend: str) -> None:
+async def test_adopt_wraps_plain_sockets_by_event_loop(anyio_backend: str) -> None:
     async with connected() as (client, _):
         net = adopt(client)
-        assert isinstance(net, AsyncioSocketStream) == (anyio_backend == "asyncio")
+        kind = AsyncioSocketStream if anyio_backend == "asyncio" else TrioSocketStream
+        assert isinstance(net, kind)
+        assert net.extra(anyio.abc.SocketAttribute.local_address) == client.extra(
+            anyio.abc.SocketAttribute.local_address
+        )
 
 
 async def test_flush_now_writes_without_the_task() -> None:
