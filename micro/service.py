@@ -164,24 +164,25 @@ class Service:
         self.register_ttl = o.register_ttl
         self.register_interval = o.register_interval
         self.grace_period = o.grace_period
+        server_auth = None
+        if auth is not None:
+            auth.use_store(self.store)
+            server_auth = ServerAuth(auth, name)
+        #: metrics, spans, request logs and counts of this service's calls and messages
+        self.telemetry = Telemetry(name, self.id, telemetry)
         self.server = Server(
             name,
             ServerOptions(
                 max_message_size=o.max_message_size,
                 max_concurrent_streams=o.max_concurrent_streams,
             ),
-        )
-        if auth is not None:
-            auth.use_store(self.store)
-            server_auth = ServerAuth(auth, name)
             # Checked before a request is decoded and before any middleware runs.
-            self.server.call_guard = server_auth.check_call
-            self.server.route_guard = server_auth.check_route
+            call_guard=server_auth.check_call if server_auth is not None else None,
+            route_guard=server_auth.check_route if server_auth is not None else None,
+            observer=self.telemetry,
+        )
         for mw in o.middleware:
             self.server.use(mw)
-        #: metrics, spans, request logs and counts of this service's calls and messages
-        self.telemetry = Telemetry(name, self.id, telemetry)
-        self.server.observer = self.telemetry
         self._health = ServiceHealth(name, self.id, phase=lambda: self._phase)
         #: the serving statuses the gRPC health service answers with
         self.health = self._health.status
@@ -192,6 +193,12 @@ class Service:
         )
         self.server.handle(DebugService(self.stats), name=DEBUG_NAME)
         self._add_routes(telemetry.metrics)
+        #: this service's own account, the identity its calls carry (with auth on)
+        self.identity: Account | None = None
+        credentials = None
+        if auth is not None and auth.keys.signing is not None:
+            self.identity = auth.service_account(name, node=self.id)
+            credentials = ClientAuth(auth, account=self.identity).metadata
         self.client = Client(
             registry=registry,
             selector=o.selector,
@@ -201,12 +208,8 @@ class Service:
             middleware=list(o.client_middleware),
             tls=tls,
             telemetry=self.telemetry,
+            credentials=credentials,
         )
-        #: this service's own account, the identity its calls carry (with auth on)
-        self.identity: Account | None = None
-        if auth is not None and auth.keys.signing is not None:
-            self.identity = auth.service_account(name, node=self.id)
-            self.client.credentials = ClientAuth(auth, account=self.identity).metadata
         self._inbox = BrokerInbox()
         self.server.handle(self._inbox, name=INBOX_NAME)
         self.broker = resolve_broker(
@@ -216,6 +219,8 @@ class Service:
             inbox=self._inbox,
             address=self._advertised_address,
         )
+        # The one part set after it is made: the HTTP broker delivers through this
+        # client, and the client publishes through the broker.
         self.client.broker = self.broker
         self._subscriptions = Subscriptions(self.broker, observe=self.telemetry.subscriber)
         self._supervisor: Supervisor | None = None

@@ -112,6 +112,7 @@ class Client:
         middleware: list[ClientMiddleware] | None = None,
         tls: TLSConfig | ssl.SSLContext | None = None,
         telemetry: Telemetry | None = None,
+        credentials: Callable[[], Awaitable[Mapping[str, str]]] | None = None,
     ) -> None:
         parse_content_type(content_type)  # fail early on a typo
         if isinstance(tls, TLSConfig):
@@ -126,7 +127,7 @@ class Client:
         self._scheme = "http" if tls is None else "https"
         #: per-call credentials: metadata (``authorization``) added to every call
         #: and stream that does not set it itself
-        self.credentials: Callable[[], Awaitable[Mapping[str, str]]] | None = None
+        self.credentials: Callable[[], Awaitable[Mapping[str, str]]] | None = credentials
         #: metrics and spans of the calls made (a service shares its own)
         self.telemetry = telemetry if telemetry is not None else Telemetry("")
         self.registry = resolve_registry(registry)

@@ -105,7 +105,15 @@ class ObservedCall(Protocol):
 class Server:
     """Routes calls to endpoints through the middleware chain."""
 
-    def __init__(self, name: str, options: ServerOptions | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        options: ServerOptions | None = None,
+        *,
+        call_guard: CallGuard | None = None,
+        route_guard: RouteGuard | None = None,
+        observer: CallObserver | None = None,
+    ) -> None:
         self.name = name
         self.options = options or ServerOptions()
         self.router = Router()
@@ -116,9 +124,12 @@ class Server:
         self.draining = False
         #: plain GET routes served on the listener beside the calls: path -> route
         self.routes: dict[str, WebRoute] = {}
-        self.route_guard: RouteGuard | None = None
-        self.call_guard: CallGuard | None = None
-        self.observer: CallObserver | None = None
+        #: checks a GET route's request before it runs (authentication)
+        self.route_guard: RouteGuard | None = route_guard
+        #: checks a call before it is decoded and before any middleware (authentication)
+        self.call_guard: CallGuard | None = call_guard
+        #: told of every call's start and end (metrics, spans, request logs)
+        self.observer: CallObserver | None = observer
 
     # -- configuration -------------------------------------------------------
 
