@@ -33,7 +33,7 @@ SKIP = "not a_stream_lives_through_quiet_spells"
 
 def test_the_transport_tests_pass_on_the_other_http2_implementation() -> None:
     soak = SKIP.removeprefix("not ")
-    assert f"def test_{soak}(" in (ROOT / SUITES[1]).read_text(), "the soak was renamed"
+    assert f"def test_{soak}" in (ROOT / SUITES[1]).read_text(), "the soak was renamed"
     other = "h2" if implementation() == "micro" else "micro"
     env = dict(os.environ, MICRO_HTTP2=other)
     proc = subprocess.run(
