@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import zlib
-from typing import Any
 
-from .base import EndpointInfo, Node, ServiceRecord
+from .base import Node, ServiceRecord
+from .record import record_from_json, record_json
 
 __all__ = ["MAX_RECORD_BYTES", "TXT_FORMAT", "decode_txt", "encode_txt", "txt_strings"]
 
@@ -27,16 +27,7 @@ _TXT_STRING = 255
 
 def encode_txt(service: ServiceRecord, node: Node) -> bytes:
     """The TXT rdata: ``micro=1``, ``n=<count>``, then numbered zlib chunks."""
-    record = {
-        "name": service.name,
-        "version": service.version,
-        "metadata": service.metadata,
-        "endpoints": [
-            {"name": e.name, "request": e.request, "response": e.response, "metadata": e.metadata}
-            for e in service.endpoints
-        ],
-        "nodes": [{"id": node.id, "address": node.address, "metadata": node.metadata}],
-    }
+    record = record_json(service, node)
     data = json.dumps(record, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     packed = zlib.compress(data.encode(), 9)
     strings = [b"micro=" + TXT_FORMAT]
@@ -80,21 +71,7 @@ def decode_txt(text: bytes) -> ServiceRecord | None:
     data = inflate.decompress(packed, MAX_RECORD_BYTES)
     if inflate.unconsumed_tail or not inflate.eof:
         raise ValueError("record too large or truncated")
-    fields: dict[str, Any] = json.loads(data)
-    [n] = fields["nodes"]
-    node = Node(id=n["id"], address=n["address"], metadata=dict(n.get("metadata") or {}))
-    return ServiceRecord(
-        name=fields["name"],
-        version=fields.get("version", "latest"),
-        metadata=dict(fields.get("metadata") or {}),
-        endpoints=tuple(
-            EndpointInfo(
-                name=e["name"],
-                request=dict(e.get("request") or {}),
-                response=dict(e.get("response") or {}),
-                metadata=dict(e.get("metadata") or {}),
-            )
-            for e in fields.get("endpoints") or ()
-        ),
-        nodes=(node,),
-    )
+    record = record_from_json(json.loads(data))
+    if len(record.nodes) != 1:
+        raise ValueError("a TXT record holds exactly one node")
+    return record

@@ -24,14 +24,12 @@ import logging
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
 from urllib.parse import unquote
 
 from ..errors import MicroError, NotFound, Unavailable
 from ..etcd import DEFAULT_ENDPOINT, EtcdClient, KeyEvent, KeyValue, shared_client
 from ..refcount import Users
 from .base import (
-    EndpointInfo,
     EventType,
     Node,
     RegistryUnavailable,
@@ -39,6 +37,7 @@ from .base import (
     ServiceRecord,
     WatchEvent,
 )
+from .record import record_from_json, record_json
 
 __all__ = ["EtcdRegistry"]
 
@@ -210,40 +209,13 @@ def _escape(part: str) -> str:
 
 
 def _encode(service: ServiceRecord, node: Node) -> bytes:
-    record = {
-        "name": service.name,
-        "version": service.version,
-        "metadata": service.metadata,
-        "endpoints": [
-            {"name": e.name, "request": e.request, "response": e.response, "metadata": e.metadata}
-            for e in service.endpoints
-        ],
-        "nodes": [{"id": node.id, "address": node.address, "metadata": node.metadata}],
-    }
+    record = record_json(service, node)
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _decode(kv: KeyValue) -> ServiceRecord | None:
     try:
-        data: dict[str, Any] = json.loads(kv.value)
-        return ServiceRecord(
-            name=data["name"],
-            version=data.get("version", "latest"),
-            metadata=dict(data.get("metadata") or {}),
-            endpoints=tuple(
-                EndpointInfo(
-                    name=e["name"],
-                    request=dict(e.get("request") or {}),
-                    response=dict(e.get("response") or {}),
-                    metadata=dict(e.get("metadata") or {}),
-                )
-                for e in data.get("endpoints") or ()
-            ),
-            nodes=tuple(
-                Node(id=n["id"], address=n["address"], metadata=dict(n.get("metadata") or {}))
-                for n in data.get("nodes") or ()
-            ),
-        )
+        return record_from_json(json.loads(kv.value))
     except (ValueError, TypeError, KeyError, AttributeError):
         log.warning("ignoring a registry key that holds no service record: %r", kv.key)
         return None

@@ -10,6 +10,9 @@ capacity) and clients filter by node.
 Endpoints are taken as anything :class:`Described` (the server's
 :class:`~micro.server.endpoint.Endpoint` is), and their schemas made by the
 function given, so discovery does not depend on the server.
+
+:func:`record_json` and :func:`record_from_json` are the record's JSON form,
+one node per record, as the etcd and mDNS registries store it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ __all__ = [
     "advertised_address",
     "endpoint_info",
     "host_address",
+    "record_from_json",
+    "record_json",
     "service_record",
 ]
 
@@ -128,3 +133,40 @@ def host_address() -> str:
         if not address.startswith("127."):
             return address
     return "127.0.0.1"
+
+
+def record_json(service: ServiceRecord, node: Node) -> dict[str, Any]:
+    """``service`` with ``node`` as its one node, as JSON-ready data."""
+    return {
+        "name": service.name,
+        "version": service.version,
+        "metadata": service.metadata,
+        "endpoints": [
+            {"name": e.name, "request": e.request, "response": e.response, "metadata": e.metadata}
+            for e in service.endpoints
+        ],
+        "nodes": [{"id": node.id, "address": node.address, "metadata": node.metadata}],
+    }
+
+
+def record_from_json(data: dict[str, Any]) -> ServiceRecord:
+    """The record :func:`record_json` made; raises KeyError, TypeError or AttributeError
+    when ``data`` is not one."""
+    return ServiceRecord(
+        name=data["name"],
+        version=data.get("version", "latest"),
+        metadata=dict(data.get("metadata") or {}),
+        endpoints=tuple(
+            EndpointInfo(
+                name=e["name"],
+                request=dict(e.get("request") or {}),
+                response=dict(e.get("response") or {}),
+                metadata=dict(e.get("metadata") or {}),
+            )
+            for e in data.get("endpoints") or ()
+        ),
+        nodes=tuple(
+            Node(id=n["id"], address=n["address"], metadata=dict(n.get("metadata") or {}))
+            for n in data.get("nodes") or ()
+        ),
+    )
