@@ -25,27 +25,9 @@ from micro.etcd import EtcdClient, EtcdUnavailable, KeyEvent, _grpc, shared_clie
 from micro.etcd import _proto as pb
 from tests.servers import ServerProcess, free_port, require_binary
 
+from .test_etcd_shared import connections_to
+
 pytestmark = pytest.mark.anyio
-
-
-def connections_to(port: int) -> int:
-    """ESTABLISHED TCP connections from this process to ``port`` on 127.0.0.1, as the OS
-    sees them: sockets in /proc/net/tcp whose inode is one of this process's descriptors."""
-    ours = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            ours.add(target[len("socket:[") : -1])
-    count = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        remote, state, inode = fields[2], fields[3], fields[9]
-        if state == "01" and int(remote.split(":")[1], 16) == port and inode in ours:
-            count += 1
-    return count
 
 
 def port_of(server: ServerProcess) -> int:
