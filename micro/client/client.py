@@ -9,6 +9,11 @@ the call being handled (if any) are carried on automatically.
 
 A client owns tasks (each connection's reader and writer), so it is used as
 an async context manager; a service opens its own client for its lifetime.
+
+One module, past the usual size: unary calls, streams and publishing share
+one path (choosing a node, retrying where safe, the deadline, telemetry,
+building the request and reading the answer), and the connection pool and
+stream wrapper it uses already live beside it (``pool.py``, ``stream.py``).
 """
 
 from __future__ import annotations
