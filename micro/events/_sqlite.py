@@ -24,6 +24,10 @@ in turn). The memory backend runs the same SQL on an in-memory database in the
 event loop's thread. A consumer with nothing to claim waits for a local
 change (a publish, nack or release in this process), the next due pending
 row, or (file) ``poll_interval`` for other processes' writes.
+
+It is one module past the usual size because it is one backend's schema and the
+statements over it: publish, claim, settle, dead-letter and retention share the
+tables and the transactions that keep them consistent.
 """
 
 from __future__ import annotations

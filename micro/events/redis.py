@@ -24,6 +24,9 @@ by ``MAXLEN`` and ``MINID``). Durability is the Redis server's: an event
 whose ``publish`` returned survives a restart when the server persists with
 AOF (``appendfsync always`` for every event, ``everysec`` for all but the
 last second's).
+
+It is one module past the usual size because it is one backend: its Lua
+scripts and the calls that run them share the stream's key layout.
 """
 
 from __future__ import annotations

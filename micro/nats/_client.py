@@ -31,6 +31,11 @@ supervisor in a task group of its own; the last exit waits (briefly) until
 the server has processed what was queued, closes the connection and ends
 every subscription. Like any task group, it is entered and left in the same
 task.
+
+It is one module past the usual size because the client's lifecycle, its
+publishing, requests and subscriptions all act on the one current connection
+and its reconnection (the wire protocol, the connection and a subscription's
+buffer are modules of their own).
 """
 
 from __future__ import annotations
