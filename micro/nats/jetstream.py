@@ -21,6 +21,7 @@ Each delivered message's reply subject names it for ``+ACK``, ``-NAK`` and
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -245,16 +246,26 @@ class JetStream:
 #: seconds past its expiry that a pull request's end may take before it is given up
 LATE_END = 1.0
 
+#: each pull request's expiry is ``expires`` times a random factor within 1 ± this
+EXPIRY_SPREAD = 0.2
+
 
 class Puller:
     """Pulls a consumer's messages: one pull request open at a time, answered into an inbox.
 
-    A pull request asks for up to ``batch`` messages within ``expires``
+    A pull request asks for up to ``batch`` messages within about ``expires``
     seconds; the server sends what it has at once and the rest as it comes,
     then ends the request with a status (404 none, 408 expired, 409 a
     conflict). :meth:`fetch` returns as soon as messages are there (the ones
     already received), and sends the next request only once the open one is
     used up or over.
+
+    Each request's expiry is spread by up to ±20% at random. Requests sent
+    back to back with one fixed expiry end in step with a redelivery timer
+    (an ``ack_wait`` twice the expiry, for one), and nats-server 2.9 mishandles
+    a redelivery that comes due just as the only open request expires: it
+    sends the message again later as a first delivery (a count of 1) or skips
+    a count. Spread, the two meet only by rare chance.
     """
 
     def __init__(
@@ -277,16 +288,17 @@ class Puller:
         self._ends = 0.0  # when the open request expires
 
     async def fetch(self) -> list[Msg]:
-        """Messages received for the consumer, waiting up to ``expires`` seconds for one.
+        """Messages received for the consumer, waiting about ``expires`` seconds for one.
 
         Raises JetStreamError when the consumer was deleted.
         """
         now = anyio.current_time()
         if self._expected <= 0 or now >= self._ends:
-            request = json.dumps({"batch": self.batch, "expires": nanos(self.expires)})
+            expires = self.expires * (1 + EXPIRY_SPREAD * (2 * random.random() - 1))
+            request = json.dumps({"batch": self.batch, "expires": nanos(expires)})
             await self.js.client.publish(self.subject, request.encode(), reply=self.inbox.subject)
             self._expected = self.batch
-            self._ends = now + self.expires
+            self._ends = now + expires
         got: list[Msg] = []
         # The server ends the request by ``expires``. A request whose end never
         # comes (lost with a connection, or dropped by the server: nats-server
@@ -323,8 +335,9 @@ class Puller:
 
         Nothing is left in flight to an inbox nobody reads (where it would wait out
         ``ack_wait``), so what this returns can be given back with :meth:`JetStream.nak`
-        (with a delay of ``expires``: a message given back at once may go to the
-        request this puller left open, if the server has yet to notice it is over).
+        (with a delay past the open request's expiry, at most ``expires`` times
+        1 + EXPIRY_SPREAD: a message given back sooner may go to the request this
+        puller left open, if the server has yet to notice it is over).
         """
         self._expected = 0
         return [msg for msg in await self.inbox.drain() if msg.status is None]

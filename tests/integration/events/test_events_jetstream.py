@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import anyio
@@ -89,3 +90,29 @@ async def test_without_jetstream_publishing_fails_and_says_why(tmp_path: Path) -
                 await stream.publish("nojs.orders", {"n": 1})
     finally:
         server.stop()
+
+
+async def test_pull_requests_spread_their_expiry(nats_server: ServerProcess) -> None:
+    """Back-to-back pull requests do not all expire after the same time, so their ends
+    do not keep step with a redelivery timer (see Puller)."""
+    async with NatsClient(nats_server.url) as nc:
+        js = JetStream(nc)
+        name = f"SPREAD-{id(nc)}"
+        await js.add_stream({"name": name, "subjects": [f"spread.{id(nc)}"], "storage": "memory"})
+        try:
+            await js.add_consumer(name, {"durable_name": "c", "ack_policy": "explicit"})
+            requests = nc.subscribe(f"$JS.API.CONSUMER.MSG.NEXT.{name}.c")
+            async with requests, nc.subscribe(f"_INBOX.spread.{id(nc)}") as inbox:
+                await nc.flush()
+                puller = js.puller(name, "c", inbox, batch=1, expires=0.05)
+                for _ in range(8):
+                    assert await puller.fetch() == []  # nothing stored: each request expires
+                expiries = []
+                with anyio.fail_after(10):
+                    while len(expiries) < 8:
+                        msg = await requests.__anext__()
+                        expiries.append(json.loads(msg.payload)["expires"] / 1e9)
+            assert all(0.04 <= expires <= 0.06 for expires in expiries), expiries
+            assert len(set(expiries)) > 1, expiries
+        finally:
+            await js.delete_stream(name)
