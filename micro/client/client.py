@@ -49,6 +49,7 @@ from ..tls import TLSConfig
 from ..transport.framing import ACCEPT_ENCODING, MessageDecoder, message_parts
 from ..transport.h2_client import H2ClientConnection, ResponseParts, StreamParts
 from ..transport.headers import metadata_to_headers, path_from_endpoint
+from ..transport.scopes import cancel_scope
 from ..transport.timeouts import format_grpc_timeout
 from .pool import ConnectionPool
 from .status import raise_for_grpc_status
@@ -370,7 +371,7 @@ class Client:
             parts = await conn.request(headers, body)
             return _decode_response(parts, grpc, codec, req, self.max_message_size)
 
-        with anyio.CancelScope(deadline=_or_inf(deadline)):
+        with cancel_scope(_or_inf(deadline)):
             return await self._on_nodes(req, attempt)
         # Only reached when the deadline cancelled the call.
         raise Timeout(
@@ -409,8 +410,8 @@ class Client:
             limit = self.attempt_timeout if req.attempt_timeout is None else req.attempt_timeout
             try:
                 # Each attempt in its own scope, inside the call's deadline.
-                with anyio.CancelScope(
-                    deadline=math.inf if limit is None else anyio.current_time() + limit
+                with cancel_scope(
+                    math.inf if limit is None else anyio.current_time() + limit
                 ) as scope:
                     result = await attempt(node)
                 if scope.cancelled_caught:
@@ -531,7 +532,7 @@ class Client:
             sid, parts = await conn.open_stream(headers)
             return conn, sid, parts
 
-        with anyio.CancelScope(deadline=_or_inf(deadline)) as scope:
+        with cancel_scope(_or_inf(deadline)) as scope:
             conn, sid, parts = await self._on_nodes(req, open_on)
             try:
                 s: ClientStream[Any] = ClientStream(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import anyio
 
 from ..errors import MicroError, Timeout
+from .scopes import Scope, cancel_scope
 
 if TYPE_CHECKING:
     from .calls import RequestHead
@@ -186,7 +187,7 @@ async def within_deadline(
     call: Awaitable[T],
     timeout: float | None,
     service: str,
-    scope: anyio.CancelScope | None = None,
+    scope: Scope | None = None,
 ) -> tuple[T | None, MicroError | None]:
     """Await ``call`` under a deadline ``timeout`` seconds away: (result, None) or (None, error).
 
@@ -202,7 +203,7 @@ async def within_deadline(
                 return await call, None
             except MicroError as exc:
                 return None, exc
-        scope = anyio.CancelScope()
+        scope = cancel_scope()
     if timeout is not None:
         scope.deadline = anyio.current_time() + timeout if timeout < math.inf else math.inf
     with scope:

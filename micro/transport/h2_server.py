@@ -52,6 +52,7 @@ from .flow import OutboundFlow
 from .framing import MessageDecoder, Payload, detach, message_parts
 from .h2conn import H2Error, ProtocolError, event_handlers, new_connection, start
 from .lines import NDJSON, frame, streamed_media_type
+from .scopes import Scope, cancel_scope
 from .writer import Writer
 
 __all__ = ["H2ServerConnection"]
@@ -114,7 +115,7 @@ class _Stream:
         self.chunks: list[Payload] = []
         self.size = 0
         self.decoder = MessageDecoder(max_size, head.encoding) if head.grpc else None
-        self.scope: anyio.CancelScope | None = None
+        self.scope: Scope | None = None
         self.reset = False
         self.ended = False
         # Streaming gRPC calls: messages wait in the inbox until the handler
@@ -179,7 +180,7 @@ class H2ServerConnection:
         self._flow = OutboundFlow(self._h2, self._flush)
         self._writer_done = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
-        self._read_scope: anyio.CancelScope | None = None
+        self._read_scope: Scope | None = None
         #: a worker is to take up reading (see _read)
         self._reader_wanted = False
         #: made once reading moves to a worker (on the first lone call), to wait for
@@ -204,7 +205,7 @@ class H2ServerConnection:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._write_loop)
-                with anyio.CancelScope() as self._read_scope:
+                with cancel_scope() as self._read_scope:
                     await self._feed(self._prefix)
                     net = self._net
                     push = net if isinstance(net, AsyncioSocketStream) else None
@@ -254,7 +255,7 @@ class H2ServerConnection:
         Otherwise the calls fed are handed to workers and reading goes on.
         """
         net = self._net
-        with anyio.CancelScope() as self._read_scope:
+        with cancel_scope() as self._read_scope:
             while not self._done:
                 try:
                     data = await net.receive(READ_SIZE)
@@ -407,7 +408,7 @@ class H2ServerConnection:
         st = self._streams[sid] = _Stream(sid, head, ep, self._max_size, media_type)
         if st.streaming:
             assert self._tg is not None
-            st.scope = anyio.CancelScope()
+            st.scope = cancel_scope()
             self._server.call_started()
             self._tg.start_soon(self._run_stream, st)
 
@@ -485,7 +486,7 @@ class H2ServerConnection:
             return
         st.ended = True
         assert self._tg is not None
-        st.scope = anyio.CancelScope()
+        st.scope = cancel_scope()
         if st.lines is not None:
             self._tg.start_soon(self._run_lines, st, st.lines)
             return
