@@ -13,6 +13,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -69,10 +70,21 @@ def _frozen(server: ServerProcess) -> Iterator[None]:
                 pass
 
 
-async def _times_out(call: Callable[[], Awaitable[object]]) -> str:
-    with anyio.fail_after(BOUND), pytest.raises(StoreUnavailable) as caught:
-        await call()
-    return caught.value.detail
+async def _all_time_out(calls: list[Callable[[], Awaitable[object]]]) -> list[str]:
+    """Make the calls at once; each raises StoreUnavailable within BOUND: their details."""
+    details: list[str] = []
+
+    async def times_out(call: Callable[[], Awaitable[object]]) -> None:
+        with pytest.raises(StoreUnavailable) as caught:
+            await call()
+        details.append(caught.value.detail)
+
+    with anyio.fail_after(BOUND):
+        async with anyio.create_task_group() as tg:
+            for call in calls:
+                tg.start_soon(times_out, call)
+    assert len(details) == len(calls)
+    return details
 
 
 async def test_a_frozen_server_is_a_timeout_not_a_hang(
@@ -93,21 +105,15 @@ async def test_a_frozen_server_is_a_timeout_not_a_hang(
                 lambda: store.delete("before"),
                 lambda: store.sweep_all(),
             ]
-            for call in calls:
-                detail = await _times_out(call)
+            # Each kind of call at once (one timeout's wait for all of them).
+            for detail in await _all_time_out(calls):
                 assert f"did not answer within {TIMEOUT:g} s" in detail, detail
                 assert fresh_postgres_server.url.split("@")[1].split("?")[0] in detail, detail
 
-            # Callers at once: each fails within the bound too.
-            details: list[str] = []
-
-            async def reader(n: int) -> None:
-                details.append(await _times_out(lambda: store.read(f"k{n}", prefix=True)))
-
-            async with anyio.create_task_group() as tg:
-                for n in range(6):
-                    tg.start_soon(reader, n)
-            assert len(details) == 6 and all("did not answer" in d for d in details), details
+            # Callers of one kind at once: each fails within the bound too.
+            readers = [partial(store.read, f"k{n}", prefix=True) for n in range(6)]
+            details = await _all_time_out(readers)
+            assert all("did not answer" in d for d in details), details
 
         # Running again: calls succeed (a bounded wait for the server to catch up).
         await write_once_back(store, Record("after", b"3"))
