@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Telemetry", "TelemetryOptions", "status_of"]
 
+#: topics whose published counter a Telemetry keeps at hand (beyond, it is looked up)
+_TOPICS_REMEMBERED = 1024
+
 access_log = logging.getLogger("micro.access")
 
 
@@ -80,6 +83,8 @@ class Telemetry:
         self.errors = 0
         self.published = 0
         self.delivered = 0
+        #: the published counter of each topic published to (up to _TOPICS_REMEMBERED)
+        self._published: dict[str, Any] = {}
 
     # -- server --------------------------------------------------------------
 
@@ -128,7 +133,12 @@ class Telemetry:
             raise
         self.published += 1
         if self.instruments is not None:
-            self.instruments.published.labels(self.service, message.topic).inc()
+            counter = self._published.get(message.topic)
+            if counter is None:
+                counter = self.instruments.published.labels(self.service, message.topic)
+                if len(self._published) < _TOPICS_REMEMBERED:
+                    self._published[message.topic] = counter
+            counter.inc()
         if span is not None:
             span.end(GrpcStatus.OK)
 
@@ -139,8 +149,18 @@ class Telemetry:
         handler: Callable[[Message], Awaitable[None]],
     ) -> Callable[[Message], Awaitable[None]]:
         """``handler`` with each delivery counted, traced and named in the logs."""
-        delivered = self.instruments.delivered if self.instruments is not None else None
+        counted: dict[str, Any] = {}  # outcome -> its counter, made on first use
         tracer = self.tracer
+
+        def count(outcome: str) -> None:
+            counter = counted.get(outcome)
+            if counter is None:
+                if self.instruments is None:
+                    return
+                counter = counted[outcome] = self.instruments.delivered.labels(
+                    self.service, topic, queue or "", outcome
+                )
+            counter.inc()
 
         async def observed(message: Message) -> None:
             span = tracer.deliver(topic, queue, message.headers) if tracer else None
@@ -160,8 +180,7 @@ class Telemetry:
             finally:
                 _leave(token)
                 self.delivered += 1
-                if delivered is not None:
-                    delivered.labels(self.service, topic, queue or "", outcome).inc()
+                count(outcome)
                 if span is not None:
                     span.end(GrpcStatus.OK)
 
