@@ -49,7 +49,7 @@ from ..tls import TLSConfig
 from ..transport.framing import ACCEPT_ENCODING, MessageDecoder, message_parts
 from ..transport.h2_client import H2ClientConnection, ResponseParts, StreamParts
 from ..transport.headers import metadata_to_headers, path_from_endpoint
-from ..transport.scopes import cancel_scope
+from ..transport.primitives import cancel_scope
 from ..transport.timeouts import format_grpc_timeout
 from .pool import ConnectionPool
 from .status import raise_for_grpc_status

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import anyio
 
 from ..errors import MicroError, Timeout
-from .scopes import Scope, cancel_scope
+from .primitives import Scope, cancel_scope
 
 if TYPE_CHECKING:
     from .calls import RequestHead

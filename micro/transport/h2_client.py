@@ -36,6 +36,7 @@ from .aio_stream import AsyncioSocketStream, adopt
 from .flow import OutboundFlow
 from .framing import MessageDecoder, Payload, detach
 from .h2conn import H2Error, ProtocolError, event_handlers, new_connection, start
+from .primitives import new_event
 from .writer import Writer
 
 __all__ = ["H2ClientConnection", "ResponseParts", "StreamParts", "connection_lost"]
@@ -72,7 +73,7 @@ class ResponseParts:
         self.done = False
         self.sent = False
         self.error: Exception | None = None
-        self.event = anyio.Event()
+        self.event = new_event()
 
     @property
     def body(self) -> bytes | memoryview:

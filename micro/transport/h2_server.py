@@ -52,7 +52,7 @@ from .flow import OutboundFlow
 from .framing import MessageDecoder, Payload, detach, message_parts
 from .h2conn import H2Error, ProtocolError, event_handlers, new_connection, start
 from .lines import NDJSON, frame, streamed_media_type
-from .scopes import Scope, cancel_scope
+from .primitives import Event, Scope, cancel_scope, new_event
 from .writer import Writer
 
 __all__ = ["H2ServerConnection"]
@@ -193,7 +193,7 @@ class H2ServerConnection:
         #: unary calls whose request is complete, waiting for a worker
         self._calls: list[_Stream] = []
         #: workers waiting for a call, each woken by its own event
-        self._idle: list[anyio.Event] = []
+        self._idle: list[Event] = []
         self._reset_budget = float(RESET_BURST)
         self._reset_stamp = 0.0
 
@@ -594,7 +594,7 @@ class H2ServerConnection:
                     return
             elif len(idle) >= _IDLE_WORKERS:
                 return
-            wake = anyio.Event()
+            wake = new_event()
             idle.append(wake)
             try:
                 await wake.wait()
