@@ -49,6 +49,9 @@ T = TypeVar("T")
 WAIT = 20.0
 #: a short ack_wait, so redelivery checks are quick (long enough for a loaded machine to ack in)
 SHORT_ACK_WAIT = 1.0
+#: seconds a check watches for a redelivery that must not come: twice SHORT_ACK_WAIT,
+#: the time after which one would have come, with as much again to spare
+QUIET = SHORT_ACK_WAIT * 2
 
 
 def unique_topic(stem: str) -> str:
@@ -140,7 +143,7 @@ async def check_ack(factory: EventsFactory) -> None:
             assert [e.id for e in got] == [e.id for e in published]
             for event in got:
                 await event.ack()
-            await _nothing_more(events, SHORT_ACK_WAIT * 3)
+            await _nothing_more(events, QUIET)
         later = await stream.publish(topic, {"n": 3})
         async with stream.consume(topic, group="billing", offset="start") as events:
             [event] = await _take(events, 1)
@@ -180,7 +183,7 @@ async def check_redelivery_after_ack_wait(factory: EventsFactory) -> None:
             [third] = await _take(events, 1)
             assert third.id == published.id and third.deliveries >= 3, third
             await third.ack()
-            await _nothing_more(events, SHORT_ACK_WAIT * 3)
+            await _nothing_more(events, QUIET)
 
 
 async def check_dead_letter_after_retry_limit(factory: EventsFactory) -> None:
@@ -204,7 +207,7 @@ async def check_dead_letter_after_retry_limit(factory: EventsFactory) -> None:
                     if len(seen) == 3:
                         break
             assert seen == [1, 2, 3], seen
-            await _nothing_more(events, SHORT_ACK_WAIT * 3)
+            await _nothing_more(events, QUIET)
         [letter] = await _eventually(lambda: stream.read(topic + DEAD_SUFFIX), bool)
         assert letter.payload == doomed.payload and letter.metadata["k"] == "v"
         assert letter.metadata["dead-id"] == doomed.id
