@@ -134,7 +134,8 @@ class _Event:
     __slots__: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
-        names = [n for cls in type(self).__mro__ for n in getattr(cls, "__slots__", ())]
+        # By dir(), not __slots__: a compiled (mypyc) class keeps no __slots__.
+        names = [n for n in dir(self) if not n.startswith("_")]
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in names)
         return f"<{type(self).__name__} {fields}>"
 
@@ -463,7 +464,7 @@ class Connection:
         }
         # In force already; the peer's acknowledgement is reported all the same.
         self._pending_settings.append(initial)
-        payload = b"".join(_SETTING.pack(code, value) for code, value in initial.items())
+        payload = b"".join([_SETTING.pack(code, value) for code, value in initial.items()])
         self._out += _frame(_SETTINGS, 0, 0, payload)
 
     def update_settings(self, new_settings: dict[int, int]) -> None:
@@ -474,7 +475,7 @@ class Connection:
             except ProtocolError as exc:
                 raise ValueError(str(exc)) from None
         self._pending_settings.append(dict(new_settings))
-        payload = b"".join(_SETTING.pack(code, value) for code, value in new_settings.items())
+        payload = b"".join([_SETTING.pack(code, value) for code, value in new_settings.items()])
         self._out += _frame(_SETTINGS, 0, 0, payload)
 
     def increment_flow_control_window(self, increment: int, stream_id: int | None = None) -> None:
@@ -736,15 +737,16 @@ class Connection:
             self._closed = True
             self.send_goaway(self.highest_inbound_stream_id, exc.error_code)
             raise
-        except HPACKError as exc:
+        except HPACKError as bad_block:
+            # Its own name: compiled (mypyc), a name bound by two except clauses has one type.
             self._closed = True
             code = (
                 ErrorCodes.ENHANCE_YOUR_CALM
-                if isinstance(exc, OversizedHeaderListError)
+                if isinstance(bad_block, OversizedHeaderListError)
                 else ErrorCodes.COMPRESSION_ERROR
             )
             self.send_goaway(self.highest_inbound_stream_id, code)
-            raise ProtocolError(f"header block: {exc}", code) from exc
+            raise ProtocolError(f"header block: {bad_block}", code) from bad_block
         return events
 
     def _receive(self, view: memoryview, events: list[Any]) -> None:
