@@ -1,6 +1,8 @@
-"""Developer sessions: ``nox -s tests lint typecheck docs bench``."""
+"""Developer sessions: ``nox -s tests lint typecheck docs compiled bench``."""
 
 import os
+import shutil
+from pathlib import Path
 
 import nox
 
@@ -8,6 +10,9 @@ import nox
 os.environ.setdefault("MICRO_MDNS_INTERFACES", "127.0.0.1")
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
+
+#: where ``nox -s compiled`` unpacks the compiled build, for the benchmarks
+COMPILED_DIR = Path(__file__).parent / "build" / "compiled"
 
 
 @nox.session(python="3.11")
@@ -35,6 +40,29 @@ def docs(session: nox.Session) -> None:
     session.install("-e", ".[docs]")
     args = session.posargs or ["--site-dir", ".nox/site"]
     session.run("mkdocs", "build", "--strict", *args, env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session(python="3.11")
+def compiled(session: nox.Session) -> None:
+    """The optional compiled (mypyc) HTTP/2 core: build its wheel, run tests/unit/transport on it.
+
+    The wheel is built from the sdist (``python -m build``), so no compiled module is left in
+    the checkout to shadow the sources. It is also unpacked into build/compiled, the path the
+    benchmarks' micro-compiled-* systems import micro from.
+    """
+    session.install("build")
+    dist = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run(
+        "python", "-m", "build", "--outdir", str(dist), env={"HATCH_BUILD_HOOK_ENABLE_MYPYC": "1"}
+    )
+    (wheel,) = dist.glob("*.whl")
+    shutil.rmtree(COMPILED_DIR, ignore_errors=True)
+    session.run("pip", "install", "--quiet", "--no-deps", "--target", str(COMPILED_DIR), str(wheel))
+    session.install(str(wheel), "pytest>=8", "hypothesis>=6")
+    # The installed wheel, not the checkout, is imported: the checkout goes last on the path.
+    args = session.posargs or ["tests/unit/transport"]
+    session.run("pytest", "--import-mode=append", *args, env={"MICRO_EXPECT_COMPILED": "1"})
 
 
 @nox.session(python="3.11")
