@@ -218,7 +218,7 @@ class H2ServerConnection:
                                     await net.receive(READ_SIZE)  # returns at the end only
                                 except _NET_ERRORS:
                                     break
-                        elif await self._read(inline=False):
+                        elif await self._read(self._read_scope, inline=False):
                             assert self._reading_over is not None
                             await self._reading_over.wait()  # read on by the workers
                     finally:
@@ -244,7 +244,7 @@ class H2ServerConnection:
             with anyio.CancelScope(shield=True):
                 await self._net.aclose()
 
-    async def _read(self, *, inline: bool) -> _Stream | bool:
+    async def _read(self, scope: Scope, *, inline: bool) -> _Stream | bool:
         """Read and feed until reading is over (False) or a lone unary call is complete.
 
         A call complete on its own, with no other stream open, is answered by
@@ -253,9 +253,15 @@ class H2ServerConnection:
         returned (``inline``), or handed to a worker (True; the connection's
         main task, which must stay free to end the connection, does this).
         Otherwise the calls fed are handed to workers and reading goes on.
+
+        ``scope`` is the reading task's own, entered: :meth:`_close` cancels it
+        while the task reads (a worker's lasts as long as the worker, so that
+        taking up the reading costs no scope of its own).
         """
         net = self._net
-        with cancel_scope() as self._read_scope:
+        self._read_scope = scope
+        over = True
+        try:
             while not self._done:
                 try:
                     data = await net.receive(READ_SIZE)
@@ -275,15 +281,19 @@ class H2ServerConnection:
                         self._reading_over = anyio.Event()
                     self._reader_wanted = True
                     self._wake_worker()
+                    over = False
                     if inline:
                         return fed[0]
                     self._queue_call(fed[0])
                     return True
                 for st in fed:
                     self._queue_call(st)
-        if self._reading_over is not None:
-            self._reading_over.set()
-        return False
+            return False
+        finally:
+            if self._read_scope is scope:
+                self._read_scope = None
+            if over and self._reading_over is not None:
+                self._reading_over.set()
 
     async def _write_loop(self) -> None:
         writer = self._writer
@@ -570,12 +580,16 @@ class H2ServerConnection:
         _IDLE_WORKERS wait; once none is, one waits and the others end, so an
         idle connection holds one waiting task at most (about 5 KiB).
         """
+        with cancel_scope() as scope:  # cancelled by _close only while this worker reads
+            await self._work(scope)
+
+    async def _work(self, scope: Scope) -> None:
         calls = self._calls
         idle = self._idle
         while True:
             if self._reader_wanted:
                 self._reader_wanted = False
-                lone = await self._read(inline=True)
+                lone = await self._read(scope, inline=True)
                 if isinstance(lone, _Stream):
                     await self._run_unary(lone)
                 continue
