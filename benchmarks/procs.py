@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from systems import environment
+from systems import environment, python_path
 
 HERE = Path(__file__).resolve().parent
 SERVER_CORE = 0
@@ -49,6 +49,14 @@ def child_env(gen_dir: Path) -> dict[str, str]:
     return env
 
 
+def system_env(env: dict[str, str], system: str) -> dict[str, str]:
+    """``env`` with a system's own variables, and its own directories first on PYTHONPATH."""
+    merged = env | environment(system)
+    paths = [*python_path(system), merged.get("PYTHONPATH", "")]
+    merged["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    return merged
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -74,7 +82,7 @@ class Server:
         self.port = free_port()
         cmd = [sys.executable, str(HERE / "server.py"), system, str(self.port), *options]
         self._cmd = pinned(cmd, core)
-        self._env = child_env(gen_dir) | environment(system)
+        self._env = system_env(child_env(gen_dir), system)
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server)
         self._proc: subprocess.Popen[bytes] | None = None
 

@@ -17,7 +17,16 @@ import procs
 import protos
 from loadgen import LoadResult
 from report import Results, render
-from systems import DEFAULT_SYSTEMS, GRPCLIB, SYSTEMS, echo_path, environment, is_micro
+from systems import (
+    COMPILED_DIR,
+    DEFAULT_SYSTEMS,
+    GRPCLIB,
+    MICRO_COMPILED_ASYNCIO,
+    SYSTEMS,
+    echo_path,
+    is_compiled,
+    is_micro,
+)
 
 WORKLOADS: tuple[str, ...] = ("unary", "stream", "large")
 """unary: 1 caller, 64 in flight, h2load -m1 and -m64; stream: one bidi stream;
@@ -100,9 +109,20 @@ def run_client(
     cmd = [sys.executable, str(procs.HERE / "client.py"), server.system, str(server.port)]
     cmd += [*options, "--warmup", str(args.warmup), "--duration", str(args.duration)]
     timeout = args.warmup + args.duration + 60
-    env = env | environment(server.system)
+    env = procs.system_env(env, server.system)
     out = procs.run_child(procs.pinned(cmd, core), timeout=timeout, env=env)
     return LoadResult(**procs.last_json_line(out))
+
+
+def compiled_missing(env: dict[str, str]) -> str | None:
+    """None if a child on the compiled systems' path imports the compiled core, else why not."""
+    check = "import micro.transport as t; assert t.compiled, t.http2.__file__"
+    env = procs.system_env(env, MICRO_COMPILED_ASYNCIO)
+    try:  # -P: not the working directory first on the path, as for the benchmark's scripts
+        procs.run_child([sys.executable, "-P", "-c", check], timeout=60, env=env)
+    except procs.BenchError as exc:
+        return f"{COMPILED_DIR}: {str(exc).strip().splitlines()[-1]}"
+    return None
 
 
 def check_result(results: Results, tag: str, res: LoadResult) -> None:
@@ -233,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         if any(is_micro(s) for s in systems) and (why := micro_importable(env)):
             log(f"micro is not importable ({why}): skipping micro systems")
             systems = [s for s in systems if not is_micro(s)]
+        if any(is_compiled(s) for s in systems) and (why := compiled_missing(env)):
+            log(f"the compiled core is not in use ({why}; build it: nox -s compiled): skipping it")
+            systems = [s for s in systems if not is_compiled(s)]
         if GRPCLIB in systems and importlib.util.find_spec("grpclib") is None:
             log("grpclib is not installed (pip install grpclib): skipping it")
             systems.remove(GRPCLIB)

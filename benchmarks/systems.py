@@ -1,5 +1,8 @@
 """The systems under test and their parts."""
 
+import os
+from pathlib import Path
+
 from micro.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD
 
 GRPCIO = "grpcio"
@@ -17,6 +20,14 @@ MICRO_TRIO_BYTES = "micro-trio-bytes"
 #: as an optional acceleration, not part of the default install's figures
 MICRO_UVLOOP = "micro-uvloop"
 MICRO_UVLOOP_BYTES = "micro-uvloop-bytes"
+#: micro with the compiled (mypyc) build of its HTTP/2 core, imported from COMPILED_DIR:
+#: reported on its own, as an optional acceleration, like uvloop
+MICRO_COMPILED_ASYNCIO = "micro-compiled-asyncio"
+MICRO_COMPILED_TRIO = "micro-compiled-trio"
+#: where ``nox -s compiled`` unpacks the compiled build (MICRO_COMPILED_DIR to override)
+COMPILED_DIR = Path(
+    os.environ.get("MICRO_COMPILED_DIR", Path(__file__).resolve().parent.parent / "build/compiled")
+)
 
 SYSTEMS: tuple[str, ...] = (
     GRPCIO,
@@ -28,6 +39,8 @@ SYSTEMS: tuple[str, ...] = (
     MICRO_TRIO_BYTES,
     MICRO_UVLOOP,
     MICRO_UVLOOP_BYTES,
+    MICRO_COMPILED_ASYNCIO,
+    MICRO_COMPILED_TRIO,
 )
 #: the systems run unless ``--only`` says otherwise
 DEFAULT_SYSTEMS: tuple[str, ...] = (GRPCIO, GRPCIO_MALLOC, GRPCLIB, MICRO_ASYNCIO, MICRO_TRIO)
@@ -40,7 +53,7 @@ BYTES_ECHO_PATH = "/bench.Echo/Echo"
 
 def backend(system: str) -> str:
     """The AnyIO backend a system's processes run on."""
-    return "trio" if system.startswith(MICRO_TRIO) else "asyncio"
+    return "trio" if system.startswith(MICRO_TRIO) or system == MICRO_COMPILED_TRIO else "asyncio"
 
 
 def backend_options(system: str) -> dict[str, bool]:
@@ -67,6 +80,16 @@ def is_grpclib(system: str) -> bool:
 
 def echo_path(system: str) -> str:
     return BYTES_ECHO_PATH if is_bytes(system) else ECHO_PATH
+
+
+def is_compiled(system: str) -> bool:
+    """micro with the compiled build of its HTTP/2 core."""
+    return system in (MICRO_COMPILED_ASYNCIO, MICRO_COMPILED_TRIO)
+
+
+def python_path(system: str) -> list[str]:
+    """Directories a system's processes import from before the usual ones."""
+    return [str(COMPILED_DIR)] if is_compiled(system) else []
 
 
 def environment(system: str) -> dict[str, str]:
