@@ -112,7 +112,8 @@ class Gateway:
     ``cors_origins`` lists the origins browsers may call from (``"*"`` for
     any); none by default. ``timeout`` bounds each call unless the request
     sets ``Micro-Timeout``. ``auth`` (open) makes the dashboard's ``/api`` and the
-    calls need a token the rules admit.
+    calls need a token the rules admit, and ``/mcp`` a valid token (its tool calls
+    carry it, so the services' rules apply to them).
     """
 
     def __init__(
@@ -143,6 +144,12 @@ class Gateway:
         if scope["type"] != "http":
             return
         if self.mcp is not None and request_path(scope).rstrip("/") == "/mcp":
+            if self.auth is not None:  # as for /api: no tools, not even their list, unsigned
+                try:
+                    await self.api.account(request_headers(scope))
+                except MicroError as error:
+                    await send_error(send, error, [("www-authenticate", "Bearer")])
+                    return
             await self.mcp(scope, receive, send)
             return
         headers = request_headers(scope)

@@ -654,3 +654,36 @@ async def test_gateway_command_with_auth_keys(tmp_path: Path, anyio_backend: str
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_mcp_needs_a_token_when_the_gateway_has_auth(anyio_backend: str) -> None:
+    """With auth, /mcp (the tools and even their list) is for signed-in callers only."""
+    registry = MemoryRegistry()
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"},
+        },
+    }
+    accept = {"accept": "application/json, text/event-stream"}
+    async with (
+        Auth(KeySet.generate(), store=MemoryStore(), rules=RULES) as auth,
+        open_gateway("127.0.0.1:0", registry=registry, auth=auth) as address,
+        httpx.AsyncClient(base_url=f"http://{address}", trust_env=False) as http,
+    ):
+        _, secret = await auth.generate("alice", scopes=["shop"])
+        refused = await http.post("/mcp", json=initialize, headers=accept)
+        assert refused.status_code == 401, refused.text
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert "bearer token" in refused.json()["detail"]
+        bad = await http.post("/mcp", json=initialize, headers={**accept, "authorization": "x"})
+        assert bad.status_code == 401
+        login = await http.post("/api/login", json={"id": "alice", "secret": secret})
+        token = {"authorization": f"Bearer {login.json()['access_token']}"}
+        answered = await http.post("/mcp", json=initialize, headers={**accept, **token})
+        assert answered.status_code == 200, answered.text
+        assert "serverInfo" in answered.text
