@@ -35,7 +35,7 @@ import anyio.abc
 
 from ..errors import BadRequest
 from ..nats import DEFAULT_URL, NatsClient, NatsUnavailable, Unconfirmed, shared_client
-from ..nats.protocol import Msg, encode_headers
+from ..nats.protocol import encode_headers
 from .base import ErrorHandler, Handler, Message, PublishError, url_options
 from .dispatch import report_failure
 
@@ -161,14 +161,12 @@ class NatsBroker:
         async with subscription as messages:
             task_status.started()
             async for msg in messages:
-                message = _message(msg)
+                # The message's id out of the headers, the rest as they came.
+                headers = msg.headers
+                message = Message(
+                    msg.subject, msg.payload, headers, headers.pop(ID_HEADER, None) or None
+                )
                 try:
                     await handler(message)
                 except Exception as exc:
                     await report_failure(message, exc, on_error)
-
-
-def _message(msg: Msg) -> Message:
-    """The Message a delivery carries: its id out of the headers, the rest as they came."""
-    headers = msg.headers
-    return Message(msg.subject, msg.payload, headers, headers.pop(ID_HEADER, None) or None)

@@ -366,7 +366,8 @@ class NatsClient:
         conn = self._conn
         if conn is None or conn.failure is not None or len(conn.out) >= MAX_WRITE_BUFFER:
             return None
-        _check_size(conn, len(block) + len(payload))
+        if len(block) + len(payload) > conn.max_payload:
+            _check_size(conn, len(block) + len(payload))
         conn.write(data)
         return conn.ask_pong()
 

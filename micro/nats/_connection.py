@@ -34,7 +34,7 @@ from urllib.parse import unquote, urlsplit
 import anyio
 import anyio.abc
 
-from . import protocol
+from . import _event, protocol
 from ._errors import NatsUnavailable
 from ._subscription import Subscription
 from .protocol import PING, PONG, Err, Event, Info, Msg, Parser, Ping, Pong, ProtocolError
@@ -96,8 +96,8 @@ class RoundTrip:
 
     __slots__ = ("error", "event", "sent")
 
-    def __init__(self) -> None:
-        self.event = anyio.Event()
+    def __init__(self, event: _event.Event) -> None:
+        self.event = event
         self.error: NatsUnavailable | None = None
         self.sent = 0.0
 
@@ -134,6 +134,7 @@ class Connection:
         self._writer_idle: anyio.Event | None = None
         self._room: anyio.Event | None = None
         self._scope: anyio.CancelScope | None = None
+        self._new_event: Callable[[], _event.Event] = _event.event_factory()
 
     # -- for callers: synchronous, the writer does the sending --
 
@@ -147,7 +148,7 @@ class Connection:
         """A round trip covering everything queued so far; wait on its ``event``."""
         pong = self.next_pong
         if pong is None:
-            pong = self.next_pong = RoundTrip()
+            pong = self.next_pong = RoundTrip(self._new_event())
             if self._writer_idle is not None:
                 self._writer_idle.set()
                 self._writer_idle = None
@@ -280,7 +281,7 @@ class Connection:
                 self.fail(NatsUnavailable(why))
                 return
             self.pings_out += 1
-            self._queue_ping(RoundTrip())
+            self._queue_ping(RoundTrip(self._new_event()))
 
     def _expire(self, cutoff: float) -> None:
         """Fail the waiters of PINGs sent before ``cutoff``; their PONGs will still come."""

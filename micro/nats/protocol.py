@@ -156,14 +156,18 @@ class Parser:
     ) -> None:
         self.max_payload = max_payload
         self.max_control_line = max_control_line
+        # What is not parsed yet: a control line without its CRLF, or (when
+        # _pending is set) a message's payload without its end.
         self._rest = bytearray()
         self._scan = 0
+        # Bytes _rest must hold before the pending message's payload is complete.
+        self._need = 0
         # A MSG/HMSG whose control line is parsed and whose payload is awaited:
         # (subject, sid, reply, header size, total size).
         self._pending: tuple[str, int, str | None, int, int] | None = None
-        self._ops: dict[bytes, Callable[[bytes], Event | None]] = {
-            b"MSG": lambda rest: self._await_payload(self._msg(rest)),
-            b"HMSG": lambda rest: self._await_payload(self._hmsg(rest)),
+        # Subjects as text by their bytes: a subscriber sees a few subjects over and over.
+        self._subjects: dict[bytes, str] = {}
+        self._ops: dict[bytes, Callable[[bytes], Event]] = {
             b"PING": lambda rest: _PING,
             b"PONG": lambda rest: _PONG,
             b"+OK": lambda rest: _OK,
@@ -174,22 +178,36 @@ class Parser:
     def feed(self, data: bytes) -> list[Event]:
         """The events completed by ``data``; raises ProtocolError on a broken stream."""
         held = self._rest
-        if held:
-            held += data
-            buf: bytes | bytearray = held
-        else:
-            buf = data
-        events: list[Event] = []
-        pos, size = 0, len(buf)
-        ops = self._ops
-        max_line = self.max_control_line
-        # Resume the search for an unfinished line's CRLF where the last one
-        # stopped: a line dripping in byte by byte costs linear time, not square.
         scan, self._scan = self._scan, 0
-        while pos < size:
-            pending = self._pending
+        if held:
+            # Bytes left from before: add to them until an event is complete, then
+            # parse one immutable copy (a slice of bytes is one copy, of a
+            # bytearray two).
+            held += data
+            if len(held) < self._need:
+                return []
+            self._need = 0
+            if self._pending is None and held.find(_CRLF, scan) < 0:
+                # Resume the search for an unfinished line's CRLF where the last
+                # one stopped: a line dripping in byte by byte costs linear time.
+                self._check_line_length(held, 0, len(held) - 1)
+                self._scan = max(0, len(held) - 1)
+                return []
+            buf = bytes(held)
+        else:
+            self._need = 0
+            buf = data if type(data) is bytes else bytes(data)
+        events: list[Event] = []
+        append = events.append
+        pos, size = 0, len(buf)
+        max_line = self.max_control_line
+        find, startswith = buf.find, buf.startswith
+        pending, self._pending = self._pending, None
+        while True:
             if pending is None:
-                eol = buf.find(_CRLF, pos + scan)
+                if pos >= size:
+                    break
+                eol = find(_CRLF, pos + scan)
                 scan = 0
                 if eol < 0:
                     # The CR may be in already, the LF not yet.
@@ -198,49 +216,47 @@ class Parser:
                     break
                 if eol - pos > max_line:
                     self._check_line_length(buf, pos, eol)
-                line = bytes(buf[pos:eol])
-                pos = eol + 2
-                op, _, rest = line.partition(b" ")
                 # Messages first, their payload taken at once when it is here already.
-                if op == b"HMSG":
-                    pending = self._hmsg(rest)
-                elif op == b"MSG":
-                    pending = self._msg(rest)
+                if startswith(b"HMSG ", pos):
+                    pending = self._hmsg(buf[pos + 5 : eol])
+                elif startswith(b"MSG ", pos):
+                    pending = self._msg(buf[pos + 4 : eol])
                 else:
-                    handler = ops.get(op) or ops.get(op.upper())
-                    if handler is None:
-                        raise ProtocolError(f"unknown operation {line[:32]!r}")
-                    event = handler(rest)
-                    if event is not None:
-                        events.append(event)
-                    continue
+                    op, _, rest = buf[pos:eol].partition(b" ")
+                    name = op.upper()
+                    if name == b"HMSG":
+                        pending = self._hmsg(rest)
+                    elif name == b"MSG":
+                        pending = self._msg(rest)
+                    else:
+                        handler = self._ops.get(name)
+                        if handler is None:
+                            raise ProtocolError(f"unknown operation {buf[pos : pos + 32]!r}")
+                        append(handler(rest))
+                        pos = eol + 2
+                        continue
+                pos = eol + 2
             subject, sid, reply, header_size, total = pending
             end = pos + total
             if end + 2 > size:
                 self._pending = pending
+                self._need = total + 2
                 break
-            if buf[end : end + 2] != _CRLF:
+            if buf[end] != 13 or buf[end + 1] != 10:
                 raise ProtocolError("message payload not followed by CRLF")
             if header_size:
                 split = pos + header_size
                 status, description, headers = decode_headers(buf[pos:split])
-                events.append(
-                    Msg(subject, sid, reply, bytes(buf[split:end]), headers, status, description)
-                )
+                append(Msg(subject, sid, reply, buf[split:end], headers, status, description))
             else:
-                events.append(Msg(subject, sid, reply, bytes(buf[pos:end])))
-            self._pending = None
+                append(Msg(subject, sid, reply, buf[pos:end]))
+            pending = None
             pos = end + 2
         if pos >= size:
             self._rest = bytearray()
-        elif buf is held:
-            del held[:pos]
         else:
             self._rest = bytearray(memoryview(buf)[pos:])
         return events
-
-    def _await_payload(self, pending: tuple[str, int, str | None, int, int]) -> None:
-        self._pending = pending
 
     def _check_line_length(self, buf: bytes | bytearray, pos: int, end: int) -> None:
         """Raise if the line from ``pos`` to ``end`` is over its limit (INFO's is larger)."""
@@ -258,12 +274,15 @@ class Parser:
             reply = reply_b.decode("utf-8", "replace")
         else:
             raise ProtocolError(f"MSG with {len(args)} arguments")
-        if not (sid.isdigit() and size.isdigit()):
+        if not (sid + size).isdigit():
             raise ProtocolError(f"bad number in MSG {rest[:64]!r}")
         total = int(size)
         if total > self.max_payload + HEADER_SLACK:
             raise ProtocolError(f"message of {total} bytes exceeds max_payload {self.max_payload}")
-        return (subject.decode("utf-8", "replace"), int(sid), reply, 0, total)
+        text = self._subjects.get(subject)
+        if text is None:
+            text = self._subject(subject)
+        return (text, int(sid), reply, 0, total)
 
     def _hmsg(self, rest: bytes) -> tuple[str, int, str | None, int, int]:
         args = rest.split()
@@ -275,14 +294,25 @@ class Parser:
             reply = reply_b.decode("utf-8", "replace")
         else:
             raise ProtocolError(f"HMSG with {len(args)} arguments")
-        if not (sid.isdigit() and header_size.isdigit() and size.isdigit()):
+        if not (sid + header_size + size).isdigit():
             raise ProtocolError(f"bad number in HMSG {rest[:64]!r}")
         total, headers = int(size), int(header_size)
         if total > self.max_payload + HEADER_SLACK:
             raise ProtocolError(f"message of {total} bytes exceeds max_payload {self.max_payload}")
         if headers > total:
             raise ProtocolError("HMSG header size larger than its total size")
-        return (subject.decode("utf-8", "replace"), int(sid), reply, headers, total)
+        text = self._subjects.get(subject)
+        if text is None:
+            text = self._subject(subject)
+        return (text, int(sid), reply, headers, total)
+
+    def _subject(self, subject: bytes) -> str:
+        """``subject`` as text, kept for the next message on it."""
+        text = subject.decode("utf-8", "replace")
+        if len(self._subjects) >= 256:
+            self._subjects.clear()  # many one-off subjects (inboxes): start again
+        self._subjects[subject] = text
+        return text
 
     def _info(self, rest: bytes) -> Info:
         try:
@@ -342,6 +372,13 @@ def encode_headers(headers: Mapping[str, str], name: str | None = None, value: s
     ValueError for a name or value that breaks the block: an empty name, one with
     whitespace, a colon or a control character, a value with CR or LF.
     """
+    if not headers and name is not None:
+        # The usual block of a published message: its id alone.
+        if name not in _GOOD_NAMES:
+            _check_header_name(name)
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"invalid value for NATS header {name!r}: CR or LF")
+        return f"NATS/1.0\r\n{name}: {value}\r\n\r\n".encode()
     text = "NATS/1.0\r\n"
     for key, field_value in headers.items():
         if key not in _GOOD_NAMES:
