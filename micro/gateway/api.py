@@ -6,12 +6,17 @@ valid bearer token, and the rules that guard calls decide what the account
 sees: a service when it may call at least one of its endpoints, of a service
 only the endpoints it may call, a topic when it sees one of its subscribers.
 A service the account may not see answers 404, as one that does not exist.
+Sign-in is throttled per account: after SIGN_IN_ATTEMPTS failures within
+SIGN_IN_WINDOW seconds, the account's sign-ins are refused (429) until the
+oldest of them is that old, whatever the secret, so a secret cannot be
+guessed at the speed of the gateway.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +26,7 @@ import httpx
 from ..auth import Account, Auth, Decision, InvalidToken, Resource, bearer_token
 from ..broker.http import topic_service
 from ..client.client import Client
-from ..errors import BadRequest, Forbidden, MicroError, NotFound, Unauthorized
+from ..errors import BadRequest, Forbidden, MicroError, NotFound, TooManyRequests, Unauthorized
 from ..registry.base import ServiceRecord
 from .inspect import HEALTH_TIMEOUT, check_health, record_json
 from .metrics import MetricsHistory, NodeReading, parse_node_metrics
@@ -29,6 +34,13 @@ from .metrics import MetricsHistory, NodeReading, parse_node_metrics
 __all__ = ["DashboardApi"]
 
 _TOPIC_PREFIX = topic_service("")
+
+#: failed sign-ins of one account within SIGN_IN_WINDOW after which its sign-ins wait
+SIGN_IN_ATTEMPTS = 5
+#: seconds over which failed sign-ins are counted
+SIGN_IN_WINDOW = 60.0
+#: accounts whose failures are remembered at most (the oldest are forgotten first)
+_SIGN_IN_ACCOUNTS = 10_000
 
 
 class DashboardApi:
@@ -43,6 +55,8 @@ class DashboardApi:
         self._failures: dict[str, dict[str, str]] = {}
         #: services whose nodes are being read now
         self._reading: dict[str, anyio.Event] = {}
+        #: per account id, the times of its recent failed sign-ins (oldest first)
+        self._failed_sign_ins: dict[str, deque[float]] = {}
 
     # -- who is asking -------------------------------------------------------------
 
@@ -118,13 +132,38 @@ class DashboardApi:
             raise BadRequest(shape, id="micro.gateway") from None
         if not isinstance(account_id, str) or not isinstance(secret, str):
             raise BadRequest("id and secret are strings", id="micro.gateway")
-        token = await self.auth.token(account_id, secret)
+        now = time.monotonic()
+        failed = self._failed_sign_ins.get(account_id)
+        if failed is not None:
+            while failed and now - failed[0] >= SIGN_IN_WINDOW:
+                failed.popleft()
+            if len(failed) >= SIGN_IN_ATTEMPTS:
+                wait = max(1, round(SIGN_IN_WINDOW - (now - failed[0])))
+                raise TooManyRequests(
+                    f"too many failed sign-ins as {account_id}: try again in {wait} s",
+                    id="micro.gateway",
+                )
+        try:
+            token = await self.auth.token(account_id, secret)
+        except Unauthorized:
+            self._sign_in_failed(account_id, now)
+            raise
         return {
             "account": account_id,
             "access_token": token.access_token,
             "refresh_token": token.refresh_token,
             "expiry": token.expiry,
         }
+
+    def _sign_in_failed(self, account_id: str, now: float) -> None:
+        failures = self._failed_sign_ins
+        failed = failures.pop(account_id, None)  # back in as the newest
+        if failed is None:
+            failed = deque(maxlen=SIGN_IN_ATTEMPTS)
+            while len(failures) >= _SIGN_IN_ACCOUNTS:
+                del failures[next(iter(failures))]
+        failed.append(now)
+        failures[account_id] = failed
 
     async def refresh(self, body: bytes) -> dict[str, Any]:
         """Exchange ``{"refresh_token"}`` for a new token pair (401 if it is not good)."""

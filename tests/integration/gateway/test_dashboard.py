@@ -687,3 +687,32 @@ async def test_mcp_needs_a_token_when_the_gateway_has_auth(anyio_backend: str) -
         answered = await http.post("/mcp", json=initialize, headers={**accept, **token})
         assert answered.status_code == 200, answered.text
         assert "serverInfo" in answered.text
+
+
+async def test_sign_in_is_throttled_per_account(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past SIGN_IN_ATTEMPTS failures, an account's sign-ins are refused (429) until the
+    window has passed, even with the right secret; other accounts sign in as before."""
+    from micro.gateway import api
+
+    monkeypatch.setattr(api, "SIGN_IN_WINDOW", 1.0)
+    async with (
+        Auth(KeySet.generate(), store=MemoryStore(), rules=RULES) as auth,
+        open_gateway("127.0.0.1:0", registry=MemoryRegistry(), auth=auth) as address,
+        httpx.AsyncClient(base_url=f"http://{address}", trust_env=False) as http,
+    ):
+        _, alice = await auth.generate("alice", scopes=["shop"])
+        _, bob = await auth.generate("bob", scopes=["shop"])
+        for _ in range(api.SIGN_IN_ATTEMPTS):
+            wrong = await http.post("/api/login", json={"id": "alice", "secret": "guess"})
+            assert wrong.status_code == 401
+        right = await http.post("/api/login", json={"id": "alice", "secret": alice})
+        assert right.status_code == 429, right.text
+        assert "too many failed sign-ins as alice" in right.json()["detail"]
+        assert (await http.post("/api/login", json={"id": "bob", "secret": bob})).status_code == 200
+        with anyio.fail_after(10):  # the window passes: alice signs in again
+            while right.status_code == 429:
+                await anyio.sleep(0.1)
+                right = await http.post("/api/login", json={"id": "alice", "secret": alice})
+        assert right.status_code == 200, right.text
