@@ -346,6 +346,10 @@ def decode_headers(block: bytes | bytearray) -> tuple[int | None, str, dict[str,
     description = ""
     if text.startswith("NATS/1.0\r\n"):  # the usual block: no status
         text = text[10:]
+        line, _, rest = text.partition("\r\n")
+        if rest == "\r\n":  # one field, as a published message's id alone
+            name, colon, value = line.partition(":")
+            return None, "", {name.strip(): value.strip()} if colon and name else {}
     elif text.startswith("NATS/1.0"):
         first, _, text = text.partition("\r\n")
         code, _, rest = first[8:].strip().partition(" ")
