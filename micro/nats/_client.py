@@ -44,7 +44,8 @@ import itertools
 import logging
 import random
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
 
@@ -55,7 +56,7 @@ import anyio.lowlevel
 from ..errors import PayloadTooLarge, Timeout
 from ..message import PublishError
 from ..refcount import Users
-from . import protocol
+from . import _primitives, protocol
 from ._connection import (
     MAX_WRITE_BUFFER,
     Connection,
@@ -92,8 +93,8 @@ WRITE_CHUNK = 64 * 1024
 class _Reply:
     __slots__ = ("error", "event", "msg")
 
-    def __init__(self) -> None:
-        self.event = anyio.Event()
+    def __init__(self, event: _primitives.Event) -> None:
+        self.event = event
         self.msg: Msg | None = None
         self.error: NatsUnavailable | None = None
 
@@ -153,6 +154,9 @@ class NatsClient:
         self._inbox: _Inbox | None = None
         self._inbox_prefix = ""
         self._replies: dict[str, _Reply] = {}
+        # What makes a reply's event and a request's timeout: the running loop's own, once open.
+        self._new_event: Callable[[], _primitives.Event] = anyio.Event
+        self._move_on_after: Callable[[float], AbstractContextManager[Any]] = anyio.move_on_after
         self._tokens = itertools.count(1)
         self._tg: anyio.abc.TaskGroup | None = None
         #: the parts holding this client open: the first connects it, the last closes it
@@ -185,6 +189,8 @@ class NatsClient:
         await self.users.exit(lambda: self._close(exc_type, exc, tb))
 
     async def _open(self) -> None:
+        self._new_event = _primitives.event_factory()
+        self._move_on_after = _primitives.timeout_factory()
         self._closed = False
         try:
             conn = await self._connect_round()
@@ -492,9 +498,9 @@ class NatsClient:
         self._check_open()
         prefix = self._ensure_inbox()
         token = str(next(self._tokens))
-        waiter = self._replies[token] = _Reply()
+        waiter = self._replies[token] = _Reply(self._new_event())
         try:
-            with anyio.move_on_after(limit):
+            with self._move_on_after(limit):
                 await self.publish(subject, payload, headers=headers, reply=prefix + token)
                 await waiter.event.wait()
         finally:

@@ -34,7 +34,7 @@ from urllib.parse import unquote, urlsplit
 import anyio
 import anyio.abc
 
-from . import _event, protocol
+from . import _primitives, protocol
 from ._errors import NatsUnavailable
 from ._subscription import Subscription
 from .protocol import PING, PONG, Err, Event, Info, Msg, Parser, Ping, Pong, ProtocolError
@@ -96,7 +96,7 @@ class RoundTrip:
 
     __slots__ = ("error", "event", "sent")
 
-    def __init__(self, event: _event.Event) -> None:
+    def __init__(self, event: _primitives.Event) -> None:
         self.event = event
         self.error: NatsUnavailable | None = None
         self.sent = 0.0
@@ -134,7 +134,7 @@ class Connection:
         self._writer_idle: anyio.Event | None = None
         self._room: anyio.Event | None = None
         self._scope: anyio.CancelScope | None = None
-        self._new_event: Callable[[], _event.Event] = _event.event_factory()
+        self._new_event: Callable[[], _primitives.Event] = _primitives.event_factory()
 
     # -- for callers: synchronous, the writer does the sending --
 

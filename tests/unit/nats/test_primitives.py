@@ -1,11 +1,11 @@
-"""The events a NATS connection's round trips are waited on with, on the running loop."""
+"""The events and timeouts of the NATS client's hot paths, made for the running loop."""
 
 from __future__ import annotations
 
 import anyio
 import pytest
 
-from micro.nats._event import event_factory
+from micro.nats._primitives import event_factory, timeout_factory
 
 pytestmark = pytest.mark.anyio
 
@@ -46,3 +46,11 @@ async def test_a_cancelled_waiter_leaves_the_others_waiting() -> None:
             inner.cancel_scope.cancel()
         event.set()
     assert woken == ["kept"]
+
+
+async def test_a_timeout_leaves_its_block() -> None:
+    reached = False
+    with timeout_factory()(0.01):
+        await anyio.sleep_forever()
+        reached = True
+    assert not reached
