@@ -86,7 +86,8 @@ def main_options(
         None,
         "--store",
         "--micro-store",
-        help="store URL: file, file:///path, etcd://…, redis://… [MICRO_STORE]",
+        help="store URL: file, file:///path, etcd://…, redis://…, postgres://…, "
+        "cockroachdb://…, s3://bucket/prefix?endpoint=… [MICRO_STORE]",
     ),
     backend: str = typer.Option(
         "asyncio", "--backend", help="event loop: asyncio, trio, or uvloop (asyncio on uvloop)"

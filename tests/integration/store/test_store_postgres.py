@@ -226,11 +226,16 @@ async def test_a_service_and_the_micro_command_use_it(postgres_server: ServerPro
     environ = {"MICRO_STORE": postgres_server.url}
     svc = micro.Service("pgstored", address="127.0.0.1:0", registry="memory", environ=environ)
     assert isinstance(svc.store, PostgresStore)
+    by_flag = micro.Service(
+        "pgflag", registry="memory", argv=[f"--micro-store={postgres_server.url}"], environ={}
+    )
+    assert isinstance(by_flag.store, PostgresStore)
+    assert by_flag.store.address == svc.store.address
     async with svc.running():
         await svc.store.write(Record("user/1", b"alice"), database=db)
 
     def cli(*args: str) -> tuple[int, str]:
-        done = micro_cmd("--store", postgres_server.url, "store", *args, "--database", db)
+        done = micro_cmd("--micro-store", postgres_server.url, "store", *args, "--database", db)
         return done.returncode, done.stdout
 
     await check_cli_round_trip(cli)

@@ -225,6 +225,9 @@ async def test_a_service_and_the_micro_command_use_it(s3_server: ServerProcess) 
     url = s3_url(s3_server, _prefix())
     svc = micro.Service("s3stored", address="127.0.0.1:0", registry="memory", store=url)
     assert isinstance(svc.store, S3Store)
+    by_flag = micro.Service("s3flag", registry="memory", argv=[f"--micro-store={url}"], environ={})
+    assert isinstance(by_flag.store, S3Store)
+    assert (by_flag.store.bucket, by_flag.store.prefix) == (svc.store.bucket, svc.store.prefix)
     async with svc.running():
         await svc.store.write(Record("user/1", b"alice"))
 
