@@ -42,8 +42,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import random
 import secrets
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
@@ -154,6 +156,9 @@ class NatsClient:
         self._inbox: _Inbox | None = None
         self._inbox_prefix = ""
         self._replies: dict[str, _Reply] = {}
+        # Requests' deadlines and tokens, in order, by timeout: the expiry task ends them.
+        self._expiries: dict[float, deque[tuple[float, str]]] = {}
+        self._expiry_wake: _primitives.Event | None = None
         # What makes a reply's event and a request's timeout: the running loop's own, once open.
         self._new_event: Callable[[], _primitives.Event] = anyio.Event
         self._move_on_after: Callable[[float], AbstractContextManager[Any]] = anyio.move_on_after
@@ -202,6 +207,7 @@ class NatsClient:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         tg.start_soon(self._run, conn)
+        tg.start_soon(self._expire_requests)
         self._tg = tg
 
     async def _close(
@@ -223,6 +229,8 @@ class NatsClient:
         self._subs.clear()
         self._inbox = None
         self._fail_replies(NatsUnavailable("the NATS client was closed"))
+        self._expiries.clear()
+        self._expiry_wake = None
         tg, self._tg = self._tg, None
         if tg is not None:
             tg.cancel_scope.cancel()
@@ -500,9 +508,17 @@ class NatsClient:
         token = str(next(self._tokens))
         waiter = self._replies[token] = _Reply(self._new_event())
         try:
-            with self._move_on_after(limit):
+            conn = self._conn
+            if conn is not None and conn.failure is None and len(conn.out) < MAX_WRITE_BUFFER:
+                # The usual case, without a cancel scope of its own: the publish
+                # does not wait, and the expiry task ends the wait at the deadline.
+                self._expire(limit, token)
                 await self.publish(subject, payload, headers=headers, reply=prefix + token)
                 await waiter.event.wait()
+            else:
+                with self._move_on_after(limit):
+                    await self.publish(subject, payload, headers=headers, reply=prefix + token)
+                    await waiter.event.wait()
         finally:
             self._replies.pop(token, None)
         if waiter.error is not None:
@@ -513,6 +529,36 @@ class NatsClient:
         if msg.status == 503 and not msg.payload:
             raise NoResponders(f"no responders on {subject}", id="nats")
         return msg
+
+    def _expire(self, timeout: float, token: str) -> None:
+        """Have the expiry task end request ``token`` in ``timeout`` seconds."""
+        queue = self._expiries.get(timeout)
+        if queue is None:
+            queue = self._expiries[timeout] = deque()
+        if not queue and self._expiry_wake is not None:
+            self._expiry_wake.set()  # this deadline may come before the one it waits for
+        queue.append((anyio.current_time() + timeout, token))
+
+    async def _expire_requests(self) -> None:
+        """End each request still waiting at its deadline (its reply is then None).
+
+        Requests with one timeout end in the order they were made, so a queue
+        per timeout keeps them in deadline order; one task ending them all costs
+        less than a cancel scope per request.
+        """
+        while True:
+            now = anyio.current_time()
+            due = math.inf
+            for queue in self._expiries.values():
+                while queue and queue[0][0] <= now:
+                    waiter = self._replies.pop(queue.popleft()[1], None)
+                    if waiter is not None:
+                        waiter.event.set()
+                if queue:
+                    due = min(due, queue[0][0])
+            wake = self._expiry_wake = self._new_event()
+            with anyio.CancelScope(deadline=due):
+                await wake.wait()
 
     def _ensure_inbox(self) -> str:
         if self._inbox is None:
