@@ -11,6 +11,9 @@ later connection, since its publisher could not learn whether it was sent;
 confirmed publishes fail with :class:`Unconfirmed` instead, and the caller
 decides whether to send again.
 
+A request waits for its reply until its deadline; one task ends the requests
+still waiting at theirs, which costs less than a cancel scope per request.
+
 A publish returns without waiting for the writer unless asked to confirm;
 publishers pause only when 64 KiB are queued (to let the writer run) and
 wait when 4 MiB are queued (bounded memory).
