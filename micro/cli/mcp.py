@@ -48,6 +48,13 @@ def mcp(
         "--address",
         help="serve Streamable HTTP at http://ADDRESS/mcp instead of stdio (host:port)",
     ),
+    allow_origin: list[str] = typer.Option(
+        [],
+        "--allow-origin",
+        help="with --address: a browser origin (https://host[:port]) whose pages may call "
+        "the tools; others are refused, agents (no Origin) answered (repeatable or "
+        "comma-separated; * for any) [MICRO_MCP_ORIGINS]",
+    ),
 ) -> None:
     """Serve every registered endpoint as an MCP tool (stdio, for agent hosts)."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -67,6 +74,7 @@ def mcp(
             token=token or None,
             timeout=timeout if timeout > 0 else None,
             max_stream_messages=max_stream_messages,
+            allowed_origins=patterns(allow_origin or [os.environ.get("MICRO_MCP_ORIGINS", "")]),
         )
         async with (
             Client(registry=state.registry, timeout=options.timeout) as client,

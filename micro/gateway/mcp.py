@@ -51,9 +51,18 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, Too
 from mcp.shared.exceptions import MCPError
 
 from ..client.client import Client
-from ..errors import MicroError, NotFound, Timeout
+from ..errors import Forbidden, MicroError, NotFound, Timeout
 from ..registry.base import ServiceNotFound, ServiceRecord
-from .asgi import ASGIApp, Receive, Scope, Send, request_path, send_error, serve_lifespan
+from .asgi import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    request_headers,
+    request_path,
+    send_error,
+    serve_lifespan,
+)
 from .tools import McpOptions, ServiceTool, patterns, tools_from_records
 
 __all__ = ["McpOptions", "McpRoute", "McpServer", "open_mcp", "patterns"]
@@ -345,7 +354,33 @@ class McpServer:
         """
         manager = StreamableHTTPSessionManager(self.server)
         async with manager.run():
-            yield StreamableHTTPASGIApp(manager)
+            yield _OriginCheck(StreamableHTTPASGIApp(manager), self.options.allowed_origins)
+
+
+class _OriginCheck:
+    """Refuses (403) a request whose ``Origin`` is not one of ``allowed`` ("*": any).
+
+    The MCP specification asks HTTP servers to validate ``Origin``, against DNS
+    rebinding: a page on another site whose name is made to resolve to this
+    host would otherwise reach the tools from the user's browser. Browsers send
+    ``Origin`` with such requests; agents send none, and are let through.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: tuple[str, ...]) -> None:
+        self.app = app
+        self.allowed = frozenset(origin.rstrip("/") for origin in allowed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "*" not in self.allowed:
+            origin = next((v for k, v in request_headers(scope) if k == "origin"), None)
+            if origin is not None and origin.rstrip("/") not in self.allowed:
+                refused = Forbidden(
+                    f"requests from origin {origin} may not use this MCP endpoint",
+                    id="micro.mcp",
+                )
+                await send_error(send, refused, [])
+                return
+        await self.app(scope, receive, send)
 
 
 class McpRoute:

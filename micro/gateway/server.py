@@ -9,6 +9,7 @@ ours is closed when serving ends.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -122,7 +123,8 @@ async def open_gateway(
     bound ``host:port``.
 
     ``mcp`` chooses the tools of the MCP endpoint at ``/mcp`` (None: no endpoint);
-    it is served when the ``mcp`` extra is installed. ``auth`` (open, with the store
+    it is served when the ``mcp`` extra is installed, to agents and to browser pages
+    of ``cors_origins`` or ``mcp.allowed_origins`` only. ``auth`` (open, with the store
     of the accounts) makes the dashboard's ``/api`` need a sign-in and shows each
     account what the rules let it call.
     """
@@ -131,7 +133,7 @@ async def open_gateway(
         async with (
             Client(registry=registry, timeout=timeout) as client,
             _registry_open(client),
-            _mcp_endpoint(client, mcp) as mcp_app,
+            _mcp_endpoint(client, mcp, cors_origins) as mcp_app,
         ):
             app = Gateway(
                 client, cors_origins=cors_origins, timeout=timeout, mcp=mcp_app, auth=auth
@@ -155,11 +157,15 @@ async def _registry_open(client: Client) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def _mcp_endpoint(
-    client: Client, options: McpOptions | None
+    client: Client, options: McpOptions | None, cors_origins: Sequence[str]
 ) -> AsyncIterator[ASGIApp | None]:
     if options is None:
         yield None
         return
+    # The origins whose pages may call the gateway may use its tools too.
+    extra = tuple(o for o in cors_origins if o not in options.allowed_origins)
+    if extra:
+        options = dataclasses.replace(options, allowed_origins=options.allowed_origins + extra)
     try:
         from .mcp import open_mcp
     except ImportError:

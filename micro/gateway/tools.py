@@ -64,7 +64,12 @@ class McpOptions:
     the bearer token calls carry when the caller brings none; ``timeout``:
     seconds a call (or a stream's collection) may take; ``max_stream_messages``:
     messages a server stream returns at most; ``progress_interval``: seconds
-    between the progress reports of a unary call.
+    between the progress reports of a unary call; ``allowed_origins``: the
+    browser origins (``Origin`` header, such as ``https://app.example.com``) the
+    Streamable HTTP endpoint answers, ``"*"`` for any. A request from any other
+    origin is refused (403): a web page the user visits cannot call the tools,
+    not even through a DNS name rebound to this host. Agents, which send no
+    ``Origin``, are answered.
     """
 
     expose: tuple[str, ...] = ("*",)
@@ -75,6 +80,7 @@ class McpOptions:
     #: seconds between the progress reports of a unary call, for a client that
     #: asked for progress (hosts may restart their own timeout on each)
     progress_interval: float = 5.0
+    allowed_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.progress_interval <= 0:

@@ -25,6 +25,7 @@ from types import ModuleType
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 import sniffio
 
@@ -561,3 +562,41 @@ async def test_micro_describe_shows_the_docstrings(etcd_server: ServerProcess) -
     at = lines.index("Todo.Add (unary)")
     assert lines[at + 1] == "  Add a task to the to-do list and return it with its id."
     assert lines[at + 2].startswith("  request:")
+
+
+async def test_http_refuses_pages_of_other_origins(registry: MemoryRegistry) -> None:
+    """Against DNS rebinding: a request with an Origin the gateway does not allow is
+    refused (403); agents (no Origin) and pages of its CORS origins are answered."""
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"},
+        },
+    }
+    accept = {"accept": "application/json, text/event-stream"}
+    allowed = "https://app.example.com"
+    async with (
+        open_gateway("127.0.0.1:0", registry=registry, cors_origins=[allowed]) as bound,
+        httpx.AsyncClient(base_url=f"http://{bound}", trust_env=False) as http,
+    ):
+        for origin in ("http://attacker.example", f"http://{bound}", "null"):
+            refused = await http.post("/mcp", json=initialize, headers={**accept, "origin": origin})
+            assert refused.status_code == 403, (origin, refused.text)
+            assert "may not use this MCP endpoint" in refused.json()["detail"]
+        for headers in (accept, {**accept, "origin": allowed}):
+            answered = await http.post("/mcp", json=initialize, headers=headers)
+            assert answered.status_code == 200, answered.text
+            assert "serverInfo" in answered.text
+    options = McpOptions(allowed_origins=("*",))
+    async with (
+        open_gateway("127.0.0.1:0", registry=registry, mcp=options) as bound,
+        httpx.AsyncClient(base_url=f"http://{bound}", trust_env=False) as http,
+    ):
+        anyone = await http.post(
+            "/mcp", json=initialize, headers={**accept, "origin": "http://attacker.example"}
+        )
+        assert anyone.status_code == 200, anyone.text
