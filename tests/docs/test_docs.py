@@ -1,6 +1,7 @@
-"""The documentation's code is code: every Python block compiles and its imports
-resolve, the self-contained ones run and print what the page says they print, and the
-quickstart serves the calls its page shows, on asyncio and on Trio.
+"""The documentation's code is code (the site's pages and the README): every Python
+block compiles and its imports resolve, the self-contained ones run and print what the
+page says they print, and the quickstart serves the calls its page shows, on asyncio and
+on Trio.
 
 A page marks a block with an HTML comment on the line before its fence (invisible in
 the rendered site):
@@ -81,7 +82,7 @@ def parse_blocks(page: Path) -> list[Block]:
     """Every fenced block of a page, with the marker on the line before it, if any."""
     blocks: list[Block] = []
     lines = page.read_text().splitlines()
-    name = page.relative_to(DOCS).as_posix()
+    name = page.relative_to(DOCS if page.is_relative_to(DOCS) else ROOT).as_posix()
     i = 0
     while i < len(lines):
         m = FENCE.match(lines[i])
@@ -111,7 +112,8 @@ def parse_blocks(page: Path) -> list[Block]:
     return blocks
 
 
-PAGES = sorted(DOCS.rglob("*.md"))
+# The README opens with the quickstart too: it is checked as the site's pages are.
+PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 BLOCKS = [block for page in PAGES for block in parse_blocks(page)]
 PYTHON = [b for b in BLOCKS if b.language in ("python", "py", "python3")]
 RUNNABLE = [b for b in PYTHON if b.mark == "run"]
