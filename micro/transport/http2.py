@@ -88,11 +88,12 @@ class SettingCodes(enum.IntEnum):
     ENABLE_CONNECT_PROTOCOL = 0x8
 
 
-def _error_code(code: int) -> int:
-    try:
-        return ErrorCodes(code)
-    except ValueError:
-        return code
+# Codes are stored and handed on typed as these unions rather than as int, so that a compiled
+# build (mypyc) keeps the enum members as the pure module does instead of unboxing them to
+# plain ints. (An expression of such a type is still taken as int: a member is made where it
+# is stored, as in StreamReset.)
+ErrorCode = ErrorCodes | int
+SettingCode = SettingCodes | int
 
 
 # -- errors ------------------------------------------------------------------
@@ -101,13 +102,13 @@ def _error_code(code: int) -> int:
 class H2Error(Exception):
     """Something the connection cannot do or accept."""
 
-    error_code: int = ErrorCodes.PROTOCOL_ERROR
+    error_code: ErrorCode = ErrorCodes.PROTOCOL_ERROR
 
 
 class ProtocolError(H2Error):
     """The peer broke the protocol: a GOAWAY with ``error_code`` is queued."""
 
-    def __init__(self, message: str, error_code: int = ErrorCodes.PROTOCOL_ERROR) -> None:
+    def __init__(self, message: str, error_code: ErrorCode = ErrorCodes.PROTOCOL_ERROR) -> None:
         super().__init__(message)
         self.error_code = error_code
 
@@ -184,7 +185,10 @@ class StreamReset(_Event):
 
     def __init__(self, stream_id: int, error_code: int, remote_reset: bool = True) -> None:
         self.stream_id = stream_id
-        self.error_code = error_code
+        try:  # the code's member, as h2 gives it, unless ErrorCodes has none
+            self.error_code: ErrorCode = ErrorCodes(error_code)
+        except ValueError:
+            self.error_code = error_code
         self.remote_reset = remote_reset
 
 
@@ -199,7 +203,7 @@ class WindowUpdated(_Event):
 class ChangedSetting:
     __slots__ = ("new_value", "original_value", "setting")
 
-    def __init__(self, setting: int, original_value: int | None, new_value: int) -> None:
+    def __init__(self, setting: SettingCode, original_value: int | None, new_value: int) -> None:
         self.setting = setting
         self.original_value = original_value
         self.new_value = new_value
@@ -211,7 +215,7 @@ class ChangedSetting:
 class RemoteSettingsChanged(_Event):
     __slots__ = ("changed_settings",)
 
-    def __init__(self, changed_settings: dict[int, ChangedSetting]) -> None:
+    def __init__(self, changed_settings: dict[SettingCode, ChangedSetting]) -> None:
         self.changed_settings = changed_settings
 
 
@@ -243,8 +247,11 @@ class PriorityUpdated(_Event):
 class ConnectionTerminated(_Event):
     __slots__ = ("additional_data", "error_code", "last_stream_id")
 
-    def __init__(self, error_code: int, last_stream_id: int, additional_data: bytes | None):
-        self.error_code = error_code
+    def __init__(self, error_code: int, last_stream_id: int, additional_data: bytes | None) -> None:
+        try:  # as in StreamReset
+            self.error_code: ErrorCode = ErrorCodes(error_code)
+        except ValueError:
+            self.error_code = error_code
         self.last_stream_id = last_stream_id
         self.additional_data = additional_data
 
@@ -265,7 +272,7 @@ class Settings:
         "max_header_list_size",
     )
 
-    _NAMES: ClassVar[dict[int, str]] = {
+    _NAMES: ClassVar[dict[SettingCode, str]] = {
         SettingCodes.HEADER_TABLE_SIZE: "header_table_size",
         SettingCodes.ENABLE_PUSH: "enable_push",
         SettingCodes.MAX_CONCURRENT_STREAMS: "max_concurrent_streams",
@@ -293,7 +300,7 @@ class Settings:
         if name is not None:
             setattr(self, name, value)
 
-    def items(self) -> list[tuple[int, int]]:
+    def items(self) -> list[tuple[SettingCode, int]]:
         return [(code, getattr(self, name)) for code, name in self._NAMES.items()]
 
 
@@ -417,7 +424,7 @@ class Connection:
         local.header_table_size = header_table_size
         local.enable_push = 0
         self.remote_settings = Settings()
-        self._pending_settings: list[dict[int, int]] = []
+        self._pending_settings: list[dict[SettingCode, int]] = []
         self.max_inbound_frame_size = max_frame_size
         self.max_outbound_frame_size = 16384
         self.encoder = Encoder()
@@ -474,7 +481,8 @@ class Connection:
                 _check_setting(code, value, not self.client_side)
             except ProtocolError as exc:
                 raise ValueError(str(exc)) from None
-        self._pending_settings.append(dict(new_settings))
+        pending: dict[SettingCode, int] = dict(new_settings)
+        self._pending_settings.append(pending)
         payload = b"".join([_SETTING.pack(code, value) for code, value in new_settings.items()])
         self._out += _frame(_SETTINGS, 0, 0, payload)
 
@@ -913,7 +921,7 @@ class Connection:
     def _stream_error(self, stream: _Stream, code: int) -> None:
         """Reset a stream the peer broke the protocol on, and say so with an event."""
         self.reset_stream(stream.id, code)
-        self._events.append(StreamReset(stream.id, _error_code(code), remote_reset=False))
+        self._events.append(StreamReset(stream.id, code, remote_reset=False))
 
     def _closed_stream_frame(self, sid: int, ftype: int) -> None:
         """A DATA or HEADERS frame on a stream that is not open."""
@@ -957,7 +965,7 @@ class Connection:
             if len(payload) < 8:
                 raise ProtocolError("GOAWAY too short", ErrorCodes.FRAME_SIZE_ERROR)
             last = int.from_bytes(payload[:4], "big") & _MAX_WINDOW
-            code = _error_code(int.from_bytes(payload[4:8], "big"))
+            code = int.from_bytes(payload[4:8], "big")
             events.append(ConnectionTerminated(code, last, bytes(payload[8:]) or None))
         elif ftype == _PRIORITY:
             if not sid:
@@ -1224,7 +1232,7 @@ class Connection:
                 raise ProtocolError(f"RST_STREAM on idle stream {sid}")
             return
         self._close_stream(stream, _BY_RECEIVED_RESET)
-        events.append(StreamReset(sid, _error_code(int.from_bytes(payload, "big"))))
+        events.append(StreamReset(sid, int.from_bytes(payload, "big")))
 
     def _on_ping(self, flags: int, sid: int, payload: memoryview, events: list[Any]) -> None:
         if sid:

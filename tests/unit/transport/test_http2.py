@@ -370,6 +370,40 @@ def test_events_carry_h2s_attribute_names() -> None:
         assert {n for n in dir(event) if not n.startswith("_")} == fields, name
 
 
+def test_codes_come_out_as_their_enum_members() -> None:
+    # As h2 gives them, so that drivers can name them; a compiled build must not make them ints.
+    client, srv = pair()
+    settings_changed = [
+        e
+        for e in srv.receive_data(bytes(client.data_to_send()))
+        if isinstance(e, http2.RemoteSettingsChanged)
+    ]
+    client.update_settings({http2.SettingCodes.INITIAL_WINDOW_SIZE: 100000})
+    (changed,) = srv.receive_data(bytes(client.data_to_send()))
+    client.send_headers(1, GRPC_REQUEST)
+    srv.receive_data(bytes(client.data_to_send()))
+    client.reset_stream(1, 8)
+    (reset,) = srv.receive_data(bytes(client.data_to_send()))
+    srv.close_connection(11)
+    (terminated,) = [
+        e
+        for e in client.receive_data(bytes(srv.data_to_send()))
+        if isinstance(e, http2.ConnectionTerminated)
+    ]
+    assert type(reset.error_code) is http2.ErrorCodes
+    assert reset.error_code is http2.ErrorCodes.CANCEL
+    assert terminated.error_code is http2.ErrorCodes.ENHANCE_YOUR_CALM
+    assert http2.StreamReset(1, 0xFFFF).error_code == 0xFFFF  # a code ErrorCodes does not name
+    for event in [*settings_changed, changed]:
+        for code, setting in event.changed_settings.items():
+            assert type(code) is http2.SettingCodes
+            assert setting.setting is code
+    assert all(type(code) is http2.SettingCodes for code, _ in srv.local_settings.items())
+    with pytest.raises(http2.ProtocolError) as raised:
+        server().receive_data(frame(0x3, 0, 0, bytes(4)))  # RST_STREAM on stream 0
+    assert raised.value.error_code is http2.ErrorCodes.PROTOCOL_ERROR
+
+
 def test_a_stream_reset_while_its_data_arrives_gets_no_more_of_it() -> None:
     conn = server()
     wire = frame(0x1, 0x4, 1, block(GRPC_REQUEST)) + frame(0x0, 0x1, 1, bytes(1000))
