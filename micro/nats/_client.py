@@ -61,7 +61,8 @@ import anyio.lowlevel
 from ..errors import PayloadTooLarge, Timeout
 from ..message import PublishError
 from ..refcount import Users
-from . import _primitives, protocol
+from ..transport import primitives as _primitives
+from . import protocol
 from ._connection import (
     MAX_WRITE_BUFFER,
     Connection,

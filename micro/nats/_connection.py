@@ -34,7 +34,8 @@ from urllib.parse import unquote, urlsplit
 import anyio
 import anyio.abc
 
-from . import _primitives, protocol
+from ..transport import primitives as _primitives
+from . import protocol
 from ._errors import NatsUnavailable
 from ._subscription import Subscription
 from .protocol import PING, PONG, Err, Event, Info, Msg, Parser, Ping, Pong, ProtocolError

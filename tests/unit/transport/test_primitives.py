@@ -1,11 +1,11 @@
-"""The events and timeouts of the NATS client's hot paths, made for the running loop."""
+"""The events and timeouts of hot paths (the NATS client's), made for the running loop."""
 
 from __future__ import annotations
 
 import anyio
 import pytest
 
-from micro.nats._primitives import event_factory, timeout_factory
+from micro.transport.primitives import event_factory, timeout_factory
 
 pytestmark = pytest.mark.anyio
 
