@@ -32,6 +32,24 @@ async def all_calls_fail(store: Store, where: str) -> list[str]:
     return details
 
 
+async def all_time_out(calls: list[Callable[[], Awaitable[object]]], bound: float) -> list[str]:
+    """Make the calls at once (one timeout's wait for all); each raises StoreUnavailable
+    within ``bound`` seconds: returns their details."""
+    details: list[str] = []
+
+    async def times_out(call: Callable[[], Awaitable[object]]) -> None:
+        with pytest.raises(StoreUnavailable) as caught:
+            await call()
+        details.append(caught.value.detail)
+
+    with anyio.fail_after(bound):
+        async with anyio.create_task_group() as tg:
+            for call in calls:
+                tg.start_soon(times_out, call)
+    assert len(details) == len(calls)
+    return details
+
+
 async def check_cli_round_trip(cli: Callable[..., tuple[int, str]]) -> None:
     """``cli(*args)`` runs ``micro store *args`` on a store holding ``user/1`` = alice
     and returns (exit code, stdout); afterwards the store holds only ``user/2``."""

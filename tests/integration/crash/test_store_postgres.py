@@ -19,8 +19,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from micro.store import PostgresStore, Record, StoreUnavailable
-from tests.integration.store_calls import write_once_back
+from micro.store import PostgresStore, Record
+from tests.integration.store_calls import all_time_out, write_once_back
 from tests.servers import ServerProcess
 
 pytestmark = pytest.mark.anyio
@@ -70,23 +70,6 @@ def _frozen(server: ServerProcess) -> Iterator[None]:
                 pass
 
 
-async def _all_time_out(calls: list[Callable[[], Awaitable[object]]]) -> list[str]:
-    """Make the calls at once; each raises StoreUnavailable within BOUND: their details."""
-    details: list[str] = []
-
-    async def times_out(call: Callable[[], Awaitable[object]]) -> None:
-        with pytest.raises(StoreUnavailable) as caught:
-            await call()
-        details.append(caught.value.detail)
-
-    with anyio.fail_after(BOUND):
-        async with anyio.create_task_group() as tg:
-            for call in calls:
-                tg.start_soon(times_out, call)
-    assert len(details) == len(calls)
-    return details
-
-
 async def test_a_frozen_server_is_a_timeout_not_a_hang(
     fresh_postgres_server: ServerProcess,
 ) -> None:
@@ -106,13 +89,13 @@ async def test_a_frozen_server_is_a_timeout_not_a_hang(
                 lambda: store.sweep_all(),
             ]
             # Each kind of call at once (one timeout's wait for all of them).
-            for detail in await _all_time_out(calls):
+            for detail in await all_time_out(calls, BOUND):
                 assert f"did not answer within {TIMEOUT:g} s" in detail, detail
                 assert fresh_postgres_server.url.split("@")[1].split("?")[0] in detail, detail
 
             # Callers of one kind at once: each fails within the bound too.
             readers = [partial(store.read, f"k{n}", prefix=True) for n in range(6)]
-            details = await _all_time_out(readers)
+            details = await all_time_out(readers, BOUND)
             assert all("did not answer" in d for d in details), details
 
         # Running again: calls succeed (a bounded wait for the server to catch up).

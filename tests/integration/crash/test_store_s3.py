@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 import anyio
 import pytest
 
-from micro.store import Record, S3Store, StoreUnavailable
-from tests.integration.store_calls import write_once_back
+from micro.store import Record, S3Store
+from tests.integration.store_calls import all_time_out, write_once_back
 from tests.servers import ServerProcess
 from tests.servers_s3 import s3_url
 
@@ -45,19 +45,8 @@ async def test_a_frozen_server_is_a_timeout_not_a_hang(fresh_s3_server: ServerPr
                 lambda: store.delete("before"),
                 lambda: store.sweep_all(),
             ]
-            details: list[str] = []
-
-            async def times_out(call: Callable[[], Awaitable[object]]) -> None:
-                with pytest.raises(StoreUnavailable) as caught:
-                    await call()
-                details.append(caught.value.detail)
-
             # All at once: one timeout's wait for all of them.
-            with anyio.fail_after(BOUND):
-                async with anyio.create_task_group() as tg:
-                    for call in calls:
-                        tg.start_soon(times_out, call)
-            assert len(details) == len(calls)
+            details = await all_time_out(calls, BOUND)
             for detail in details:
                 assert f"did not answer within {TIMEOUT:g} s" in detail, detail
                 assert fresh_s3_server.url in detail, detail
