@@ -31,6 +31,7 @@ from micro.registry import MemoryRegistry, Node, ServiceRecord
 from micro.store import FileStore, MemoryStore
 
 from ...servers import free_port, require_binary
+from .mcp_requests import ACCEPT, INITIALIZE
 from .test_gateway import Numbers
 
 pytestmark = pytest.mark.anyio
@@ -659,17 +660,7 @@ async def test_gateway_command_with_auth_keys(tmp_path: Path, anyio_backend: str
 async def test_mcp_needs_a_token_when_the_gateway_has_auth(anyio_backend: str) -> None:
     """With auth, /mcp (the tools and even their list) is for signed-in callers only."""
     registry = MemoryRegistry()
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "test", "version": "1"},
-        },
-    }
-    accept = {"accept": "application/json, text/event-stream"}
+    initialize, accept = INITIALIZE, ACCEPT
     async with (
         Auth(KeySet.generate(), store=MemoryStore(), rules=RULES) as auth,
         open_gateway("127.0.0.1:0", registry=registry, auth=auth) as address,

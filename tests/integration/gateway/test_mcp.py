@@ -38,6 +38,7 @@ from micro.registry.etcd import EtcdRegistry
 
 from ...servers import ServerProcess, free_port
 from ..conftest import Greeter
+from .mcp_requests import ACCEPT, INITIALIZE
 
 try:
     import mcp  # noqa: F401
@@ -567,17 +568,7 @@ async def test_micro_describe_shows_the_docstrings(etcd_server: ServerProcess) -
 async def test_http_refuses_pages_of_other_origins(registry: MemoryRegistry) -> None:
     """Against DNS rebinding: a request with an Origin the gateway does not allow is
     refused (403); agents (no Origin) and pages of its CORS origins are answered."""
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "test", "version": "1"},
-        },
-    }
-    accept = {"accept": "application/json, text/event-stream"}
+    initialize, accept = INITIALIZE, ACCEPT
     allowed = "https://app.example.com"
     async with (
         open_gateway("127.0.0.1:0", registry=registry, cors_origins=[allowed]) as bound,
